@@ -1,0 +1,228 @@
+//! The command-line subcommands: each takes validated options, runs the engine and writes the
+//! result. `main.rs` only parses arguments into these structs.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use serde_json::json;
+
+use crate::engine::sampling::{SamplingParams, StopAt};
+use crate::engine::{Cancel, GenerateParams, LanguageModel};
+use crate::models::{self, DownloadProgress, FetchOptions, ModelFiles, ModelSource};
+
+/// Which model to load and how.
+#[derive(Debug, Clone)]
+pub struct ModelOptions {
+    pub model: String,
+    pub t5_model: String,
+    pub revision: Option<String>,
+    pub offline: bool,
+    pub device: String,
+    pub dtype: String,
+}
+
+impl ModelOptions {
+    fn fetch_options(&self) -> FetchOptions {
+        FetchOptions {
+            offline: self.offline,
+            progress: Some(Arc::new(ProgressBars::default())),
+        }
+    }
+
+    fn resolve(&self, spec: &str) -> anyhow::Result<ModelFiles> {
+        let source = ModelSource::parse(spec, self.revision.as_deref());
+        Ok(models::resolve(&source, &self.fetch_options())?)
+    }
+
+    /// Resolves (downloading if needed) and loads the GPT-2 model.
+    pub fn load_language_model(&self) -> anyhow::Result<LanguageModel> {
+        let device = models::parse_device(&self.device)?;
+        let dtype = models::parse_dtype(&self.dtype, &device)?;
+        let files = self.resolve(&self.model)?;
+        tracing::info!(model = %files.name, "loading");
+        Ok(LanguageModel::load(&files, &device, dtype)?)
+    }
+}
+
+/// `quill serve`: the language server on stdio; returns the process exit code.
+pub fn serve(model: &ModelOptions) -> anyhow::Result<i32> {
+    let defaults = crate::lsp::config::Settings {
+        model: model.model.clone(),
+        t5_model: model.t5_model.clone(),
+        device: model.device.clone(),
+        dtype: model.dtype.clone(),
+        ..Default::default()
+    };
+    let options = crate::lsp::ServeOptions {
+        defaults,
+        revision: model.revision.clone(),
+        offline: model.offline,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    Ok(runtime.block_on(crate::lsp::serve_stdio(options)))
+}
+
+/// Options of `quill complete`.
+#[derive(Debug, Clone)]
+pub struct CompleteOptions {
+    pub max_tokens: usize,
+    pub temperature: f32,
+    pub top_k: Option<usize>,
+    pub top_p: Option<f32>,
+    pub n: usize,
+    pub seed: Option<u64>,
+    pub json: bool,
+}
+
+/// `quill complete`: prints the continuation of `prompt` (not the prompt itself).
+pub fn complete(
+    model: &ModelOptions,
+    prompt: &str,
+    opts: &CompleteOptions,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    if opts.n == 0 {
+        anyhow::bail!("-n must be at least 1");
+    }
+    if let Some(p) = opts.top_p {
+        if !(0.0..=1.0).contains(&p) || p == 0.0 {
+            anyhow::bail!("--top-p must be in (0, 1], got {p}");
+        }
+    }
+    let lm = model.load_language_model()?;
+    let mut ids = vec![lm.bos()];
+    ids.extend(lm.tokenizer().encode(prompt)?.ids);
+    let params = GenerateParams {
+        max_tokens: opts.max_tokens,
+        n: opts.n,
+        sampling: SamplingParams {
+            temperature: opts.temperature,
+            top_k: opts.top_k,
+            top_p: opts.top_p,
+            seed: opts.seed.unwrap_or_else(random_seed),
+        },
+        stop: StopAt::Never,
+    };
+    let mut session = lm.new_session()?;
+    let result = lm.complete(&mut session, &ids, &params, &Cancel::new())?;
+    if opts.json {
+        let completions: Vec<_> = result
+            .completions
+            .iter()
+            .map(|c| json!({"text": c.text, "tokens": c.tokens, "logprobs": c.logprobs}))
+            .collect();
+        writeln!(out, "{}", json!({ "completions": completions }))?;
+    } else {
+        for (i, c) in result.completions.iter().enumerate() {
+            if i > 0 {
+                writeln!(out, "---")?;
+            }
+            writeln!(out, "{}", c.text)?;
+        }
+    }
+    Ok(())
+}
+
+fn random_seed() -> u64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// `quill score`: per-token log-probabilities of `text`, BOS in front.
+pub fn score(
+    model: &ModelOptions,
+    text: &str,
+    json_out: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let lm = model.load_language_model()?;
+    let scored = lm.score(text, &Cancel::new())?;
+    if json_out {
+        let tokens: Vec<_> = scored
+            .tokens
+            .iter()
+            .map(|t| {
+                json!({"id": t.id, "text": t.text, "start": t.start, "end": t.end,
+                       "logprob": t.logprob})
+            })
+            .collect();
+        let value = json!({
+            "tokens": tokens,
+            "total_logprob": scored.total_logprob,
+            "perplexity": scored.perplexity,
+        });
+        writeln!(out, "{value}")?;
+    } else {
+        for t in &scored.tokens {
+            writeln!(out, "{:>10.4}  {:?}", t.logprob, t.text)?;
+        }
+        writeln!(
+            out,
+            "total {:.4}  perplexity {:.4}  ({} tokens)",
+            scored.total_logprob,
+            scored.perplexity,
+            scored.tokens.len()
+        )?;
+    }
+    Ok(())
+}
+
+/// `quill fetch`: downloads the GPT-2 and T5 models into the hub cache and checks them.
+pub fn fetch(model: &ModelOptions, out: &mut dyn Write) -> anyhow::Result<()> {
+    for spec in [&model.model, &model.t5_model] {
+        let files = model
+            .resolve(spec)
+            .with_context(|| format!("fetching `{spec}`"))?;
+        models::check_weights(&files.weights)?;
+        let dir = files
+            .config
+            .parent()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        writeln!(out, "{spec}: ready in {dir}")?;
+    }
+    Ok(())
+}
+
+/// Download progress as bars on stderr (indicatif hides them when stderr is no terminal).
+#[derive(Default)]
+struct ProgressBars {
+    bars: Mutex<Vec<(String, indicatif::ProgressBar)>>,
+}
+
+impl DownloadProgress for ProgressBars {
+    fn update(&self, file: &str, done: u64, total: u64) {
+        let mut bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
+        if !bars.iter().any(|(f, _)| f == file) {
+            let bar = indicatif::ProgressBar::with_draw_target(
+                Some(total),
+                indicatif::ProgressDrawTarget::stderr(),
+            );
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{msg} {bar:30} {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+            ) {
+                bar.set_style(style);
+            }
+            bar.set_message(format!("downloading {file}"));
+            bars.push((file.to_string(), bar));
+        }
+        if let Some((_, bar)) = bars.iter().find(|(f, _)| f == file) {
+            bar.set_length(total);
+            bar.set_position(done);
+        }
+    }
+
+    fn finish(&self, file: &str) {
+        let bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, bar)) = bars.iter().find(|(f, _)| f == file) {
+            bar.finish();
+        }
+    }
+}

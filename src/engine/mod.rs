@@ -1,0 +1,412 @@
+//! Models and inference. Knows nothing of LSP: it takes text and token ids, and returns text,
+//! ids and numbers.
+
+pub mod gpt2;
+pub mod sampling;
+pub mod scoring;
+pub mod session;
+pub mod tokens;
+pub mod worker;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use candle_core::{DType, Device};
+use candle_nn::VarBuilder;
+
+use crate::models::{self, ModelError, ModelFiles};
+use gpt2::{Gpt2, Gpt2Config};
+use sampling::{log_softmax, Sampler, SamplingParams, StopAt};
+use session::{PrimeStats, Session, WindowPolicy};
+use tokens::TextTokenizer;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cancelled")]
+    Cancelled,
+    #[error("{0}")]
+    Input(String),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("model computation failed: {0}")]
+    Candle(#[from] candle_core::Error),
+    #[error("{0}")]
+    Other(#[from] anyhow::Error),
+}
+
+/// A flag that a job checks between forward passes.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    pub fn check(&self) -> Result<(), EngineError> {
+        if self.is_cancelled() {
+            Err(EngineError::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// What to generate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateParams {
+    pub max_tokens: usize,
+    /// Number of candidates, decoded as one batch.
+    pub n: usize,
+    pub sampling: SamplingParams,
+    pub stop: StopAt,
+}
+
+impl Default for GenerateParams {
+    fn default() -> Self {
+        Self {
+            max_tokens: 16,
+            n: 1,
+            sampling: SamplingParams::default(),
+            stop: StopAt::Never,
+        }
+    }
+}
+
+/// One continuation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    pub text: String,
+    pub tokens: Vec<u32>,
+    /// The model's log-probability of each token (at temperature 1, before top-k/top-p).
+    pub logprobs: Vec<f32>,
+}
+
+/// The result of a completion request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompletionOutput {
+    /// Distinct continuations, in the order they were sampled.
+    pub completions: Vec<Completion>,
+    pub prime: PrimeStats,
+}
+
+/// One scored token of a text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoredToken {
+    pub id: u32,
+    pub text: String,
+    /// Byte offsets into the scored text.
+    pub start: usize,
+    pub end: usize,
+    pub logprob: f32,
+    pub best_id: u32,
+    pub best_logprob: f32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoredText {
+    pub tokens: Vec<ScoredToken>,
+    pub total_logprob: f64,
+    pub perplexity: f64,
+}
+
+/// A GPT-2-architecture language model with its tokenizer.
+pub struct LanguageModel {
+    model: Gpt2,
+    tokenizer: TextTokenizer,
+    bos: u32,
+    eos: u32,
+}
+
+impl LanguageModel {
+    /// Loads a GPT-2 checkpoint from resolved files.
+    pub fn load(files: &ModelFiles, device: &Device, dtype: DType) -> Result<Self, ModelError> {
+        let bad_config = |reason: String| ModelError::BadConfig {
+            path: files.config.clone(),
+            reason,
+        };
+        let text = std::fs::read_to_string(&files.config).map_err(|e| bad_config(e.to_string()))?;
+        let config: Gpt2Config = serde_json::from_str(&text)
+            .map_err(|e| bad_config(format!("not a GPT-2 config.json ({e})")))?;
+        config.validate().map_err(bad_config)?;
+        let tokenizer =
+            TextTokenizer::from_file(&files.tokenizer).map_err(|e| ModelError::BadTokenizer {
+                path: files.tokenizer.clone(),
+                reason: format!("{e:#}"),
+            })?;
+        let special = tokenizer.token_to_id("<|endoftext|>");
+        let eos = config.eos_token_id.or(special).ok_or_else(|| {
+            bad_config("it names no eos_token_id and the tokenizer has no <|endoftext|>".into())
+        })?;
+        let bos = config.bos_token_id.unwrap_or(eos);
+        for (name, id) in [("bos_token_id", bos), ("eos_token_id", eos)] {
+            if id as usize >= config.vocab_size {
+                return Err(bad_config(format!(
+                    "{name} {id} is outside the vocabulary of {}",
+                    config.vocab_size
+                )));
+            }
+        }
+        models::check_weights(&files.weights)?;
+        let weights_error = |e: candle_core::Error| ModelError::BadWeights {
+            path: files.weights[0].clone(),
+            reason: format!("they do not match config.json ({e})"),
+        };
+        // SAFETY: the files were just checked; candle maps them read only.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files.weights, dtype, device) }
+            .map_err(weights_error)?;
+        let model = Gpt2::load(vb, &config).map_err(weights_error)?;
+        Ok(Self {
+            model,
+            tokenizer,
+            bos,
+            eos,
+        })
+    }
+
+    pub fn gpt2(&self) -> &Gpt2 {
+        &self.model
+    }
+
+    pub fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
+    }
+
+    pub fn bos(&self) -> u32 {
+        self.bos
+    }
+
+    pub fn eos(&self) -> u32 {
+        self.eos
+    }
+
+    pub fn n_positions(&self) -> usize {
+        self.model.config().n_positions
+    }
+
+    pub fn new_session(&self) -> Result<Session, EngineError> {
+        Session::new(&self.model)
+    }
+
+    /// The prompt for the text before a cursor: the window of [`session::window`], within the
+    /// model's positions.
+    pub fn prompt_for(&self, text: &str, policy: &WindowPolicy) -> Result<Vec<u32>, EngineError> {
+        let policy = WindowPolicy {
+            n_positions: policy.n_positions.min(self.n_positions()),
+            ..*policy
+        };
+        let enc = self.tokenizer.encode(text)?;
+        let bytes = text.as_bytes();
+        let line_start: Vec<bool> = enc
+            .offsets
+            .iter()
+            .map(|&(s, _)| s == 0 || matches!(bytes.get(s - 1), Some(b'\n' | b'\r')))
+            .collect();
+        Ok(session::window(&enc.ids, &line_start, self.bos, &policy))
+    }
+
+    /// Continues `prompt` (token ids, BOS included where wanted), reusing `session`'s cache for
+    /// the common prefix. Generated positions are dropped afterwards.
+    pub fn complete(
+        &self,
+        session: &mut Session,
+        prompt: &[u32],
+        params: &GenerateParams,
+        cancel: &Cancel,
+    ) -> Result<CompletionOutput, EngineError> {
+        let n_positions = self.n_positions();
+        if prompt.len() + params.max_tokens > n_positions {
+            return Err(EngineError::Input(format!(
+                "the prompt ({} tokens) and {} new tokens exceed the model's context of {} \
+                 tokens: shorten the prompt or lower --max-tokens",
+                prompt.len(),
+                params.max_tokens,
+                n_positions
+            )));
+        }
+        let (hidden, prime) = session.prime(&self.model, prompt, cancel)?;
+        let first_logits = self.model.logits(&hidden)?.squeeze(0)?.to_vec1::<f32>()?;
+        let prompt_len = prompt.len();
+        // Greedy candidates are all the same: decode one.
+        let n = if params.sampling.is_greedy() {
+            1
+        } else {
+            params.n.max(1)
+        };
+        let result = if params.max_tokens == 0 {
+            Ok(vec![Candidate::default(); n])
+        } else if n == 1 {
+            self.decode_single(session, first_logits, params, cancel)
+        } else {
+            self.decode_batch(session, first_logits, n, params, cancel)
+        };
+        session.truncate(prompt_len);
+        let mut completions: Vec<Completion> = Vec::new();
+        for c in result? {
+            let done = self.finish(c, params.stop)?;
+            if !completions.iter().any(|x| x.text == done.text) {
+                completions.push(done);
+            }
+        }
+        Ok(CompletionOutput { completions, prime })
+    }
+
+    fn decode_single(
+        &self,
+        session: &mut Session,
+        mut logits: Vec<f32>,
+        params: &GenerateParams,
+        cancel: &Cancel,
+    ) -> Result<Vec<Candidate>, EngineError> {
+        let mut sampler = Sampler::new(params.sampling.clone());
+        let mut c = Candidate::default();
+        loop {
+            let id = sampler.sample(&logits);
+            if !c.push(self, id, &logits, params)? {
+                break;
+            }
+            cancel.check()?;
+            let hidden = self.model.forward(&[id], session.cache_mut())?;
+            logits = self.model.logits(&hidden)?.squeeze(0)?.to_vec1()?;
+        }
+        Ok(vec![c])
+    }
+
+    fn decode_batch(
+        &self,
+        session: &mut Session,
+        first_logits: Vec<f32>,
+        n: usize,
+        params: &GenerateParams,
+        cancel: &Cancel,
+    ) -> Result<Vec<Candidate>, EngineError> {
+        let mut sampler = Sampler::new(params.sampling.clone());
+        let mut cands = vec![Candidate::default(); n];
+        let mut next = vec![0u32; n];
+        for (c, slot) in cands.iter_mut().zip(next.iter_mut()) {
+            *slot = sampler.sample(&first_logits);
+            c.push(self, *slot, &first_logits, params)?;
+        }
+        let mut batch = self.model.new_batch_cache(n, params.max_tokens)?;
+        while cands.iter().any(|c| !c.done) {
+            cancel.check()?;
+            let hidden = self
+                .model
+                .forward_shared(&next, session.cache(), &mut batch)?;
+            let logits = self.model.logits(&hidden)?.to_vec2::<f32>()?;
+            for (i, c) in cands.iter_mut().enumerate() {
+                if c.done {
+                    continue;
+                }
+                let id = sampler.sample(&logits[i]);
+                c.push(self, id, &logits[i], params)?;
+                next[i] = id;
+            }
+        }
+        Ok(cands)
+    }
+
+    /// Cuts a candidate's text at its stop rule and keeps the tokens that cover it.
+    fn finish(&self, c: Candidate, stop: StopAt) -> Result<Completion, EngineError> {
+        let (mut text, covered) = self.tokenizer.decode_complete(&c.tokens)?;
+        let mut tokens = c.tokens;
+        let mut logprobs = c.logprobs;
+        tokens.truncate(covered);
+        logprobs.truncate(covered);
+        if let Some(cut) = stop.cut(&text) {
+            text.truncate(cut);
+            // Keep the tokens up to the one that holds the cut.
+            let mut keep = 0;
+            while keep < tokens.len() {
+                let (t, _) = self.tokenizer.decode_complete(&tokens[..keep])?;
+                if t.len() >= cut {
+                    break;
+                }
+                keep += 1;
+            }
+            tokens.truncate(keep);
+            logprobs.truncate(keep);
+        }
+        Ok(Completion {
+            text,
+            tokens,
+            logprobs,
+        })
+    }
+
+    /// Tokenizes `text` and scores every token with BOS in front.
+    pub fn score(&self, text: &str, cancel: &Cancel) -> Result<ScoredText, EngineError> {
+        let enc = self.tokenizer.encode(text)?;
+        let scores = scoring::score_ids(&self.model, self.bos, &enc.ids, cancel)?;
+        let tokens: Vec<ScoredToken> = enc
+            .ids
+            .iter()
+            .zip(&enc.offsets)
+            .zip(scores)
+            .map(|((&id, &(start, end)), s)| ScoredToken {
+                id,
+                text: text.get(start..end).unwrap_or_default().to_string(),
+                start,
+                end,
+                logprob: s.logprob,
+                best_id: s.best_id,
+                best_logprob: s.best_logprob,
+            })
+            .collect();
+        let total: f64 = tokens.iter().map(|t| t.logprob as f64).sum();
+        let perplexity = if tokens.is_empty() {
+            1.0
+        } else {
+            (-total / tokens.len() as f64).exp()
+        };
+        Ok(ScoredText {
+            tokens,
+            total_logprob: total,
+            perplexity,
+        })
+    }
+}
+
+/// A continuation being generated.
+#[derive(Debug, Clone, Default)]
+struct Candidate {
+    tokens: Vec<u32>,
+    logprobs: Vec<f32>,
+    done: bool,
+}
+
+impl Candidate {
+    /// Takes the sampled `id`; returns whether generation goes on.
+    fn push(
+        &mut self,
+        lm: &LanguageModel,
+        id: u32,
+        logits: &[f32],
+        params: &GenerateParams,
+    ) -> Result<bool, EngineError> {
+        if self.done {
+            return Ok(false);
+        }
+        if id == lm.eos {
+            self.done = true;
+            return Ok(false);
+        }
+        self.tokens.push(id);
+        self.logprobs.push(log_softmax(logits)[id as usize]);
+        if self.tokens.len() >= params.max_tokens {
+            self.done = true;
+        } else if params.stop != StopAt::Never {
+            let (text, _) = lm.tokenizer.decode_complete(&self.tokens)?;
+            self.done = params.stop.cut(&text).is_some();
+        }
+        Ok(!self.done)
+    }
+}

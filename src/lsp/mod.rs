@@ -1,0 +1,590 @@
+//! The language server: LSP over stdio (tower-lsp-server on tokio). Protocol types come in,
+//! engine requests go out; the only place that knows LSP. Forward passes run on the engine
+//! thread, never here: every handler awaits a reply channel.
+
+pub mod config;
+pub mod convert;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tower_lsp_server::jsonrpc::{self, ErrorCode};
+use tower_lsp_server::ls_types::*;
+use tower_lsp_server::{Client, LanguageServer, LspService};
+
+use crate::document::{Document, PositionEncoding};
+use crate::engine::sampling::{SamplingParams, StopAt};
+use crate::engine::session::WindowPolicy;
+use crate::engine::worker::{CompleteRequest, Engine, Loader};
+use crate::engine::{Cancel, Completion, EngineError, GenerateParams, LanguageModel};
+use crate::models::{self, DownloadProgress, FetchOptions, ModelSource};
+use config::Settings;
+
+/// What the command line fixes for a server: defaults under the client's settings.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    pub defaults: Settings,
+    pub revision: Option<String>,
+    pub offline: bool,
+}
+
+/// Serves LSP on stdin/stdout until `exit`; returns the process exit code (0 after
+/// `shutdown`, 1 without).
+pub async fn serve_stdio(options: ServeOptions) -> i32 {
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let flag = shutdown.clone();
+    let (service, socket) = LspService::build(move |client| Server::new(client, options, flag))
+        .custom_method("textDocument/inlineCompletion", Server::inline_completion)
+        .finish();
+    tower_lsp_server::Server::new(tokio::io::stdin(), tokio::io::stdout(), socket)
+        .concurrency_level(64)
+        .serve(service)
+        .await;
+    if shutdown.load(Ordering::SeqCst) {
+        0
+    } else {
+        1
+    }
+}
+
+struct State {
+    encoding: PositionEncoding,
+    settings: Settings,
+    supports_progress: bool,
+    supports_configuration: bool,
+}
+
+pub struct Server {
+    client: Client,
+    options: ServeOptions,
+    /// Open documents. The lock is never held across an `.await`.
+    docs: Mutex<HashMap<Uri, Document>>,
+    state: Mutex<State>,
+    engine: Engine,
+    shutdown: Arc<AtomicBool>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn invalid_params(msg: impl Into<String>) -> jsonrpc::Error {
+    jsonrpc::Error {
+        code: ErrorCode::InvalidParams,
+        message: msg.into().into(),
+        data: None,
+    }
+}
+
+fn engine_error(e: EngineError) -> jsonrpc::Error {
+    match e {
+        EngineError::Cancelled => jsonrpc::Error {
+            code: ErrorCode::RequestCancelled,
+            message: "cancelled: a newer request replaced it, or the client cancelled it".into(),
+            data: None,
+        },
+        other => jsonrpc::Error {
+            code: ErrorCode::InternalError,
+            message: other.to_string().into(),
+            data: None,
+        },
+    }
+}
+
+/// Cancels a job when the handler awaiting it is dropped (`$/cancelRequest`) before its answer.
+struct CancelOnDrop {
+    cancel: Cancel,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if self.armed {
+            self.cancel.cancel();
+        }
+    }
+}
+
+/// The word being typed: the run of letters, digits and `_` that ends at the end of `text`.
+/// Returns its byte length.
+pub fn current_word_len(text: &str) -> usize {
+    text.chars()
+        .rev()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .map(char::len_utf8)
+        .sum()
+}
+
+impl Server {
+    fn new(client: Client, options: ServeOptions, shutdown: Arc<AtomicBool>) -> Self {
+        let settings = options.defaults.clone();
+        Self {
+            client,
+            options,
+            docs: Mutex::new(HashMap::new()),
+            state: Mutex::new(State {
+                encoding: PositionEncoding::Utf16,
+                settings,
+                supports_progress: false,
+                supports_configuration: false,
+            }),
+            engine: Engine::start(),
+            shutdown,
+        }
+    }
+
+    fn settings(&self) -> Settings {
+        lock(&self.state).settings.clone()
+    }
+
+    fn encoding(&self) -> PositionEncoding {
+        lock(&self.state).encoding
+    }
+
+    /// Applies a settings object from the client; reports bad keys; reloads the model when
+    /// its name, device or dtype changed.
+    async fn apply_settings(&self, value: &Value) {
+        let (changed_model, errors) = {
+            let mut state = lock(&self.state);
+            let (new, errors) = Settings::from_json(value, &self.options.defaults, &state.settings);
+            let changed = (&new.model, &new.device, &new.dtype)
+                != (
+                    &state.settings.model,
+                    &state.settings.device,
+                    &state.settings.dtype,
+                );
+            state.settings = new;
+            (changed, errors)
+        };
+        for e in errors {
+            self.client
+                .show_message(MessageType::WARNING, format!("quill: {e}"))
+                .await;
+        }
+        if changed_model {
+            self.load_model().await;
+        }
+    }
+
+    /// Starts loading the model on the engine thread and reports progress until it is done.
+    async fn load_model(&self) {
+        let settings = self.settings();
+        let (tx, mut rx) = mpsc::unbounded_channel::<(String, u64, u64)>();
+        let loader = make_loader(&settings, &self.options, Arc::new(ChannelProgress(tx)));
+        let done = self.engine.reload(loader);
+        let client = self.client.clone();
+        let supports_progress = lock(&self.state).supports_progress;
+        let model = settings.model.clone();
+        tokio::spawn(async move {
+            let token = NumberOrString::String(format!("quill/load/{}", random_suffix()));
+            let progress = if supports_progress
+                && client
+                    .create_work_done_progress(token.clone())
+                    .await
+                    .is_ok()
+            {
+                Some(
+                    client
+                        .progress(token, "quill")
+                        .with_message(format!("loading {model}"))
+                        .with_percentage(0)
+                        .begin()
+                        .await,
+                )
+            } else {
+                None
+            };
+            let mut done = done;
+            let mut last_pct = 0;
+            let result = loop {
+                tokio::select! {
+                    r = &mut done => break r,
+                    Some((file, got, total)) = rx.recv() => {
+                        let pct = if total > 0 { (got * 100 / total) as u32 } else { 0 };
+                        if pct != last_pct {
+                            last_pct = pct;
+                            if let Some(p) = &progress {
+                                p.report_with_message(format!("downloading {file}"), pct).await;
+                            }
+                        }
+                    }
+                }
+            };
+            let result = result.unwrap_or_else(|_| Err("the engine stopped".into()));
+            if let Some(p) = progress {
+                match &result {
+                    Ok(()) => p.finish_with_message(format!("{model} ready")).await,
+                    Err(_) => {
+                        p.finish_with_message(format!("{model} failed to load"))
+                            .await
+                    }
+                }
+            }
+            match result {
+                Ok(()) => tracing::info!("model {model} ready"),
+                Err(e) => {
+                    tracing::error!("model {model} failed to load: {e}");
+                    client
+                        .show_message(MessageType::ERROR, format!("quill: {e}"))
+                        .await;
+                }
+            }
+        });
+    }
+
+    /// Continuations at a position: the completions, the byte range of the current word,
+    /// and that word.
+    async fn complete_at(
+        &self,
+        uri: &Uri,
+        position: Position,
+    ) -> jsonrpc::Result<(Vec<Completion>, Range, String)> {
+        let settings = self.settings();
+        let enc = self.encoding();
+        let (text_before, word_range, word, is_prose) = {
+            let docs = lock(&self.docs);
+            let doc = docs.get(uri).ok_or_else(|| {
+                invalid_params(format!(
+                    "unknown document {}: open it (didOpen) first",
+                    uri.as_str()
+                ))
+            })?;
+            let offset = convert::offset(doc, position, enc);
+            let text_before = doc.rope().byte_slice(..offset).to_string();
+            let word_len = current_word_len(&text_before);
+            let word = text_before[offset - word_len..].to_string();
+            let range = convert::range(doc, offset - word_len, offset, enc);
+            let prose = settings.diagnostics.languages.contains(&doc.language_id);
+            (text_before, range, word, prose)
+        };
+        if !settings.completion.enabled {
+            return Ok((Vec::new(), word_range, word));
+        }
+        let c = &settings.completion;
+        let stop = if is_prose && c.stop_at_sentence {
+            StopAt::Sentence
+        } else if c.stop_at_newline {
+            StopAt::Newline
+        } else {
+            StopAt::Never
+        };
+        let req = CompleteRequest {
+            doc: uri.as_str().to_string(),
+            text_before,
+            policy: WindowPolicy {
+                context_tokens: c.context_tokens,
+                reserve: c.max_tokens,
+                n_positions: usize::MAX,
+            },
+            params: GenerateParams {
+                max_tokens: c.max_tokens,
+                n: c.num_suggestions,
+                sampling: SamplingParams {
+                    temperature: c.temperature,
+                    top_k: Some(c.top_k).filter(|k| *k > 0),
+                    top_p: Some(c.top_p).filter(|p| *p < 1.0),
+                    seed: c.seed,
+                },
+                stop,
+            },
+        };
+        let cancel = Cancel::new();
+        let mut guard = CancelOnDrop {
+            cancel: cancel.clone(),
+            armed: true,
+        };
+        let reply = self.engine.complete(req, cancel).await;
+        guard.armed = false;
+        let out = reply
+            .map_err(|_| engine_error(EngineError::Input("the engine stopped".into())))?
+            .map_err(engine_error)?;
+        let completions = out
+            .completions
+            .into_iter()
+            .filter(|c| !c.text.trim().is_empty())
+            .collect();
+        Ok((completions, word_range, word))
+    }
+
+    async fn inline_completion(
+        &self,
+        params: InlineCompletionParams,
+    ) -> jsonrpc::Result<Option<InlineCompletionResponse>> {
+        let tdp = params.text_document_position;
+        let (completions, range, word) = self
+            .complete_at(&tdp.text_document.uri, tdp.position)
+            .await?;
+        let items = completions
+            .into_iter()
+            .map(|c| InlineCompletionItem {
+                insert_text: format!("{word}{}", c.text),
+                filter_text: None,
+                range: Some(range),
+                command: None,
+                insert_text_format: None,
+            })
+            .collect();
+        Ok(Some(InlineCompletionResponse::Array(items)))
+    }
+}
+
+/// A short label for a completion: its first line, at most 40 characters.
+fn label(text: &str) -> String {
+    let line = text
+        .trim_start()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_end();
+    let mut out: String = line.chars().take(40).collect();
+    if line.chars().count() > 40 {
+        out.push('…');
+    }
+    out
+}
+
+fn random_suffix() -> u64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// Forwards download progress from the engine thread to the async side.
+struct ChannelProgress(mpsc::UnboundedSender<(String, u64, u64)>);
+
+impl DownloadProgress for ChannelProgress {
+    fn update(&self, file: &str, done: u64, total: u64) {
+        let _ = self.0.send((file.to_string(), done, total));
+    }
+
+    fn finish(&self, file: &str) {
+        let _ = self.0.send((file.to_string(), 1, 1));
+    }
+}
+
+fn make_loader(
+    settings: &Settings,
+    options: &ServeOptions,
+    progress: Arc<dyn DownloadProgress>,
+) -> Loader {
+    let model = settings.model.clone();
+    let device = settings.device.clone();
+    let dtype = settings.dtype.clone();
+    let revision = options.revision.clone();
+    let offline = options.offline;
+    Box::new(move || {
+        let device = models::parse_device(&device)?;
+        let dtype = models::parse_dtype(&dtype, &device)?;
+        let source = ModelSource::parse(&model, revision.as_deref());
+        let fetch = FetchOptions {
+            offline,
+            progress: Some(progress),
+        };
+        let files = models::resolve(&source, &fetch)?;
+        Ok(LanguageModel::load(&files, &device, dtype)?)
+    })
+}
+
+impl LanguageServer for Server {
+    async fn initialize(&self, params: InitializeParams) -> jsonrpc::Result<InitializeResult> {
+        let offered = params
+            .capabilities
+            .general
+            .as_ref()
+            .and_then(|g| g.position_encodings.as_deref());
+        let encoding = convert::negotiate(offered);
+        let supports_progress = params
+            .capabilities
+            .window
+            .as_ref()
+            .and_then(|w| w.work_done_progress)
+            .unwrap_or(false);
+        let supports_configuration = params
+            .capabilities
+            .workspace
+            .as_ref()
+            .and_then(|w| w.configuration)
+            .unwrap_or(false);
+        let init = params.initialization_options.unwrap_or(Value::Null);
+        let errors = {
+            let mut state = lock(&self.state);
+            state.encoding = encoding;
+            state.supports_progress = supports_progress;
+            state.supports_configuration = supports_configuration;
+            let (settings, errors) =
+                Settings::from_json(&init, &self.options.defaults, &state.settings);
+            state.settings = settings;
+            errors
+        };
+        for e in errors {
+            self.client
+                .show_message(MessageType::WARNING, format!("quill: {e}"))
+                .await;
+        }
+        Ok(InitializeResult {
+            capabilities: ServerCapabilities {
+                position_encoding: Some(convert::encoding_kind(encoding)),
+                text_document_sync: Some(TextDocumentSyncCapability::Kind(
+                    TextDocumentSyncKind::INCREMENTAL,
+                )),
+                completion_provider: Some(CompletionOptions {
+                    trigger_characters: Some(vec![" ".into(), ".".into(), "(".into()]),
+                    ..Default::default()
+                }),
+                inline_completion_provider: Some(OneOf::Left(true)),
+                ..Default::default()
+            },
+            server_info: Some(ServerInfo {
+                name: "quill".into(),
+                version: Some(env!("CARGO_PKG_VERSION").into()),
+            }),
+            offset_encoding: None,
+        })
+    }
+
+    async fn initialized(&self, _: InitializedParams) {
+        let pull = lock(&self.state).supports_configuration;
+        if pull {
+            let item = ConfigurationItem {
+                scope_uri: None,
+                section: Some("quill".into()),
+            };
+            if let Ok(values) = self.client.configuration(vec![item]).await {
+                if let Some(v) = values.into_iter().next().filter(|v| v.is_object()) {
+                    let (settings, errors) = {
+                        let state = lock(&self.state);
+                        Settings::from_json(&v, &self.options.defaults, &state.settings)
+                    };
+                    lock(&self.state).settings = settings;
+                    for e in errors {
+                        self.client
+                            .show_message(MessageType::WARNING, format!("quill: {e}"))
+                            .await;
+                    }
+                }
+            }
+        }
+        self.load_model().await;
+    }
+
+    async fn shutdown(&self) -> jsonrpc::Result<()> {
+        self.shutdown.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn did_open(&self, params: DidOpenTextDocumentParams) {
+        let d = params.text_document;
+        lock(&self.docs).insert(d.uri, Document::new(&d.text, d.version, &d.language_id));
+    }
+
+    async fn did_change(&self, params: DidChangeTextDocumentParams) {
+        let enc = self.encoding();
+        let uri = params.text_document.uri;
+        let problem = {
+            let mut docs = lock(&self.docs);
+            match docs.get_mut(&uri) {
+                None => Some(format!("change to unknown document {}", uri.as_str())),
+                Some(doc) => {
+                    // Apply all changes to a copy: a bad one leaves the buffer as it was.
+                    let mut next = doc.clone();
+                    let mut err = None;
+                    for change in params.content_changes {
+                        let range = change
+                            .range
+                            .map(|r| (convert::pos(r.start), convert::pos(r.end)));
+                        if let Err(e) = next.apply_change(range, &change.text, enc) {
+                            err = Some(format!("refused an edit of {}: {e}", uri.as_str()));
+                            break;
+                        }
+                    }
+                    if err.is_none() {
+                        next.version = params.text_document.version;
+                        *doc = next;
+                    }
+                    err
+                }
+            }
+        };
+        if let Some(msg) = problem {
+            tracing::warn!("{msg}");
+            self.client
+                .log_message(MessageType::WARNING, format!("quill: {msg}"))
+                .await;
+        }
+    }
+
+    async fn did_close(&self, params: DidCloseTextDocumentParams) {
+        let uri = params.text_document.uri;
+        lock(&self.docs).remove(&uri);
+        self.engine.forget(uri.as_str().to_string());
+    }
+
+    async fn did_change_configuration(&self, params: DidChangeConfigurationParams) {
+        let value = params
+            .settings
+            .get("quill")
+            .cloned()
+            .unwrap_or(params.settings);
+        self.apply_settings(&value).await;
+    }
+
+    async fn completion(
+        &self,
+        params: CompletionParams,
+    ) -> jsonrpc::Result<Option<CompletionResponse>> {
+        let tdp = params.text_document_position;
+        let (completions, range, word) = self
+            .complete_at(&tdp.text_document.uri, tdp.position)
+            .await?;
+        let items = completions
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let new_text = format!("{word}{}", c.text);
+                CompletionItem {
+                    label: label(&new_text),
+                    kind: Some(CompletionItemKind::TEXT),
+                    detail: Some(new_text.clone()),
+                    documentation: Some(Documentation::MarkupContent(MarkupContent {
+                        kind: MarkupKind::PlainText,
+                        value: new_text.clone(),
+                    })),
+                    sort_text: Some(format!("{i:04}")),
+                    filter_text: Some(new_text.clone()),
+                    text_edit: Some(CompletionTextEdit::Edit(TextEdit::new(range, new_text))),
+                    ..Default::default()
+                }
+            })
+            .collect();
+        Ok(Some(CompletionResponse::List(CompletionList {
+            is_incomplete: true,
+            items,
+        })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_current_word_is_letters_digits_and_underscores() {
+        assert_eq!(current_word_len("hello wor"), 3);
+        assert_eq!(current_word_len("hello "), 0);
+        assert_eq!(current_word_len("x = foo_bar2"), 8);
+        assert_eq!(current_word_len("le café"), "café".len());
+        assert_eq!(current_word_len(""), 0);
+        assert_eq!(current_word_len("a.b"), 1);
+    }
+
+    #[test]
+    fn labels_are_short_first_lines() {
+        assert_eq!(label(" the cat\nsat"), "the cat");
+        assert_eq!(label(&"x".repeat(50)).chars().count(), 41);
+    }
+}

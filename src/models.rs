@@ -1,0 +1,453 @@
+//! Where weights come from: a Hugging Face hub id (downloaded through `hf-hub` into its cache) or
+//! a local directory in the hub's layout; and the device and dtype they are loaded on.
+//!
+//! This module resolves files and validates them; it builds no model. Errors say which file or
+//! setting is wrong and what to do about it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use candle_core::{DType, Device};
+
+/// Files a model is made of.
+#[derive(Debug, Clone)]
+pub struct ModelFiles {
+    /// How the user named the model (hub id or directory), for messages.
+    pub name: String,
+    pub config: PathBuf,
+    pub tokenizer: PathBuf,
+    /// One file, or the shards listed by `model.safetensors.index.json`.
+    pub weights: Vec<PathBuf>,
+}
+
+/// A model named by a hub id or by a local directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSource {
+    Hub { id: String, revision: String },
+    Dir(PathBuf),
+}
+
+impl ModelSource {
+    /// A spec that names an existing directory, or looks like a path, is a directory; anything
+    /// else is a hub id.
+    pub fn parse(spec: &str, revision: Option<&str>) -> Self {
+        let path = Path::new(spec);
+        let looks_like_path = spec.starts_with('.')
+            || spec.starts_with('/')
+            || spec.starts_with('~')
+            || spec.matches('/').count() > 1
+            || spec.contains('\\');
+        if path.is_dir() || looks_like_path {
+            ModelSource::Dir(path.to_path_buf())
+        } else {
+            ModelSource::Hub {
+                id: spec.to_string(),
+                revision: revision.unwrap_or("main").to_string(),
+            }
+        }
+    }
+
+    pub fn name(&self) -> String {
+        match self {
+            ModelSource::Hub { id, .. } => id.clone(),
+            ModelSource::Dir(p) => p.display().to_string(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error(
+        "the model directory `{0}` does not exist. Pass --model (setting `model`) a directory \
+         that holds config.json, model.safetensors and tokenizer.json, or a hub id such as \
+         openai-community/gpt2"
+    )]
+    NoSuchDir(PathBuf),
+    #[error(
+        "`{path}` is missing. A model directory needs config.json, model.safetensors (or \
+         model.safetensors.index.json and its shards) and tokenizer.json{hint}"
+    )]
+    MissingFile { path: PathBuf, hint: String },
+    #[error(
+        "`{file}` of `{id}` is not in the hub cache at `{cache}`, and quill is offline \
+         (--offline or HF_HUB_OFFLINE). Run `quill fetch --model {id}` once with network access, \
+         or pass a local directory with --model"
+    )]
+    NotCached {
+        id: String,
+        file: String,
+        cache: PathBuf,
+    },
+    #[error(
+        "could not download `{file}` of `{id}` (revision {revision}) from {endpoint}: {reason}. \
+         Check the model id and the network (HF_ENDPOINT sets the hub's address), or pass a \
+         local directory with --model"
+    )]
+    Download {
+        id: String,
+        revision: String,
+        file: String,
+        endpoint: String,
+        reason: String,
+    },
+    #[error("cannot use `{path}`: {reason}")]
+    BadConfig { path: PathBuf, reason: String },
+    #[error(
+        "cannot read the weights in `{path}`: {reason}. The file is damaged or incomplete \
+         (an interrupted download?): delete it and fetch the model again"
+    )]
+    BadWeights { path: PathBuf, reason: String },
+    #[error(
+        "cannot read the tokenizer `{path}`: {reason}. It must be a Hugging Face tokenizer.json"
+    )]
+    BadTokenizer { path: PathBuf, reason: String },
+    #[error("unknown device `{0}`: use cpu, cuda, cuda:N or metal")]
+    BadDevice(String),
+    #[error("cannot use device `{spec}`: {reason}")]
+    DeviceUnavailable { spec: String, reason: String },
+    #[error("unknown dtype `{0}`: use f32, f16 or bf16")]
+    BadDtype(String),
+}
+
+/// Receives download progress: `done` of `total` bytes of `file`.
+pub trait DownloadProgress: Send + Sync {
+    fn update(&self, file: &str, done: u64, total: u64);
+    fn finish(&self, file: &str);
+}
+
+/// How to reach the hub.
+#[derive(Clone, Default)]
+pub struct FetchOptions {
+    /// Use only the cache (also set by `HF_HUB_OFFLINE=1`).
+    pub offline: bool,
+    pub progress: Option<Arc<dyn DownloadProgress>>,
+}
+
+impl FetchOptions {
+    fn is_offline(&self) -> bool {
+        self.offline || env_offline()
+    }
+}
+
+fn env_offline() -> bool {
+    std::env::var("HF_HUB_OFFLINE")
+        .map(|v| {
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "1" | "true" | "yes" | "on"
+            )
+        })
+        .unwrap_or(false)
+}
+
+const WEIGHTS: &str = "model.safetensors";
+const WEIGHTS_INDEX: &str = "model.safetensors.index.json";
+
+/// Finds (and, for a hub id, downloads) the files of a model.
+pub fn resolve(source: &ModelSource, opts: &FetchOptions) -> Result<ModelFiles, ModelError> {
+    match source {
+        ModelSource::Dir(dir) => resolve_dir(dir),
+        ModelSource::Hub { id, revision } => resolve_hub(id, revision, opts),
+    }
+}
+
+fn resolve_dir(dir: &Path) -> Result<ModelFiles, ModelError> {
+    if !dir.is_dir() {
+        return Err(ModelError::NoSuchDir(dir.to_path_buf()));
+    }
+    let need = |file: &str| -> Result<PathBuf, ModelError> {
+        let path = dir.join(file);
+        if path.is_file() {
+            Ok(path)
+        } else {
+            Err(ModelError::MissingFile {
+                path,
+                hint: String::new(),
+            })
+        }
+    };
+    let config = need("config.json")?;
+    let tokenizer = need("tokenizer.json")?;
+    let weights = if dir.join(WEIGHTS).is_file() {
+        vec![dir.join(WEIGHTS)]
+    } else if dir.join(WEIGHTS_INDEX).is_file() {
+        let index = dir.join(WEIGHTS_INDEX);
+        shard_names(&index)?
+            .into_iter()
+            .map(|f| need(&f))
+            .collect::<Result<_, _>>()?
+    } else {
+        return Err(ModelError::MissingFile {
+            path: dir.join(WEIGHTS),
+            hint: " (only safetensors weights are read: convert a pytorch_model.bin with \
+                   transformers' save_pretrained(..., safe_serialization=True))"
+                .to_string(),
+        });
+    };
+    Ok(ModelFiles {
+        name: dir.display().to_string(),
+        config,
+        tokenizer,
+        weights,
+    })
+}
+
+/// The shard file names listed by a `model.safetensors.index.json`, in order, without repeats.
+fn shard_names(index: &Path) -> Result<Vec<String>, ModelError> {
+    let bad = |reason: String| ModelError::BadConfig {
+        path: index.to_path_buf(),
+        reason,
+    };
+    let text = std::fs::read_to_string(index).map_err(|e| bad(e.to_string()))?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let map = json
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| bad("it has no `weight_map` object".to_string()))?;
+    let mut files: Vec<String> = Vec::new();
+    for v in map.values() {
+        let f = v
+            .as_str()
+            .ok_or_else(|| bad("a `weight_map` value is not a file name".to_string()))?;
+        if !files.iter().any(|x| x == f) {
+            files.push(f.to_string());
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn resolve_hub(id: &str, revision: &str, opts: &FetchOptions) -> Result<ModelFiles, ModelError> {
+    let repo = hf_hub::Repo::with_revision(
+        id.to_string(),
+        hf_hub::RepoType::Model,
+        revision.to_string(),
+    );
+    let cache = hf_hub::Cache::from_env();
+    let offline = opts.is_offline();
+    let endpoint = std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".into());
+    let api = if offline {
+        None
+    } else {
+        let api = hf_hub::api::sync::ApiBuilder::from_env()
+            .with_progress(false)
+            .build()
+            .map_err(|e| ModelError::Download {
+                id: id.to_string(),
+                revision: revision.to_string(),
+                file: "config.json".to_string(),
+                endpoint: endpoint.clone(),
+                reason: e.to_string(),
+            })?;
+        Some(api.repo(repo.clone()))
+    };
+    // Returns Ok(None) when the hub says the file does not exist.
+    let get = |file: &str| -> Result<Option<PathBuf>, ModelError> {
+        if let Some(path) = cache.repo(repo.clone()).get(file) {
+            return Ok(Some(path));
+        }
+        let Some(api) = &api else {
+            return Err(ModelError::NotCached {
+                id: id.to_string(),
+                file: file.to_string(),
+                cache: cache.path().clone(),
+            });
+        };
+        let result = match &opts.progress {
+            Some(p) => api.download_with_progress(file, ProgressAdapter::new(p.clone())),
+            None => api.download(file),
+        };
+        match result {
+            Ok(path) => Ok(Some(path)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(ModelError::Download {
+                id: id.to_string(),
+                revision: revision.to_string(),
+                file: file.to_string(),
+                endpoint: endpoint.clone(),
+                reason: e.to_string(),
+            }),
+        }
+    };
+    let missing = |file: &str| ModelError::Download {
+        id: id.to_string(),
+        revision: revision.to_string(),
+        file: file.to_string(),
+        endpoint: endpoint.clone(),
+        reason: "the hub has no such file (404)".to_string(),
+    };
+    let config = get("config.json")?.ok_or_else(|| missing("config.json"))?;
+    let tokenizer = get("tokenizer.json")?.ok_or_else(|| missing("tokenizer.json"))?;
+    let weights = match get(WEIGHTS) {
+        Ok(Some(path)) => vec![path],
+        Ok(None) | Err(ModelError::NotCached { .. }) => {
+            let index = get(WEIGHTS_INDEX)?.ok_or_else(|| missing(WEIGHTS))?;
+            let mut shards = Vec::new();
+            for f in shard_names(&index)? {
+                shards.push(get(&f)?.ok_or_else(|| missing(&f))?);
+            }
+            shards
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(ModelFiles {
+        name: id.to_string(),
+        config,
+        tokenizer,
+        weights,
+    })
+}
+
+fn is_not_found(e: &hf_hub::api::sync::ApiError) -> bool {
+    match e {
+        hf_hub::api::sync::ApiError::RequestError(err) => {
+            matches!(err.as_ref(), ureq::Error::Status(404, _))
+        }
+        _ => false,
+    }
+}
+
+/// Bridges `hf-hub`'s progress callbacks to a [`DownloadProgress`].
+struct ProgressAdapter {
+    sink: Arc<dyn DownloadProgress>,
+    file: String,
+    done: u64,
+    total: u64,
+}
+
+impl ProgressAdapter {
+    fn new(sink: Arc<dyn DownloadProgress>) -> Self {
+        Self {
+            sink,
+            file: String::new(),
+            done: 0,
+            total: 0,
+        }
+    }
+}
+
+impl hf_hub::api::Progress for ProgressAdapter {
+    fn init(&mut self, size: usize, filename: &str) {
+        self.file = filename.to_string();
+        self.total = size as u64;
+        self.done = 0;
+        self.sink.update(&self.file, 0, self.total);
+    }
+
+    fn update(&mut self, size: usize) {
+        self.done += size as u64;
+        self.sink.update(&self.file, self.done, self.total);
+    }
+
+    fn finish(&mut self) {
+        self.sink.finish(&self.file);
+    }
+}
+
+/// Parses `cpu`, `cuda`, `cuda:N` or `metal` into a candle device.
+pub fn parse_device(spec: &str) -> Result<Device, ModelError> {
+    let spec = spec.trim();
+    let unavailable = |e: candle_core::Error| ModelError::DeviceUnavailable {
+        spec: spec.to_string(),
+        reason: format!(
+            "{e} (quill must be built with `--features {}` for it)",
+            spec.split(':').next().unwrap_or(spec)
+        ),
+    };
+    let ordinal = |rest: &str| -> Result<usize, ModelError> {
+        if rest.is_empty() {
+            Ok(0)
+        } else {
+            rest.parse()
+                .map_err(|_| ModelError::BadDevice(spec.to_string()))
+        }
+    };
+    match spec.split_once(':').unwrap_or((spec, "")) {
+        ("cpu", "") => Ok(Device::Cpu),
+        ("cuda", n) => Device::new_cuda(ordinal(n)?).map_err(unavailable),
+        ("metal", n) => Device::new_metal(ordinal(n)?).map_err(unavailable),
+        _ => Err(ModelError::BadDevice(spec.to_string())),
+    }
+}
+
+/// Parses a dtype name; bf16 needs a GPU, since candle's CPU matmul has no bf16 kernel.
+pub fn parse_dtype(spec: &str, device: &Device) -> Result<DType, ModelError> {
+    let dtype = match spec.trim() {
+        "f32" | "float32" => DType::F32,
+        "f16" | "float16" => DType::F16,
+        "bf16" | "bfloat16" => DType::BF16,
+        other => return Err(ModelError::BadDtype(other.to_string())),
+    };
+    if dtype == DType::BF16 && device.is_cpu() {
+        return Err(ModelError::DeviceUnavailable {
+            spec: "bf16 on cpu".to_string(),
+            reason: "candle has no bf16 matrix multiply on the CPU; use --dtype f32 or f16"
+                .to_string(),
+        });
+    }
+    Ok(dtype)
+}
+
+/// Checks that each safetensors file is complete and readable, naming the one that is not.
+pub fn check_weights(files: &[PathBuf]) -> Result<(), ModelError> {
+    for path in files {
+        let bad = |reason: String| ModelError::BadWeights {
+            path: path.clone(),
+            reason,
+        };
+        let file = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
+        // SAFETY: the map is read only and dropped before returning; a file changed underneath
+        // us would at worst make the header check fail.
+        let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| bad(e.to_string()))?;
+        safetensors::SafeTensors::deserialize(&mmap).map_err(|e| bad(e.to_string()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_name_hub_ids_or_directories() {
+        assert_eq!(
+            ModelSource::parse("openai-community/gpt2", None),
+            ModelSource::Hub {
+                id: "openai-community/gpt2".into(),
+                revision: "main".into()
+            }
+        );
+        assert_eq!(
+            ModelSource::parse("gpt2", Some("v2")),
+            ModelSource::Hub {
+                id: "gpt2".into(),
+                revision: "v2".into()
+            }
+        );
+        assert_eq!(
+            ModelSource::parse("./models/gpt2", None),
+            ModelSource::Dir("./models/gpt2".into())
+        );
+        assert_eq!(
+            ModelSource::parse("/abs/dir", None),
+            ModelSource::Dir("/abs/dir".into())
+        );
+    }
+
+    #[test]
+    fn devices_and_dtypes_parse_or_explain() {
+        assert!(parse_device("cpu").unwrap().is_cpu());
+        assert!(matches!(parse_device("tpu"), Err(ModelError::BadDevice(_))));
+        assert!(matches!(
+            parse_device("cuda:x"),
+            Err(ModelError::BadDevice(_))
+        ));
+        assert_eq!(parse_dtype("f16", &Device::Cpu).unwrap(), DType::F16);
+        assert!(matches!(
+            parse_dtype("f64", &Device::Cpu),
+            Err(ModelError::BadDtype(_))
+        ));
+        let err = parse_dtype("bf16", &Device::Cpu).unwrap_err().to_string();
+        assert!(err.contains("f32"), "{err}");
+    }
+}

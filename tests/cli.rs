@@ -1,0 +1,385 @@
+//! End-to-end tests of the `quill` binary: results against the transformers references, the hub
+//! download through `HF_ENDPOINT`, and the errors a user meets.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use support::hub::HubServer;
+use support::*;
+
+fn quill(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_quill"));
+    cmd.args(args)
+        .env_remove("HF_ENDPOINT")
+        .env_remove("HF_HUB_OFFLINE")
+        .env(
+            "HF_HOME",
+            std::env::temp_dir().join("quill-test-no-hf-home"),
+        )
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("run quill")
+}
+
+fn stdout_json(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "quill failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("stdout is JSON")
+}
+
+fn model_arg(name: &str) -> String {
+    fixture_dir(name).display().to_string()
+}
+
+#[test]
+fn complete_prints_the_greedy_continuation_of_transformers() {
+    for name in GPT2_FIXTURES {
+        let reference = reference(name);
+        let p = &reference["prompts"][2];
+        let want = ids(&p["greedy_bos_ids"]);
+        let safe = safe_greedy_steps(
+            &floats(&p["greedy_bos_margins"]),
+            p["logits_scale"].as_f64().unwrap() as f32,
+        )
+        .min(12);
+        let eos = reference["eos_token_id"].as_u64().unwrap() as u32;
+        let steps = want.iter().take(safe).take_while(|&&t| t != eos).count();
+        let text = p["text"].as_str().unwrap();
+        let out = run(quill(&[
+            "complete",
+            "--model",
+            &model_arg(name),
+            "--max-tokens",
+            &steps.to_string(),
+            "--json",
+            text,
+        ]));
+        let json = stdout_json(&out);
+        let c = &json["completions"];
+        assert_eq!(c.as_array().unwrap().len(), 1);
+        assert_eq!(ids(&c[0]["tokens"]), want[..steps], "{name}");
+        assert_eq!(c[0]["logprobs"].as_array().unwrap().len(), steps);
+        // The plain output is the same text, without the prompt.
+        let plain = run(quill(&[
+            "complete",
+            "--model",
+            &model_arg(name),
+            "--max-tokens",
+            &steps.to_string(),
+            text,
+        ]));
+        let printed = String::from_utf8(plain.stdout).unwrap();
+        assert_eq!(
+            printed.strip_suffix('\n').unwrap(),
+            c[0]["text"].as_str().unwrap()
+        );
+    }
+}
+
+#[test]
+fn complete_reads_stdin_and_samples_repeatably_with_a_seed() {
+    let args = [
+        "complete",
+        "--model",
+        &model_arg("gpt2-tiny"),
+        "--temperature",
+        "1.0",
+        "--top-k",
+        "50",
+        "-n",
+        "3",
+        "--seed",
+        "7",
+        "--json",
+        "-",
+    ];
+    let go = || {
+        let mut child = quill(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(b"The cat").unwrap();
+        stdout_json(&child.wait_with_output().unwrap())
+    };
+    let a = go();
+    assert_eq!(a, go(), "the same seed gives the same completions");
+    let texts: Vec<&str> = a["completions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["text"].as_str().unwrap())
+        .collect();
+    assert!(!texts.is_empty() && texts.len() <= 3);
+    let mut unique = texts.clone();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        texts.len(),
+        "duplicates are removed: {texts:?}"
+    );
+}
+
+#[test]
+fn score_prints_every_token_with_bos_in_front() {
+    for name in GPT2_FIXTURES {
+        let reference = reference(name);
+        for s in reference["scores"].as_array().unwrap() {
+            let text = s["text"].as_str().unwrap();
+            let json = stdout_json(&run(quill(&[
+                "score",
+                "--model",
+                &model_arg(name),
+                "--json",
+                text,
+            ])));
+            let tokens = json["tokens"].as_array().unwrap();
+            assert_eq!(tokens.len(), ids(&s["ids"]).len());
+            let got: Vec<f32> = tokens
+                .iter()
+                .map(|t| t["logprob"].as_f64().unwrap() as f32)
+                .collect();
+            assert!(
+                max_diff(&got, &floats(&s["logprobs"])) <= 1e-4,
+                "{name} {text:?}"
+            );
+            let starts: Vec<u32> = tokens
+                .iter()
+                .map(|t| t["start"].as_u64().unwrap() as u32)
+                .collect();
+            assert_eq!(starts, ids(&s["start"]));
+            let total = json["total_logprob"].as_f64().unwrap();
+            assert!((total - s["total_logprob"].as_f64().unwrap()).abs() < 1e-3);
+            let ppl = json["perplexity"].as_f64().unwrap();
+            assert!((ppl - s["perplexity"].as_f64().unwrap()).abs() < 1e-3 * ppl);
+        }
+    }
+}
+
+/// Runs quill expecting failure; returns stderr.
+fn fails(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !out.status.success(),
+        "expected a failure, got: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.stdout.is_empty(), "nothing on stdout on failure");
+    stderr
+}
+
+fn copy_fixture(name: &str, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(fixture_dir(name)).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn bad_models_get_errors_that_name_the_file_and_the_fix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let complete = |dir: &Path| {
+        fails(
+            quill(&["complete", "--model", &dir.display().to_string(), "hello"])
+                .env("HF_HUB_OFFLINE", "1"),
+        )
+    };
+
+    let missing = tmp.path().join("nope");
+    let err = complete(&missing);
+    assert!(
+        err.contains("does not exist") && err.contains("nope"),
+        "{err}"
+    );
+
+    let no_tok = tmp.path().join("no-tokenizer");
+    copy_fixture("gpt2-tiny", &no_tok);
+    std::fs::remove_file(no_tok.join("tokenizer.json")).unwrap();
+    let err = complete(&no_tok);
+    assert!(
+        err.contains("tokenizer.json") && err.contains("missing"),
+        "{err}"
+    );
+
+    let no_weights = tmp.path().join("no-weights");
+    copy_fixture("gpt2-tiny", &no_weights);
+    std::fs::remove_file(no_weights.join("model.safetensors")).unwrap();
+    let err = complete(&no_weights);
+    assert!(
+        err.contains("model.safetensors") && err.contains("missing"),
+        "{err}"
+    );
+
+    let truncated = tmp.path().join("truncated");
+    copy_fixture("gpt2-tiny", &truncated);
+    let weights = truncated.join("model.safetensors");
+    let bytes = std::fs::read(&weights).unwrap();
+    std::fs::write(&weights, &bytes[..bytes.len() / 2]).unwrap();
+    let err = complete(&truncated);
+    assert!(
+        err.contains("model.safetensors") && err.contains("damaged or incomplete"),
+        "{err}"
+    );
+
+    let garbage = tmp.path().join("garbage");
+    copy_fixture("gpt2-tiny", &garbage);
+    std::fs::write(garbage.join("model.safetensors"), b"not safetensors at all").unwrap();
+    let err = complete(&garbage);
+    assert!(err.contains("model.safetensors"), "{err}");
+
+    let other = tmp.path().join("other-arch");
+    copy_fixture("gpt2-tiny", &other);
+    let config = std::fs::read_to_string(other.join("config.json")).unwrap();
+    std::fs::write(
+        other.join("config.json"),
+        config
+            .replace("\"gpt2\"", "\"llama\"")
+            .replace("GPT2LMHeadModel", "LlamaForCausalLM"),
+    )
+    .unwrap();
+    let err = complete(&other);
+    assert!(
+        err.contains("llama") && err.contains("config.json"),
+        "{err}"
+    );
+
+    let bad_tok = tmp.path().join("bad-tokenizer");
+    copy_fixture("gpt2-tiny", &bad_tok);
+    std::fs::write(bad_tok.join("tokenizer.json"), b"{\"version\": 1").unwrap();
+    let err = complete(&bad_tok);
+    assert!(err.contains("tokenizer.json"), "{err}");
+
+    let mismatched = tmp.path().join("mismatched");
+    copy_fixture("gpt2-tiny", &mismatched);
+    std::fs::copy(
+        fixture_dir("gpt2-tiny-bare").join("model.safetensors"),
+        mismatched.join("model.safetensors"),
+    )
+    .unwrap();
+    let err = complete(&mismatched);
+    assert!(err.contains("do not match config.json"), "{err}");
+}
+
+#[test]
+fn bad_arguments_are_refused_clearly() {
+    let model = model_arg("gpt2-tiny");
+    let long = "word ".repeat(400);
+    let err = fails(&mut quill(&["complete", "--model", &model, &long]));
+    assert!(err.contains("context") && err.contains("128"), "{err}");
+    let err = fails(&mut quill(&[
+        "complete", "--model", &model, "--device", "tpu", "x",
+    ]));
+    assert!(err.contains("tpu"), "{err}");
+    let err = fails(&mut quill(&[
+        "complete", "--model", &model, "--dtype", "f64", "x",
+    ]));
+    assert!(err.contains("f64"), "{err}");
+    let err = fails(&mut quill(&[
+        "complete", "--model", &model, "--device", "cuda", "x",
+    ]));
+    assert!(err.contains("cuda"), "{err}");
+}
+
+#[test]
+fn offline_without_a_cache_says_how_to_fetch() {
+    let home = tempfile::tempdir().unwrap();
+    let err = fails(
+        quill(&["complete", "--model", "someone/tiny-gpt2", "hi"])
+            .env("HF_HOME", home.path())
+            .env("HF_HUB_OFFLINE", "1"),
+    );
+    assert!(
+        err.contains("quill fetch") && err.contains("someone/tiny-gpt2"),
+        "{err}"
+    );
+}
+
+#[test]
+fn fetch_downloads_through_hf_endpoint_and_later_runs_work_offline() {
+    let server = HubServer::start(&[
+        ("quill-test/tiny-gpt2", fixture_dir("gpt2-tiny")),
+        ("quill-test/tiny-t5", fixture_dir("gpt2-tiny-bare")),
+    ]);
+    let home = tempfile::tempdir().unwrap();
+    let with_env = |cmd: &mut Command| {
+        cmd.env("HF_HOME", home.path())
+            .env("HF_ENDPOINT", &server.endpoint);
+    };
+    let mut fetch = quill(&[
+        "fetch",
+        "--model",
+        "quill-test/tiny-gpt2",
+        "--t5-model",
+        "quill-test/tiny-t5",
+    ]);
+    with_env(&mut fetch);
+    let out = run(&mut fetch);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let downloads = server.downloads.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(downloads, 6, "three files of each model");
+    let cached = home
+        .path()
+        .join("hub/models--quill-test--tiny-gpt2/snapshots");
+    assert!(cached.is_dir(), "files land in HF_HOME's hub cache");
+
+    // Offline, from the cache: the same answer as from the fixture directory.
+    let mut offline = quill(&[
+        "score",
+        "--model",
+        "quill-test/tiny-gpt2",
+        "--offline",
+        "--json",
+        "The cat",
+    ]);
+    with_env(&mut offline);
+    offline.env("HF_ENDPOINT", "http://127.0.0.1:9"); // unreachable: must not be used
+    let a = stdout_json(&run(&mut offline));
+    let b = stdout_json(&run(&mut quill(&[
+        "score",
+        "--model",
+        &model_arg("gpt2-tiny"),
+        "--json",
+        "The cat",
+    ])));
+    assert_eq!(a, b);
+
+    // Online again with everything cached: nothing is downloaded twice.
+    let mut again = quill(&[
+        "score",
+        "--model",
+        "quill-test/tiny-gpt2",
+        "--json",
+        "The cat",
+    ]);
+    with_env(&mut again);
+    assert_eq!(stdout_json(&run(&mut again)), b);
+    assert_eq!(
+        server.downloads.load(std::sync::atomic::Ordering::SeqCst),
+        downloads
+    );
+
+    // A repository the hub does not have.
+    let mut missing = quill(&["complete", "--model", "quill-test/absent", "hi"]);
+    with_env(&mut missing);
+    let err = fails(&mut missing);
+    assert!(
+        err.contains("quill-test/absent") && err.contains("config.json"),
+        "{err}"
+    );
+}

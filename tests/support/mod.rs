@@ -1,0 +1,64 @@
+//! Shared helpers of the integration tests.
+#![allow(dead_code)]
+
+pub mod hub;
+
+use std::path::PathBuf;
+
+use candle_core::{DType, Device};
+use quill::engine::LanguageModel;
+use quill::models::{self, ModelSource};
+
+/// The GPT-2 fixtures: `transformer.`-prefixed keys and the hub's bare spelling, two shapes.
+pub const GPT2_FIXTURES: [&str; 2] = ["gpt2-tiny", "gpt2-tiny-bare"];
+
+pub fn fixture_dir(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+pub fn load_fixture(name: &str) -> LanguageModel {
+    let files = models::resolve(&ModelSource::Dir(fixture_dir(name)), &Default::default())
+        .expect("fixture files");
+    LanguageModel::load(&files, &Device::Cpu, DType::F32).expect("fixture loads")
+}
+
+pub fn reference(name: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(fixture_dir(name).join("reference.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+pub fn ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+pub fn floats(v: &serde_json::Value) -> Vec<f32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
+}
+
+/// The largest absolute difference of two equally long slices.
+pub fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// How many leading greedy steps of a reference are safe to compare: up to (not including) the
+/// first step whose top-1/top-2 margin is a near tie for f32 arithmetic.
+pub fn safe_greedy_steps(margins: &[f32], scale: f32) -> usize {
+    margins
+        .iter()
+        .position(|m| *m < 1e-3 * scale.max(1.0))
+        .unwrap_or(margins.len())
+}
