@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod convert;
+pub mod transport;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,8 +39,10 @@ pub async fn serve_stdio(options: ServeOptions) -> i32 {
     let flag = shutdown.clone();
     let (service, socket) = LspService::build(move |client| Server::new(client, options, flag))
         .custom_method("textDocument/inlineCompletion", Server::inline_completion)
+        .custom_method(transport::PARSE_ERROR_METHOD, Server::parse_error)
         .finish();
-    tower_lsp_server::Server::new(tokio::io::stdin(), tokio::io::stdout(), socket)
+    let stdin = transport::sanitize(tokio::io::stdin());
+    tower_lsp_server::Server::new(stdin, tokio::io::stdout(), socket)
         .concurrency_level(64)
         .serve(service)
         .await;
@@ -307,6 +310,19 @@ impl Server {
             .filter(|c| !c.text.trim().is_empty())
             .collect();
         Ok((completions, word_range, word))
+    }
+
+    /// Answers a malformed message (see [`transport`]) with JSON-RPC's parse error.
+    async fn parse_error(&self, params: Value) -> jsonrpc::Result<Value> {
+        let message = params["message"]
+            .as_str()
+            .unwrap_or("malformed message")
+            .to_string();
+        Err(jsonrpc::Error {
+            code: ErrorCode::ParseError,
+            message: message.into(),
+            data: None,
+        })
     }
 
     async fn inline_completion(

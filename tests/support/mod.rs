@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod hub;
+pub mod lsp;
 
 use std::path::PathBuf;
 
