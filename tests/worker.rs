@@ -1,0 +1,145 @@
+//! The engine thread: jobs wait for the model, newer completions supersede older ones, a
+//! cancelled job answers "cancelled", and the thread keeps serving after failures.
+
+mod support;
+
+use std::sync::mpsc;
+
+use quill::engine::sampling::{SamplingParams, StopAt};
+use quill::engine::session::WindowPolicy;
+use quill::engine::worker::{CompleteRequest, Engine, ModelState};
+use quill::engine::{Cancel, EngineError, GenerateParams};
+use support::*;
+
+fn request(doc: &str, text: &str) -> CompleteRequest {
+    CompleteRequest {
+        doc: doc.into(),
+        text_before: text.into(),
+        policy: WindowPolicy {
+            context_tokens: 64,
+            reserve: 8,
+            n_positions: usize::MAX,
+        },
+        params: GenerateParams {
+            max_tokens: 8,
+            n: 1,
+            sampling: SamplingParams::default(),
+            stop: StopAt::Never,
+        },
+    }
+}
+
+/// An engine whose model load waits until the returned sender is used.
+fn blocked_engine() -> (
+    Engine,
+    mpsc::Sender<()>,
+    tokio::sync::oneshot::Receiver<Result<(), String>>,
+) {
+    let engine = Engine::start();
+    let (go, wait) = mpsc::channel::<()>();
+    let loaded = engine.reload(Box::new(move || {
+        wait.recv().ok();
+        Ok(load_fixture("gpt2-tiny"))
+    }));
+    (engine, go, loaded)
+}
+
+#[test]
+fn a_newer_completion_supersedes_a_queued_one_of_the_same_document() {
+    let (engine, go, loaded) = blocked_engine();
+    assert_eq!(engine.model_state(), ModelState::Loading);
+    let old = engine.complete(request("a", "The cat"), Cancel::new());
+    let other = engine.complete(request("b", "The dog"), Cancel::new());
+    let new = engine.complete(request("a", "The cat sat"), Cancel::new());
+    go.send(()).unwrap();
+    assert!(loaded.blocking_recv().unwrap().is_ok());
+    assert!(matches!(
+        old.blocking_recv().unwrap(),
+        Err(EngineError::Cancelled)
+    ));
+    let other = other.blocking_recv().unwrap().unwrap();
+    let new = new.blocking_recv().unwrap().unwrap();
+    let lm = load_fixture("gpt2-tiny");
+    let cold = |text: &str| {
+        let mut prompt = vec![lm.bos()];
+        prompt.extend(lm.tokenizer().encode(text).unwrap().ids);
+        let mut s = lm.new_session().unwrap();
+        lm.complete(&mut s, &prompt, &request("x", text).params, &Cancel::new())
+            .unwrap()
+            .completions
+    };
+    assert_eq!(new.completions, cold("The cat sat"));
+    assert_eq!(other.completions, cold("The dog"));
+    assert_eq!(engine.model_state(), ModelState::Ready);
+}
+
+#[test]
+fn a_cancelled_job_answers_cancelled_and_the_next_one_runs() {
+    let (engine, go, _loaded) = blocked_engine();
+    let cancel = Cancel::new();
+    let doomed = engine.complete(request("a", "The cat"), cancel.clone());
+    let fine = engine.score("The cat sat".into(), Cancel::new());
+    cancel.cancel();
+    go.send(()).unwrap();
+    assert!(matches!(
+        doomed.blocking_recv().unwrap(),
+        Err(EngineError::Cancelled)
+    ));
+    let scored = fine.blocking_recv().unwrap().unwrap();
+    assert_eq!(
+        scored.tokens.len(),
+        load_fixture("gpt2-tiny")
+            .tokenizer()
+            .encode("The cat sat")
+            .unwrap()
+            .ids
+            .len()
+    );
+}
+
+#[test]
+fn a_failed_load_is_an_error_for_every_job_and_a_reload_recovers() {
+    let engine = Engine::start();
+    let failed = engine.reload(Box::new(|| {
+        Err(EngineError::Input("no weights here".into()))
+    }));
+    assert_eq!(
+        failed.blocking_recv().unwrap(),
+        Err("no weights here".to_string())
+    );
+    let r = engine
+        .complete(request("a", "The cat"), Cancel::new())
+        .blocking_recv()
+        .unwrap();
+    let err = r.unwrap_err().to_string();
+    assert!(
+        err.contains("could not be loaded") && err.contains("no weights here"),
+        "{err}"
+    );
+    assert!(matches!(engine.model_state(), ModelState::Failed(_)));
+    let ok = engine.reload(Box::new(|| Ok(load_fixture("gpt2-tiny"))));
+    assert!(ok.blocking_recv().unwrap().is_ok());
+    assert!(engine
+        .complete(request("a", "The cat"), Cancel::new())
+        .blocking_recv()
+        .unwrap()
+        .is_ok());
+}
+
+#[test]
+fn an_input_error_leaves_the_thread_serving() {
+    let engine = Engine::start();
+    let _ = engine.reload(Box::new(|| Ok(load_fixture("gpt2-tiny"))));
+    let mut too_long = request("a", "x");
+    too_long.params.max_tokens = 1000; // more than the fixture's 128 positions
+    let r = engine
+        .complete(too_long, Cancel::new())
+        .blocking_recv()
+        .unwrap();
+    assert!(r.unwrap_err().to_string().contains("context"));
+    assert!(engine
+        .complete(request("a", "The cat"), Cancel::new())
+        .blocking_recv()
+        .unwrap()
+        .is_ok());
+}
