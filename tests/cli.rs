@@ -53,7 +53,7 @@ fn complete_prints_the_greedy_continuation_of_transformers() {
         let eos = reference["eos_token_id"].as_u64().unwrap() as u32;
         let steps = want.iter().take(safe).take_while(|&&t| t != eos).count();
         let text = p["text"].as_str().unwrap();
-        let out = run(quill(&[
+        let out = run(&mut quill(&[
             "complete",
             "--model",
             &model_arg(name),
@@ -68,7 +68,7 @@ fn complete_prints_the_greedy_continuation_of_transformers() {
         assert_eq!(ids(&c[0]["tokens"]), want[..steps], "{name}");
         assert_eq!(c[0]["logprobs"].as_array().unwrap().len(), steps);
         // The plain output is the same text, without the prompt.
-        let plain = run(quill(&[
+        let plain = run(&mut quill(&[
             "complete",
             "--model",
             &model_arg(name),
@@ -135,7 +135,7 @@ fn score_prints_every_token_with_bos_in_front() {
         let reference = reference(name);
         for s in reference["scores"].as_array().unwrap() {
             let text = s["text"].as_str().unwrap();
-            let json = stdout_json(&run(quill(&[
+            let json = stdout_json(&run(&mut quill(&[
                 "score",
                 "--model",
                 &model_arg(name),
@@ -148,10 +148,7 @@ fn score_prints_every_token_with_bos_in_front() {
                 .iter()
                 .map(|t| t["logprob"].as_f64().unwrap() as f32)
                 .collect();
-            assert!(
-                max_diff(&got, &floats(&s["logprobs"])) <= 1e-4,
-                "{name} {text:?}"
-            );
+            assert_logprobs_close(&got, &floats(&s["logprobs"]), &format!("{name} {text:?}"));
             let starts: Vec<u32> = tokens
                 .iter()
                 .map(|t| t["start"].as_u64().unwrap() as u32)

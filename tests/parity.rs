@@ -103,17 +103,7 @@ fn log_probabilities_match_transformers() {
             let got_ids: Vec<u32> = scored.tokens.iter().map(|t| t.id).collect();
             assert_eq!(got_ids, ids(&s["ids"]), "{name} {text:?}: tokens");
             let got: Vec<f32> = scored.tokens.iter().map(|t| t.logprob).collect();
-            // Within 1e-4, relative for very unlikely tokens: at log p = -25, f32 arithmetic in
-            // another summation order (and the reference's 7 significant digits) give about 4e-6
-            // of relative noise.
-            let want_lp = floats(&s["logprobs"]);
-            for (i, (g, w)) in got.iter().zip(&want_lp).enumerate() {
-                let tol = 1e-4 * (w.abs() / 10.0).max(1.0);
-                assert!(
-                    (g - w).abs() <= tol,
-                    "{name} {text:?}: token {i}: {g} vs {w}"
-                );
-            }
+            assert_logprobs_close(&got, &floats(&s["logprobs"]), &format!("{name} {text:?}"));
             let best: Vec<u32> = scored.tokens.iter().map(|t| t.best_id).collect();
             assert_eq!(best, ids(&s["best_ids"]), "{name} {text:?}: best tokens");
             let starts: Vec<u32> = scored.tokens.iter().map(|t| t.start as u32).collect();

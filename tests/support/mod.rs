@@ -63,3 +63,14 @@ pub fn safe_greedy_steps(margins: &[f32], scale: f32) -> usize {
         .position(|m| *m < 1e-3 * scale.max(1.0))
         .unwrap_or(margins.len())
 }
+
+/// Log-probabilities agree within 1e-4, relative for very unlikely tokens: at log p = -25,
+/// f32 arithmetic in another summation order (and the reference's 7 significant digits) give
+/// about 4e-6 of relative noise.
+pub fn assert_logprobs_close(got: &[f32], want: &[f32], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let tol = 1e-4 * (w.abs() / 10.0).max(1.0);
+        assert!((g - w).abs() <= tol, "{what}: token {i}: {g} vs {w}");
+    }
+}

@@ -1,0 +1,110 @@
+//! Engine benchmark on a random model with GPT-2 124M's exact shapes (f32, CPU): prompt
+//! processing, decoding, batched candidates and cache reuse. `cargo bench --bench engine`
+//! (add `-- --json` for machine-readable output). Compare with `scripts/bench_pytorch.py`.
+
+mod common;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use quill::engine::gpt2::{Gpt2, Gpt2Config};
+use quill::engine::session::Session;
+use quill::engine::Cancel;
+
+use common::*;
+
+fn ids(n: usize, salt: u32) -> Vec<u32> {
+    (0..n as u32)
+        .map(|i| (i * 7919 + salt * 104_729) % VOCAB as u32)
+        .collect()
+}
+
+fn main() {
+    let json = std::env::args().any(|a| a == "--json");
+    let config: Gpt2Config = serde_json::from_str(&config_json(50256, 50256)).unwrap();
+    let vb = VarBuilder::from_tensors(random_weights(1), DType::F32, &Device::Cpu);
+    let model = Gpt2::load(vb, &config).unwrap();
+    let last_logits = |hidden: &Tensor| {
+        let t = hidden.dim(0).unwrap();
+        model.logits(&hidden.narrow(0, t - 1, 1).unwrap()).unwrap()
+    };
+    let mut rows: Vec<(String, f64, &str)> = Vec::new();
+
+    // Prompt processing: a cold forward over the prompt and the last position's logits.
+    for n in [128usize, 512] {
+        let prompt = ids(n, 1);
+        let ms = median_ms(5, || {
+            let mut cache = model.new_cache().unwrap();
+            let h = model.forward(&prompt, &mut cache).unwrap();
+            last_logits(&h);
+        });
+        rows.push((
+            format!("prompt_{n}_tokens_per_s"),
+            n as f64 / ms * 1e3,
+            "tokens/s",
+        ));
+    }
+
+    // Decoding one token after a 512-token prompt.
+    let prompt = ids(512, 2);
+    let mut cache = model.new_cache().unwrap();
+    model.forward(&prompt, &mut cache).unwrap();
+    let mut step = 0u32;
+    let decode_ms = median_ms(31, || {
+        cache.truncate(512);
+        let h = model.forward(&[step % 1000], &mut cache).unwrap();
+        last_logits(&h);
+        step += 1;
+    });
+    rows.push(("decode_ms_per_token".into(), decode_ms, "ms"));
+
+    // Three candidates as one batch sharing the prompt's cache: a 16-step decode.
+    let steps = 16;
+    let batch_ms = median_ms(3, || {
+        let mut batch = model.new_batch_cache(3, steps).unwrap();
+        for s in 0..steps as u32 {
+            let h = model
+                .forward_shared(&[s, s + 1, s + 2], &cache, &mut batch)
+                .unwrap();
+            model.logits(&h).unwrap();
+        }
+    }) / steps as f64;
+    rows.push(("batch3_ms_per_step".into(), batch_ms, "ms"));
+    rows.push(("batch3_vs_single".into(), batch_ms / decode_ms, "x"));
+
+    // One new token with the cache against the cold computation of the same 513 tokens.
+    let mut extended = prompt.clone();
+    extended.push(42);
+    let cancel = Cancel::new();
+    let mut session = Session::new(&model).unwrap();
+    session.prime(&model, &prompt, &cancel).unwrap();
+    let hit_ms = median_ms(11, || {
+        session.truncate(512);
+        let (h, stats) = session.prime(&model, &extended, &cancel).unwrap();
+        assert_eq!(stats.fed, 1);
+        model.logits(&h).unwrap();
+    });
+    let cold_ms = median_ms(3, || {
+        let mut cold = Session::new(&model).unwrap();
+        let (h, _) = cold.prime(&model, &extended, &cancel).unwrap();
+        model.logits(&h).unwrap();
+    });
+    rows.push(("cache_hit_ms".into(), hit_ms, "ms"));
+    rows.push(("cold_513_ms".into(), cold_ms, "ms"));
+    rows.push(("cache_hit_vs_cold".into(), hit_ms / cold_ms, "x"));
+
+    if json {
+        let obj: serde_json::Map<String, serde_json::Value> = rows
+            .iter()
+            .map(|(k, v, _)| (k.clone(), serde_json::json!(v)))
+            .collect();
+        println!("{}", serde_json::Value::Object(obj));
+    } else {
+        println!(
+            "quill engine, GPT-2 124M shapes, f32, {} threads",
+            candle_core::utils::get_num_threads()
+        );
+        for (k, v, unit) in &rows {
+            println!("{k:<28} {v:>10.3} {unit}");
+        }
+    }
+}
