@@ -174,6 +174,113 @@ pub fn score(
     Ok(())
 }
 
+/// Options of `quill check`.
+#[derive(Debug, Clone)]
+pub struct CheckOptions {
+    pub json: bool,
+    /// The language id; by default from the file's extension.
+    pub language: Option<String>,
+    pub proofread: crate::engine::proofread::ProofreadOptions,
+    pub prose_languages: Vec<String>,
+}
+
+/// `quill check`: prints unlikely words and sentences as `file:line:col: message` lines (or
+/// JSON). Returns whether anything was found.
+pub fn check(
+    model: &ModelOptions,
+    name: &str,
+    text: &str,
+    opts: &CheckOptions,
+    out: &mut dyn Write,
+) -> anyhow::Result<bool> {
+    use crate::diagnostics::checker::{self, FindingKind};
+    use crate::document::{Document, PositionEncoding};
+    let language = opts
+        .language
+        .clone()
+        .unwrap_or_else(|| checker::language_for_path(name).to_string());
+    let lm = model.load_language_model()?;
+    let cancel = Cancel::new();
+    let mut findings = Vec::new();
+    for p in checker::plan(text, &language, &opts.prose_languages) {
+        let result = lm.proofread(&p.text, &opts.proofread, &cancel)?;
+        findings.extend(checker::findings(&p, &result));
+    }
+    findings.sort_by_key(|f| (f.start, f.end));
+    let doc = Document::new(text, 0, &language);
+    let at = |offset: usize| {
+        let p = doc.position(offset, PositionEncoding::Utf32);
+        (p.line + 1, p.character + 1)
+    };
+    if opts.json {
+        let list: Vec<_> = findings
+            .iter()
+            .map(|f| {
+                let (line, column) = at(f.start);
+                let (end_line, end_column) = at(f.end);
+                let mut v = json!({
+                    "line": line, "column": column, "end_line": end_line, "end_column": end_column,
+                    "start": f.start, "end": f.end, "code": f.code(), "message": f.message(),
+                });
+                if let FindingKind::Word {
+                    word,
+                    logprob,
+                    alternatives,
+                } = &f.kind
+                {
+                    v["word"] = json!(word);
+                    v["logprob"] = json!(logprob);
+                    v["alternatives"] = alternatives
+                        .iter()
+                        .map(|(w, lp)| json!({"word": w, "logprob": lp}))
+                        .collect();
+                }
+                v
+            })
+            .collect();
+        writeln!(out, "{}", json!({ "findings": list }))?;
+    } else {
+        for f in &findings {
+            let (line, column) = at(f.start);
+            writeln!(
+                out,
+                "{name}:{line}:{column}: {} [{}]",
+                f.message(),
+                f.code()
+            )?;
+        }
+    }
+    Ok(!findings.is_empty())
+}
+
+/// `quill summarize`, `answer`, `translate`: runs a T5 task on `text` and prints the result.
+/// Inputs longer than T5's 512 tokens are chunked; progress goes to stderr.
+pub fn t5_task(
+    model: &ModelOptions,
+    task: &crate::engine::t5::Task,
+    text: &str,
+    max_tokens: usize,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let device = models::parse_device(&model.device)?;
+    let dtype = models::parse_dtype(&model.dtype, &device)?;
+    let files = model.resolve(&model.t5_model)?;
+    let mut t5 = crate::engine::t5::T5Model::load(&files, &device, dtype)?;
+    let result = t5.run(
+        task,
+        text,
+        max_tokens,
+        &Cancel::new(),
+        &mut |done, total| {
+            if total > 1 {
+                eprintln!("quill: {done}/{total} parts done");
+            }
+        },
+    )?;
+    writeln!(out, "{result}")?;
+    Ok(())
+}
+
 /// `quill fetch`: downloads the GPT-2 and T5 models into the hub cache and checks them.
 pub fn fetch(model: &ModelOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     for spec in [&model.model, &model.t5_model] {

@@ -8,6 +8,7 @@
 //! - [`cli`]: the command-line subcommands, over the engine.
 
 pub mod cli;
+pub mod diagnostics;
 pub mod document;
 pub mod engine;
 pub mod lsp;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use quill::cli::{self, CompleteOptions, ModelOptions};
+use quill::engine::t5::{Language, Task};
 
 #[derive(Parser)]
 #[command(
@@ -83,6 +84,59 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Proofread a file: unlikely words and sentences as `file:line:col: message` lines.
+    /// Exits with 1 when there are findings (for scripts and git hooks).
+    Check {
+        /// The file, or `-` for stdin.
+        #[arg(default_value = "-")]
+        file: String,
+        /// The language id (markdown, plaintext, rust, …); by default from the extension.
+        #[arg(long)]
+        language: Option<String>,
+        /// Flag tokens below this log-probability...
+        #[arg(long, default_value_t = -10.0, allow_hyphen_values = true)]
+        min_token_logprob: f32,
+        /// ...when the model's best guess is at least this much more likely (nats).
+        #[arg(long, default_value_t = 5.0)]
+        min_gap: f32,
+        /// Hint at sentences above this perplexity.
+        #[arg(long, default_value_t = 2000.0)]
+        max_sentence_perplexity: f64,
+        /// Print `{"findings":[{"line","column","code","message","word","alternatives",…}]}`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Summarize a text with T5.
+    Summarize {
+        /// The file, or `-` for stdin.
+        #[arg(default_value = "-")]
+        file: String,
+        /// Tokens to generate at most.
+        #[arg(long, default_value_t = 96)]
+        max_tokens: usize,
+    },
+    /// Answer a question about a text with T5 (reading comprehension).
+    Answer {
+        /// The question.
+        #[arg(long)]
+        question: String,
+        /// The file, or `-` for stdin.
+        #[arg(default_value = "-")]
+        file: String,
+        #[arg(long, default_value_t = 96)]
+        max_tokens: usize,
+    },
+    /// Translate English text to German, French or Romanian with T5.
+    Translate {
+        /// German, French or Romanian.
+        #[arg(long)]
+        to: String,
+        /// The file, or `-` for stdin.
+        #[arg(default_value = "-")]
+        file: String,
+        #[arg(long, default_value_t = 96)]
+        max_tokens: usize,
+    },
     /// Download the models into the hub cache (HF_HOME), so later runs work offline.
     Fetch,
 }
@@ -97,7 +151,22 @@ fn read_arg(value: &str) -> anyhow::Result<String> {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+/// How a successful run ended.
+enum Outcome {
+    Done,
+    /// `check` found something: exit code 1.
+    Findings,
+}
+
+fn read_file_arg(file: &str) -> anyhow::Result<String> {
+    if file == "-" {
+        read_arg("-")
+    } else {
+        std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("cannot read `{file}`: {e}"))
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<Outcome> {
     let ModelArgs {
         model,
         t5_model,
@@ -141,13 +210,78 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 seed,
                 json,
             };
-            cli::complete(&model, &prompt, &opts, &mut out)
+            cli::complete(&model, &prompt, &opts, &mut out)?;
+            Ok(Outcome::Done)
         }
         Some(Command::Score { text, json }) => {
             let text = read_arg(&text)?;
-            cli::score(&model, &text, json, &mut out)
+            cli::score(&model, &text, json, &mut out)?;
+            Ok(Outcome::Done)
         }
-        Some(Command::Fetch) => cli::fetch(&model, &mut out),
+        Some(Command::Check {
+            file,
+            language,
+            min_token_logprob,
+            min_gap,
+            max_sentence_perplexity,
+            json,
+        }) => {
+            let text = read_file_arg(&file)?;
+            let opts = cli::CheckOptions {
+                json,
+                language,
+                proofread: quill::engine::proofread::ProofreadOptions {
+                    min_token_logprob,
+                    min_gap,
+                    max_sentence_perplexity,
+                    ..Default::default()
+                },
+                prose_languages: quill::lsp::config::DiagnosticsSettings::default().languages,
+            };
+            let name = if file == "-" {
+                "<stdin>"
+            } else {
+                file.as_str()
+            };
+            match cli::check(&model, name, &text, &opts, &mut out)? {
+                true => Ok(Outcome::Findings),
+                false => Ok(Outcome::Done),
+            }
+        }
+        Some(Command::Summarize { file, max_tokens }) => {
+            let text = read_file_arg(&file)?;
+            cli::t5_task(&model, &Task::Summarize, &text, max_tokens, &mut out)?;
+            Ok(Outcome::Done)
+        }
+        Some(Command::Answer {
+            question,
+            file,
+            max_tokens,
+        }) => {
+            let text = read_file_arg(&file)?;
+            cli::t5_task(
+                &model,
+                &Task::Answer { question },
+                &text,
+                max_tokens,
+                &mut out,
+            )?;
+            Ok(Outcome::Done)
+        }
+        Some(Command::Translate {
+            to,
+            file,
+            max_tokens,
+        }) => {
+            let to = Language::parse(&to)?;
+            let text = read_file_arg(&file)?;
+            cli::t5_task(&model, &Task::Translate { to }, &text, max_tokens, &mut out)?;
+            Ok(Outcome::Done)
+        }
+        Some(Command::Fetch) => {
+            cli::fetch(&model, &mut out)?;
+            Ok(Outcome::Done)
+        }
     }
 }
 
@@ -162,7 +296,8 @@ fn main() -> ExitCode {
         )
         .init();
     match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Outcome::Done) => ExitCode::SUCCESS,
+        Ok(Outcome::Findings) => ExitCode::from(1),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

@@ -111,7 +111,16 @@ fn check_equal(
         .to_vec1()
         .unwrap();
     let d = max_diff(&a, &b);
-    prop_assert!(d < 1e-4, "logits differ by {} for {:?}", d, text);
+    // Equal up to f32 rounding: the warm path multiplies one row at a time, the cold one a
+    // whole prompt, in another summation order.
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+    prop_assert!(
+        d < 1e-5 * scale.max(10.0),
+        "logits differ by {} (scale {}) for {:?}",
+        d,
+        scale,
+        text
+    );
     let params = GenerateParams {
         max_tokens: 6,
         n: 1,

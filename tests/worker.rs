@@ -129,7 +129,7 @@ fn a_failed_load_is_an_error_for_every_job_and_a_reload_recovers() {
 #[test]
 fn an_input_error_leaves_the_thread_serving() {
     let engine = Engine::start();
-    let _ = engine.reload(Box::new(|| Ok(load_fixture("gpt2-tiny"))));
+    let _ready = engine.reload(Box::new(|| Ok(load_fixture("gpt2-tiny"))));
     let mut too_long = request("a", "x");
     too_long.params.max_tokens = 1000; // more than the fixture's 128 positions
     let r = engine

@@ -20,6 +20,8 @@
 
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{Embedding, LayerNorm, VarBuilder};
+
+use super::kernels;
 use serde::Deserialize;
 
 /// A mirror of a GPT-2 `config.json`, with `transformers`' defaults for missing fields.
@@ -94,7 +96,7 @@ impl Gpt2Config {
                 "the model is of type `{kind}`, not GPT-2 (config.json needs \"model_type\": \"gpt2\")"
             ));
         }
-        if self.n_head == 0 || self.n_embd % self.n_head != 0 {
+        if self.n_head == 0 || !self.n_embd.is_multiple_of(self.n_head) {
             return Err(format!(
                 "n_embd ({}) is not a multiple of n_head ({})",
                 self.n_embd, self.n_head
@@ -131,7 +133,10 @@ impl Activation {
 
     fn apply(self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
-            Self::GeluTanh => x.gelu(),
+            Self::GeluTanh => match kernels::gelu_tanh(x)? {
+                Some(y) => Ok(y),
+                None => x.gelu(),
+            },
             Self::GeluErf => x.gelu_erf(),
             Self::Relu => x.relu(),
             Self::Silu => x.silu(),
@@ -161,7 +166,11 @@ impl Conv1D {
 
     /// x: (rows, in) -> (rows, out)
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        x.matmul(&self.weight_t.t()?)?.broadcast_add(&self.bias)
+        let y = match kernels::matmul_t(x, &self.weight_t)? {
+            Some(y) => y,
+            None => x.matmul(&self.weight_t.t()?)?,
+        };
+        y.broadcast_add(&self.bias)
     }
 }
 
@@ -385,7 +394,9 @@ impl Gpt2 {
         let pos: Vec<u32> = (past as u32..(past + t) as u32).collect();
         let pos_t = Tensor::new(pos.as_slice(), &self.device)?;
         let mut x = (self.wte.forward(&ids_t)? + self.wpe.forward(&pos_t)?)?;
-        let mask = if t > 1 {
+        // The CPU f32 path masks inside its softmax kernel.
+        let fused = self.dtype == DType::F32 && self.device.is_cpu();
+        let mask = if t > 1 && !fused {
             Some(causal_mask(t, past, self.dtype, &self.device)?)
         } else {
             None
@@ -459,7 +470,10 @@ impl Gpt2 {
 
     /// Output logits, `(rows, vocab)` in f32, for hidden states `(rows, n_embd)`.
     pub fn logits(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
-        hidden.matmul(&self.lm_head.t()?)?.to_dtype(DType::F32)
+        match kernels::matmul_t(hidden, &self.lm_head)? {
+            Some(logits) => Ok(logits),
+            None => hidden.matmul(&self.lm_head.t()?)?.to_dtype(DType::F32),
+        }
     }
 }
 
@@ -523,11 +537,17 @@ impl Attention {
         let keys = cache.keys[layer].narrow(1, 0, past + t)?;
         let values = cache.values[layer].narrow(1, 0, past + t)?;
         // (H, T, D) x (H, D, P+T) -> (H, T, P+T)
-        let mut scores = (q.matmul(&keys.t()?)? * self.scale)?;
-        if let Some(mask) = mask {
-            scores = scores.broadcast_add(mask)?;
-        }
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let scores = q.matmul(&keys.t()?)?;
+        let probs = match kernels::causal_softmax(&scores, past, self.scale as f32)? {
+            Some(p) => p,
+            None => {
+                let mut scores = (scores * self.scale)?;
+                if let Some(mask) = mask {
+                    scores = scores.broadcast_add(mask)?;
+                }
+                candle_nn::ops::softmax_last_dim(&scores)?
+            }
+        };
         // (H, T, P+T) x (H, P+T, D) -> (H, T, D)
         let y = probs.matmul(&values)?;
         self.merge(&y)

@@ -2,9 +2,13 @@
 //! ids and numbers.
 
 pub mod gpt2;
+pub mod kernels;
+pub mod proofread;
 pub mod sampling;
 pub mod scoring;
 pub mod session;
+pub mod t5;
+pub mod t5net;
 pub mod tokens;
 pub mod worker;
 
@@ -27,11 +31,17 @@ pub enum EngineError {
     #[error("{0}")]
     Input(String),
     #[error(transparent)]
-    Model(#[from] ModelError),
+    Model(Box<ModelError>),
     #[error("model computation failed: {0}")]
     Candle(#[from] candle_core::Error),
     #[error("{0}")]
     Other(#[from] anyhow::Error),
+}
+
+impl From<ModelError> for EngineError {
+    fn from(e: ModelError) -> Self {
+        EngineError::Model(Box::new(e))
+    }
 }
 
 /// A flag that a job checks between forward passes.
@@ -109,6 +119,8 @@ pub struct ScoredToken {
     pub logprob: f32,
     pub best_id: u32,
     pub best_logprob: f32,
+    /// The most likely tokens at this position, best first.
+    pub top: Vec<(u32, f32)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -359,6 +371,7 @@ impl LanguageModel {
                 logprob: s.logprob,
                 best_id: s.best_id,
                 best_logprob: s.best_logprob,
+                top: s.top,
             })
             .collect();
         let total: f64 = tokens.iter().map(|t| t.logprob as f64).sum();

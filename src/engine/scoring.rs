@@ -2,13 +2,16 @@
 //! token is scored too. Text longer than the context is scored in overlapping windows, each
 //! token with at least half a window of context.
 
-use candle_core::{DType, Tensor, D};
+use candle_core::Tensor;
 
 use super::gpt2::Gpt2;
 use super::{Cancel, EngineError};
 
 /// Rows of logits computed at once (a row is a vocabulary's worth of floats).
 const LOGIT_ROWS: usize = 64;
+
+/// How many of the most likely tokens are kept per position.
+pub const TOP_ALTERNATIVES: usize = 8;
 
 /// The model's view of one position.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,6 +21,8 @@ pub struct PositionScore {
     /// The model's most likely token at this position, and its log-probability.
     pub best_id: u32,
     pub best_logprob: f32,
+    /// The most likely tokens at this position with their log-probabilities, best first.
+    pub top: Vec<(u32, f32)>,
 }
 
 /// Scores `targets[i]` given `[first] + targets[..i]` for every `i`, where `first` is the token
@@ -67,23 +72,42 @@ pub fn score_ids(
     Ok(scores)
 }
 
-/// Log-probabilities of `want[r]` in row `r` of `logits` `(rows, vocab)`, with each row's best.
+/// Log-probabilities of `want[r]` in row `r` of `logits` `(rows, vocab)`, with each row's
+/// most likely tokens. The normaliser is summed in f64: a vocabulary of exponentials summed in
+/// f32 costs precision.
 fn score_rows(logits: &Tensor, want: &[u32]) -> Result<Vec<PositionScore>, EngineError> {
-    // The normaliser in f64: summing a vocabulary of exponentials in f32 costs precision.
-    let logp = candle_nn::ops::log_softmax(&logits.to_dtype(DType::F64)?, D::Minus1)?;
-    let idx = Tensor::new(want, logits.device())?.unsqueeze(1)?;
-    let picked: Vec<f32> = logp
-        .gather(&idx, 1)?
-        .squeeze(1)?
-        .to_dtype(DType::F32)?
-        .to_vec1()?;
-    let best_id: Vec<u32> = logp.argmax(D::Minus1)?.to_vec1()?;
-    let best: Vec<f32> = logp.max(D::Minus1)?.to_dtype(DType::F32)?.to_vec1()?;
-    Ok((0..want.len())
-        .map(|r| PositionScore {
-            logprob: picked[r],
-            best_id: best_id[r],
-            best_logprob: best[r],
+    let rows: Vec<Vec<f32>> = logits.to_vec2()?;
+    Ok(rows
+        .iter()
+        .zip(want)
+        .map(|(row, &id)| {
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+            let sum: f64 = row.iter().map(|&l| (l as f64 - max).exp()).sum();
+            let log_z = max + sum.ln();
+            let lp = |i: usize| (row[i] as f64 - log_z) as f32;
+            let top = top_k(row, TOP_ALTERNATIVES)
+                .into_iter()
+                .map(|i| (i as u32, lp(i)))
+                .collect::<Vec<_>>();
+            PositionScore {
+                logprob: lp(id as usize),
+                best_id: top[0].0,
+                best_logprob: top[0].1,
+                top,
+            }
         })
         .collect())
+}
+
+/// The indices of the `k` largest values, largest first (the lower index first on ties).
+pub fn top_k(values: &[f32], k: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..values.len()).collect();
+    let order = |a: &usize, b: &usize| values[*b].total_cmp(&values[*a]).then(a.cmp(b));
+    let k = k.min(idx.len());
+    if k > 0 && k < idx.len() {
+        idx.select_nth_unstable_by(k - 1, order);
+        idx.truncate(k);
+    }
+    idx.sort_unstable_by(order);
+    idx
 }

@@ -8,13 +8,44 @@ use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Condvar, Mutex};
 
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
+use super::proofread::{Proofread, ProofreadOptions};
 use super::session::{Session, WindowPolicy};
+use super::t5::{T5Model, Task};
 use super::{Cancel, CompletionOutput, EngineError, GenerateParams, LanguageModel, ScoredText};
+use crate::models::DownloadProgress;
 
 /// Loads a model; called on the engine thread.
 pub type Loader = Box<dyn FnOnce() -> Result<LanguageModel, EngineError> + Send>;
+
+/// Loads the T5 model on first use (and again after a failure), reporting downloads.
+pub type T5Loader = Box<dyn Fn(Arc<dyn DownloadProgress>) -> Result<T5Model, EngineError> + Send>;
+
+/// What a T5 job reports while it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum T5Event {
+    /// The model is being loaded (first use).
+    Loading,
+    Download {
+        file: String,
+        done: u64,
+        total: u64,
+    },
+    /// `done` of `total` model runs (chunks) finished.
+    Step {
+        done: usize,
+        total: usize,
+    },
+}
+
+/// A T5 job: a task on a text.
+pub struct T5Request {
+    pub task: Task,
+    pub text: String,
+    pub max_tokens: usize,
+    pub events: Option<mpsc::UnboundedSender<T5Event>>,
+}
 
 /// Documents whose sessions are kept.
 const MAX_SESSIONS: usize = 8;
@@ -41,7 +72,14 @@ enum Work {
         oneshot::Sender<Result<CompletionOutput, EngineError>>,
     ),
     Score(String, oneshot::Sender<Result<ScoredText, EngineError>>),
+    Proofread(
+        String,
+        ProofreadOptions,
+        oneshot::Sender<Result<Proofread, EngineError>>,
+    ),
     Load(Loader, oneshot::Sender<Result<(), String>>),
+    SetT5(T5Loader),
+    T5(T5Request, oneshot::Sender<Result<String, EngineError>>),
     Forget(String),
 }
 
@@ -62,10 +100,16 @@ impl Job {
             Work::Score(_, tx) => {
                 let _ = tx.send(Err(EngineError::Cancelled));
             }
+            Work::Proofread(_, _, tx) => {
+                let _ = tx.send(Err(EngineError::Cancelled));
+            }
             Work::Load(_, tx) => {
                 let _ = tx.send(Err("cancelled".into()));
             }
-            Work::Forget(_) => {}
+            Work::T5(_, tx) => {
+                let _ = tx.send(Err(EngineError::Cancelled));
+            }
+            Work::Forget(_) | Work::SetT5(_) => {}
         }
     }
 }
@@ -228,6 +272,55 @@ impl Engine {
         rx
     }
 
+    /// Queues proofreading of one paragraph at background priority.
+    pub fn proofread(
+        &self,
+        text: String,
+        opts: ProofreadOptions,
+        cancel: Cancel,
+    ) -> oneshot::Receiver<Result<Proofread, EngineError>> {
+        let (tx, rx) = oneshot::channel();
+        self.push(
+            Job {
+                work: Work::Proofread(text, opts, tx),
+                cancel,
+                supersede_key: None,
+            },
+            Priority::Background,
+        );
+        rx
+    }
+
+    /// Names the T5 model to load on first use (replacing any loaded one).
+    pub fn set_t5(&self, loader: T5Loader) {
+        self.push(
+            Job {
+                work: Work::SetT5(loader),
+                cancel: Cancel::new(),
+                supersede_key: None,
+            },
+            Priority::Interactive,
+        );
+    }
+
+    /// Queues a T5 task (summarize, answer, translate) at interactive priority.
+    pub fn t5(
+        &self,
+        req: T5Request,
+        cancel: Cancel,
+    ) -> oneshot::Receiver<Result<String, EngineError>> {
+        let (tx, rx) = oneshot::channel();
+        self.push(
+            Job {
+                work: Work::T5(req, tx),
+                cancel,
+                supersede_key: None,
+            },
+            Priority::Interactive,
+        );
+        rx
+    }
+
     /// Drops a document's session (the document was closed).
     pub fn forget(&self, doc: String) {
         self.push(
@@ -244,6 +337,8 @@ impl Engine {
 /// The engine thread's loop.
 fn run(shared: Arc<Shared>) {
     let mut model: Option<LanguageModel> = None;
+    let mut t5_loader: Option<T5Loader> = None;
+    let mut t5: Option<T5Model> = None;
     let mut sessions: HashMap<String, (Session, u64)> = HashMap::new();
     let mut clock = 0u64;
     loop {
@@ -293,6 +388,14 @@ fn run(shared: Arc<Shared>) {
                 Work::Forget(doc) => {
                     sessions.remove(&doc);
                 }
+                Work::SetT5(loader) => {
+                    t5 = None;
+                    t5_loader = Some(loader);
+                }
+                Work::T5(req, tx) => {
+                    let result = run_t5(&mut t5, &t5_loader, req, &cancel);
+                    let _ = tx.send(result);
+                }
                 Work::Complete(req, tx) => {
                     let result = with_model(&model, &shared, |lm| {
                         let doc = req.doc.clone();
@@ -315,6 +418,11 @@ fn run(shared: Arc<Shared>) {
                     let result = with_model(&model, &shared, |lm| lm.score(&text, &cancel));
                     let _ = tx.send(result);
                 }
+                Work::Proofread(text, opts, tx) => {
+                    let result =
+                        with_model(&model, &shared, |lm| lm.proofread(&text, &opts, &cancel));
+                    let _ = tx.send(result);
+                }
             }
         }
         shared
@@ -323,6 +431,62 @@ fn run(shared: Arc<Shared>) {
             .unwrap_or_else(|e| e.into_inner())
             .running = None;
     }
+}
+
+/// Runs a T5 job, loading the model first if needed; panics become errors.
+fn run_t5(
+    t5: &mut Option<T5Model>,
+    loader: &Option<T5Loader>,
+    req: T5Request,
+    cancel: &Cancel,
+) -> Result<String, EngineError> {
+    let send = |e: T5Event| {
+        if let Some(tx) = &req.events {
+            let _ = tx.send(e);
+        }
+    };
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        if t5.is_none() {
+            let Some(load) = loader else {
+                return Err(EngineError::Input("no T5 model is configured".into()));
+            };
+            send(T5Event::Loading);
+            let progress = Arc::new(EventProgress(req.events.clone()));
+            *t5 = Some(load(progress)?);
+        }
+        let model = t5.as_mut().expect("loaded above");
+        model.run(
+            &req.task,
+            &req.text,
+            req.max_tokens,
+            cancel,
+            &mut |done, total| send(T5Event::Step { done, total }),
+        )
+    }));
+    match outcome {
+        Ok(r) => r,
+        Err(_) => {
+            *t5 = None;
+            Err(EngineError::Input("internal error in the T5 engine".into()))
+        }
+    }
+}
+
+/// Forwards download progress of a T5 load as events.
+struct EventProgress(Option<mpsc::UnboundedSender<T5Event>>);
+
+impl DownloadProgress for EventProgress {
+    fn update(&self, file: &str, done: u64, total: u64) {
+        if let Some(tx) = &self.0 {
+            let _ = tx.send(T5Event::Download {
+                file: file.to_string(),
+                done,
+                total,
+            });
+        }
+    }
+
+    fn finish(&self, _file: &str) {}
 }
 
 /// Runs `f` on the loaded model, turning a missing model and a panic into errors.

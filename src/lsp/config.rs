@@ -39,9 +39,50 @@ pub struct CompletionSettings {
 #[serde(rename_all = "camelCase", default)]
 pub struct DiagnosticsSettings {
     pub enabled: bool,
+    /// A token below this log-probability may flag its word...
     pub min_token_logprob: f32,
+    /// ...when the model's best guess is at least this much more likely (nats).
+    pub min_alternative_gap: f32,
+    /// Sentences above this perplexity get one `unlikely-sentence` hint.
+    pub max_sentence_perplexity: f64,
     pub debounce_ms: u64,
+    /// Languages checked whole as prose; in every other language only comments are checked.
     pub languages: Vec<String>,
+    pub token_severity: Severity,
+    pub sentence_severity: Severity,
+}
+
+/// A diagnostic severity, as settings name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+    Information,
+    Hint,
+}
+
+impl Severity {
+    pub fn lsp(self) -> tower_lsp_server::ls_types::DiagnosticSeverity {
+        use tower_lsp_server::ls_types::DiagnosticSeverity as S;
+        match self {
+            Severity::Error => S::ERROR,
+            Severity::Warning => S::WARNING,
+            Severity::Information => S::INFORMATION,
+            Severity::Hint => S::HINT,
+        }
+    }
+}
+
+impl DiagnosticsSettings {
+    pub fn proofread_options(&self) -> crate::engine::proofread::ProofreadOptions {
+        crate::engine::proofread::ProofreadOptions {
+            min_token_logprob: self.min_token_logprob,
+            min_gap: self.min_alternative_gap,
+            max_alternatives: 3,
+            max_sentence_perplexity: self.max_sentence_perplexity,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,10 +127,20 @@ impl Default for DiagnosticsSettings {
         Self {
             enabled: true,
             min_token_logprob: -10.0,
+            min_alternative_gap: 5.0,
+            max_sentence_perplexity: 2000.0,
             debounce_ms: 400,
-            languages: ["plaintext", "markdown", "gitcommit"]
-                .map(String::from)
-                .to_vec(),
+            languages: [
+                "plaintext",
+                "markdown",
+                "gitcommit",
+                "restructuredtext",
+                "latex",
+            ]
+            .map(String::from)
+            .to_vec(),
+            token_severity: Severity::Information,
+            sentence_severity: Severity::Hint,
         }
     }
 }
@@ -192,6 +243,16 @@ impl Settings {
             diagnostics.min_token_logprob,
             |v: &f32| v.is_finite() && *v < 0.0,
             "must be negative"
+        );
+        check!(
+            diagnostics.min_alternative_gap,
+            |v: &f32| v.is_finite() && *v >= 0.0,
+            "must be zero or more"
+        );
+        check!(
+            diagnostics.max_sentence_perplexity,
+            |v: &f64| *v > 1.0,
+            "must be above 1"
         );
         check!(
             t5.max_tokens,

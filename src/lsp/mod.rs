@@ -2,8 +2,10 @@
 //! engine requests go out; the only place that knows LSP. Forward passes run on the engine
 //! thread, never here: every handler awaits a reply channel.
 
+mod commands;
 pub mod config;
 pub mod convert;
+mod diagnostics;
 pub mod transport;
 
 use std::collections::HashMap;
@@ -19,7 +21,8 @@ use tower_lsp_server::{Client, LanguageServer, LspService};
 use crate::document::{Document, PositionEncoding};
 use crate::engine::sampling::{SamplingParams, StopAt};
 use crate::engine::session::WindowPolicy;
-use crate::engine::worker::{CompleteRequest, Engine, Loader};
+use crate::engine::t5::T5Model;
+use crate::engine::worker::{CompleteRequest, Engine, Loader, T5Loader};
 use crate::engine::{Cancel, Completion, EngineError, GenerateParams, LanguageModel};
 use crate::models::{self, DownloadProgress, FetchOptions, ModelSource};
 use config::Settings;
@@ -60,7 +63,12 @@ struct State {
     supports_configuration: bool,
 }
 
+/// The language server; its state is shared with the background tasks it spawns.
 pub struct Server {
+    inner: Arc<Inner>,
+}
+
+pub struct Inner {
     client: Client,
     options: ServeOptions,
     /// Open documents. The lock is never held across an `.await`.
@@ -68,6 +76,15 @@ pub struct Server {
     state: Mutex<State>,
     engine: Engine,
     shutdown: Arc<AtomicBool>,
+    diagnostics: Mutex<diagnostics::DiagnosticsState>,
+}
+
+impl std::ops::Deref for Server {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -121,10 +138,20 @@ pub fn current_word_len(text: &str) -> usize {
         .sum()
 }
 
+impl Inner {
+    fn settings(&self) -> Settings {
+        lock(&self.state).settings.clone()
+    }
+
+    fn encoding(&self) -> PositionEncoding {
+        lock(&self.state).encoding
+    }
+}
+
 impl Server {
     fn new(client: Client, options: ServeOptions, shutdown: Arc<AtomicBool>) -> Self {
         let settings = options.defaults.clone();
-        Self {
+        let inner = Inner {
             client,
             options,
             docs: Mutex::new(HashMap::new()),
@@ -136,32 +163,31 @@ impl Server {
             }),
             engine: Engine::start(),
             shutdown,
+            diagnostics: Mutex::new(Default::default()),
+        };
+        Self {
+            inner: Arc::new(inner),
         }
-    }
-
-    fn settings(&self) -> Settings {
-        lock(&self.state).settings.clone()
-    }
-
-    fn encoding(&self) -> PositionEncoding {
-        lock(&self.state).encoding
     }
 
     /// Applies a settings object from the client; reports bad keys; reloads the model when
     /// its name, device or dtype changed.
     async fn apply_settings(&self, value: &Value) {
-        let (changed_model, errors) = {
+        let (changed_model, changed_t5, errors) = {
             let mut state = lock(&self.state);
             let (new, errors) = Settings::from_json(value, &self.options.defaults, &state.settings);
-            let changed = (&new.model, &new.device, &new.dtype)
-                != (
-                    &state.settings.model,
-                    &state.settings.device,
-                    &state.settings.dtype,
-                );
+            let old = &state.settings;
+            let changed =
+                (&new.model, &new.device, &new.dtype) != (&old.model, &old.device, &old.dtype);
+            let changed_t5 = (&new.t5_model, &new.device, &new.dtype)
+                != (&old.t5_model, &old.device, &old.dtype);
             state.settings = new;
-            (changed, errors)
+            (changed, changed_t5, errors)
         };
+        if changed_t5 {
+            self.engine
+                .set_t5(make_t5_loader(&self.settings(), &self.options));
+        }
         for e in errors {
             self.client
                 .show_message(MessageType::WARNING, format!("quill: {e}"))
@@ -169,6 +195,11 @@ impl Server {
         }
         if changed_model {
             self.load_model().await;
+        }
+        // Settings apply to open documents at once.
+        let open: Vec<Uri> = lock(&self.docs).keys().cloned().collect();
+        for uri in open {
+            self.inner.schedule_diagnostics(uri, false);
         }
     }
 
@@ -206,7 +237,7 @@ impl Server {
                 tokio::select! {
                     r = &mut done => break r,
                     Some((file, got, total)) = rx.recv() => {
-                        let pct = if total > 0 { (got * 100 / total) as u32 } else { 0 };
+                        let pct = (got * 100).checked_div(total).unwrap_or(0) as u32;
                         if pct != last_pct {
                             last_pct = pct;
                             if let Some(p) = &progress {
@@ -383,6 +414,25 @@ impl DownloadProgress for ChannelProgress {
     }
 }
 
+fn make_t5_loader(settings: &Settings, options: &ServeOptions) -> T5Loader {
+    let model = settings.t5_model.clone();
+    let device = settings.device.clone();
+    let dtype = settings.dtype.clone();
+    let revision = options.revision.clone();
+    let offline = options.offline;
+    Box::new(move |progress| {
+        let device = models::parse_device(&device)?;
+        let dtype = models::parse_dtype(&dtype, &device)?;
+        let source = ModelSource::parse(&model, revision.as_deref());
+        let fetch = FetchOptions {
+            offline,
+            progress: Some(progress),
+        };
+        let files = models::resolve(&source, &fetch)?;
+        Ok(T5Model::load(&files, &device, dtype)?)
+    })
+}
+
 fn make_loader(
     settings: &Settings,
     options: &ServeOptions,
@@ -453,6 +503,21 @@ impl LanguageServer for Server {
                     ..Default::default()
                 }),
                 inline_completion_provider: Some(OneOf::Left(true)),
+                hover_provider: Some(HoverProviderCapability::Simple(true)),
+                execute_command_provider: Some(ExecuteCommandOptions {
+                    commands: commands::ALL.iter().map(|c| c.to_string()).collect(),
+                    ..Default::default()
+                }),
+                code_action_provider: Some(CodeActionProviderCapability::Options(
+                    CodeActionOptions {
+                        code_action_kinds: Some(vec![
+                            CodeActionKind::QUICKFIX,
+                            CodeActionKind::REFACTOR,
+                            CodeActionKind::REFACTOR_REWRITE,
+                        ]),
+                        ..Default::default()
+                    },
+                )),
                 ..Default::default()
             },
             server_info: Some(ServerInfo {
@@ -485,6 +550,8 @@ impl LanguageServer for Server {
                 }
             }
         }
+        self.engine
+            .set_t5(make_t5_loader(&self.settings(), &self.options));
         self.load_model().await;
     }
 
@@ -495,12 +562,15 @@ impl LanguageServer for Server {
 
     async fn did_open(&self, params: DidOpenTextDocumentParams) {
         let d = params.text_document;
+        let uri = d.uri.clone();
         lock(&self.docs).insert(d.uri, Document::new(&d.text, d.version, &d.language_id));
+        self.inner.schedule_diagnostics(uri, false);
     }
 
     async fn did_change(&self, params: DidChangeTextDocumentParams) {
         let enc = self.encoding();
         let uri = params.text_document.uri;
+        let mut cursor = None;
         let problem = {
             let mut docs = lock(&self.docs);
             match docs.get_mut(&uri) {
@@ -513,6 +583,9 @@ impl LanguageServer for Server {
                         let range = change
                             .range
                             .map(|r| (convert::pos(r.start), convert::pos(r.end)));
+                        if let Some((start, _)) = range {
+                            cursor = Some(next.offset(start, enc) + change.text.len());
+                        }
                         if let Err(e) = next.apply_change(range, &change.text, enc) {
                             err = Some(format!("refused an edit of {}: {e}", uri.as_str()));
                             break;
@@ -531,13 +604,19 @@ impl LanguageServer for Server {
             self.client
                 .log_message(MessageType::WARNING, format!("quill: {msg}"))
                 .await;
+            return;
         }
+        if let Some(c) = cursor {
+            self.set_cursor(&uri, c);
+        }
+        self.inner.schedule_diagnostics(uri, true);
     }
 
     async fn did_close(&self, params: DidCloseTextDocumentParams) {
         let uri = params.text_document.uri;
         lock(&self.docs).remove(&uri);
         self.engine.forget(uri.as_str().to_string());
+        self.close_diagnostics(&uri).await;
     }
 
     async fn did_change_configuration(&self, params: DidChangeConfigurationParams) {
@@ -547,6 +626,40 @@ impl LanguageServer for Server {
             .cloned()
             .unwrap_or(params.settings);
         self.apply_settings(&value).await;
+    }
+
+    async fn hover(&self, params: HoverParams) -> jsonrpc::Result<Option<Hover>> {
+        let tdp = params.text_document_position_params;
+        if !lock(&self.docs).contains_key(&tdp.text_document.uri) {
+            return Err(invalid_params(format!(
+                "unknown document {}: open it (didOpen) first",
+                tdp.text_document.uri.as_str()
+            )));
+        }
+        Ok(self.diagnostics_hover(&tdp.text_document.uri, tdp.position))
+    }
+
+    async fn code_action(
+        &self,
+        params: CodeActionParams,
+    ) -> jsonrpc::Result<Option<CodeActionResponse>> {
+        let uri = params.text_document.uri;
+        if !lock(&self.docs).contains_key(&uri) {
+            return Err(invalid_params(format!(
+                "unknown document {}: open it (didOpen) first",
+                uri.as_str()
+            )));
+        }
+        let mut actions = diagnostics::quick_fixes(&uri, &params.context.diagnostics);
+        actions.extend(commands::selection_actions(&uri, params.range));
+        Ok(Some(actions))
+    }
+
+    async fn execute_command(
+        &self,
+        params: ExecuteCommandParams,
+    ) -> jsonrpc::Result<Option<Value>> {
+        self.execute(params).await
     }
 
     async fn completion(

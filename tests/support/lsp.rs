@@ -127,6 +127,7 @@ impl LspClient {
                 self.server_requests.push(msg.clone());
                 let result = match msg["method"].as_str().unwrap() {
                     "workspace/configuration" => json!([self.configuration.clone()]),
+                    "workspace/applyEdit" => json!({"applied": true}),
                     _ => Value::Null,
                 };
                 self.send(json!({"jsonrpc": "2.0", "id": msg["id"].clone(), "result": result}));

@@ -1,0 +1,5 @@
+//! Sentence-probability diagnostics, above the engine and below the LSP layer: which text of a
+//! document is checked, and what the model's findings mean in the document.
+
+pub mod checker;
+pub mod prose;

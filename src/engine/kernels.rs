@@ -1,0 +1,261 @@
+//! CPU kernels for what candle 0.11's generic CPU ops do slowly at GPT-2's shapes (measured in
+//! `cargo bench --bench engine`; see the README):
+//!
+//! - products of a few rows by a weight matrix (decoding: one row per candidate). gemm reads
+//!   the weights at about 15 GB/s for one row and gets 2-4x slower per row for three; here each
+//!   weight row is read once for all input rows, on every core;
+//! - GELU (tanh form): candle maps `tanh` on one thread; here `exp`, on every core;
+//! - the causal, scaled softmax of attention scores, without building a mask: rows only touch
+//!   the positions they may see.
+//!
+//! Each kernel applies to f32 tensors on the CPU and returns `None` otherwise, so that callers
+//! fall back to candle's ops (f16, GPUs).
+
+use candle_core::{DType, Storage, Tensor};
+use rayon::prelude::*;
+
+/// Rows up to which [`matmul_t`] takes over from gemm (decoding and small batches).
+pub const MAX_ROWS: usize = 8;
+
+/// Runs `f` on the f32 data of a contiguous CPU tensor.
+fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
+    if t.dtype() != DType::F32 || !t.device().is_cpu() {
+        return None;
+    }
+    let (storage, layout) = t.storage_and_layout();
+    let Storage::Cpu(cpu) = &*storage else {
+        return None;
+    };
+    let offsets = layout.contiguous_offsets()?;
+    let data = cpu.as_slice::<f32>().ok()?;
+    Some(f(&data[offsets.0..offsets.1]))
+}
+
+/// `x · wᵀ` for `x` `(m, k)` with `m <= MAX_ROWS` and `w` `(n, k)` contiguous: `(m, n)`.
+pub fn matmul_t(x: &Tensor, w: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    let (m, k) = x.dims2()?;
+    let (n, k2) = w.dims2()?;
+    if m == 0 || m > MAX_ROWS || k != k2 || !x.device().is_cpu() || x.dtype() != DType::F32 {
+        return Ok(None);
+    }
+    let x = x.contiguous()?;
+    let Some(xs) = with_f32(&x, |s| s.to_vec()) else {
+        return Ok(None);
+    };
+    // out_t is (n, m): each output row of w gives m values, written together.
+    let out_t = with_f32(w, |ws| {
+        let mut out_t = vec![0f32; n * m];
+        const ROWS_PER_TASK: usize = 64;
+        out_t
+            .par_chunks_mut(ROWS_PER_TASK * m)
+            .enumerate()
+            .for_each(|(task, chunk)| {
+                let first = task * ROWS_PER_TASK;
+                for (i, out) in chunk.chunks_mut(m).enumerate() {
+                    let row = &ws[(first + i) * k..(first + i + 1) * k];
+                    rows_dot(&xs, row, out);
+                }
+            });
+        out_t
+    });
+    let Some(out_t) = out_t else {
+        return Ok(None);
+    };
+    let mut out = vec![0f32; m * n];
+    for o in 0..n {
+        for r in 0..m {
+            out[r * n + o] = out_t[o * m + r];
+        }
+    }
+    Ok(Some(Tensor::from_vec(out, (m, n), x.device())?))
+}
+
+/// `out[r] = dot(xs[r], w)` for each row `r` of `xs` (rows of `w.len()`).
+fn rows_dot(xs: &[f32], w: &[f32], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has the features the function is compiled for.
+            unsafe { rows_dot_fma(xs, w, out) };
+            return;
+        }
+    }
+    rows_dot_portable(xs, w, out)
+}
+
+/// Lanes summed independently: wide enough for two 8-float vectors.
+const LANES: usize = 16;
+
+macro_rules! rows_dot_body {
+    ($xs:expr, $w:expr, $out:expr, $fma:expr) => {{
+        let (xs, w, out): (&[f32], &[f32], &mut [f32]) = ($xs, $w, $out);
+        let k = w.len();
+        let full = k / LANES * LANES;
+        for (r, o) in out.iter_mut().enumerate() {
+            let x = &xs[r * k..(r + 1) * k];
+            let mut acc = [0f32; LANES];
+            for (xc, wc) in x[..full]
+                .chunks_exact(LANES)
+                .zip(w[..full].chunks_exact(LANES))
+            {
+                for l in 0..LANES {
+                    acc[l] = $fma(xc[l], wc[l], acc[l]);
+                }
+            }
+            let mut s: f32 = acc.iter().sum();
+            for i in full..k {
+                s += x[i] * w[i];
+            }
+            *o = s;
+        }
+    }};
+}
+
+fn rows_dot_portable(xs: &[f32], w: &[f32], out: &mut [f32]) {
+    rows_dot_body!(xs, w, out, |a: f32, b: f32, c: f32| a * b + c)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn rows_dot_fma(xs: &[f32], w: &[f32], out: &mut [f32]) {
+    rows_dot_body!(xs, w, out, |a: f32, b: f32, c: f32| a.mul_add(b, c))
+}
+
+/// GPT-2's GELU, the tanh approximation, with `tanh(z) = 1 - 2 / (exp(2z) + 1)`.
+pub fn gelu_tanh(x: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    let x = x.contiguous()?;
+    let out = with_f32(&x, |xs| {
+        let mut out = vec![0f32; xs.len()];
+        const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+        out.par_chunks_mut(4096)
+            .zip(xs.par_chunks(4096))
+            .for_each(|(o, i)| {
+                for (y, &v) in o.iter_mut().zip(i) {
+                    let z = SQRT_2_OVER_PI * (v + 0.044_715 * v * v * v);
+                    let tanh = 1.0 - 2.0 / ((2.0 * z).exp() + 1.0);
+                    *y = 0.5 * v * (1.0 + tanh);
+                }
+            });
+        out
+    });
+    match out {
+        Some(out) => Ok(Some(Tensor::from_vec(out, x.shape(), x.device())?)),
+        None => Ok(None),
+    }
+}
+
+/// `softmax(scale * scores)` over the last dimension of `(heads, t, past + t)` scores, where
+/// row `i` sees positions `0..=past + i` only (the rest come out 0).
+pub fn causal_softmax(
+    scores: &Tensor,
+    past: usize,
+    scale: f32,
+) -> candle_core::Result<Option<Tensor>> {
+    let (h, t, s) = scores.dims3()?;
+    if s != past + t {
+        return Ok(None);
+    }
+    let scores = scores.contiguous()?;
+    let out = with_f32(&scores, |xs| {
+        let mut out = vec![0f32; h * t * s];
+        out.par_chunks_mut(s).enumerate().for_each(|(row, o)| {
+            let i = row % t;
+            let seen = past + i + 1;
+            let x = &xs[row * s..row * s + seen];
+            let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) * scale;
+            let mut sum = 0f32;
+            for (y, &v) in o[..seen].iter_mut().zip(x) {
+                *y = (v * scale - max).exp();
+                sum += *y;
+            }
+            let inv = 1.0 / sum;
+            for y in &mut o[..seen] {
+                *y *= inv;
+            }
+        });
+        out
+    });
+    match out {
+        Some(out) => Ok(Some(Tensor::from_vec(out, (h, t, s), scores.device())?)),
+        None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn close(a: &Tensor, b: &Tensor, tol: f32) {
+        let d: f32 = (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!(d <= tol, "differ by {d}");
+    }
+
+    #[test]
+    fn few_row_products_equal_gemm() {
+        let dev = Device::Cpu;
+        for (m, k, n) in [(1, 768, 300), (3, 100, 77), (8, 17, 5), (2, 5, 1)] {
+            let x = Tensor::randn(0f32, 1.0, (m, k), &dev).unwrap();
+            let w = Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap();
+            let want = x.matmul(&w.t().unwrap()).unwrap();
+            let got = matmul_t(&x, &w).unwrap().unwrap();
+            close(&got, &want, 1e-3);
+        }
+        let big = Tensor::zeros((MAX_ROWS + 1, 4), DType::F32, &dev).unwrap();
+        let w = Tensor::zeros((3, 4), DType::F32, &dev).unwrap();
+        assert!(
+            matmul_t(&big, &w).unwrap().is_none(),
+            "many rows go to gemm"
+        );
+    }
+
+    #[test]
+    fn gelu_equals_candles() {
+        let x = Tensor::randn(0f32, 3.0, (7, 1000), &Device::Cpu).unwrap();
+        close(&gelu_tanh(&x).unwrap().unwrap(), &x.gelu().unwrap(), 1e-5);
+        let extreme = Tensor::new(
+            &[-100f32, -10.0, -1e-6, 0.0, 1e-6, 10.0, 100.0],
+            &Device::Cpu,
+        )
+        .unwrap();
+        close(
+            &gelu_tanh(&extreme).unwrap().unwrap(),
+            &extreme.gelu().unwrap(),
+            1e-6,
+        );
+    }
+
+    #[test]
+    fn causal_softmax_equals_masked_softmax() {
+        let dev = Device::Cpu;
+        let (h, t, past) = (3, 5, 4);
+        let scores = Tensor::randn(0f32, 2.0, (h, t, past + t), &dev).unwrap();
+        let mask: Vec<f32> = (0..t)
+            .flat_map(|i| {
+                (0..past + t).map(move |j| if j > past + i { f32::NEG_INFINITY } else { 0.0 })
+            })
+            .collect();
+        let mask = Tensor::from_vec(mask, (t, past + t), &dev).unwrap();
+        let want = candle_nn::ops::softmax_last_dim(
+            &(scores.clone() * 0.5)
+                .unwrap()
+                .broadcast_add(&mask)
+                .unwrap(),
+        )
+        .unwrap();
+        close(
+            &causal_softmax(&scores, past, 0.5).unwrap().unwrap(),
+            &want,
+            1e-6,
+        );
+    }
+}

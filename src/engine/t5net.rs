@@ -1,0 +1,541 @@
+//! The T5 encoder-decoder on candle, for one sequence at a time.
+//!
+//! Shapes are `(tokens, d_model)`; attention heads are `(n_heads, tokens, d_kv)`. T5 has no
+//! absolute positions: each stack's first block owns a relative position bias, bucketed
+//! bidirectionally in the encoder and over the past only in the decoder, shared by every layer
+//! of the stack. Scores are not scaled by `1/sqrt(d_kv)` (T5 folds that into its weights).
+//! Layer norms are RMS norms without bias. With tied embeddings the decoder output is scaled by
+//! `1/sqrt(d_model)` before the shared embedding projects it on the vocabulary.
+//!
+//! Decoding keeps a [`DecodeState`]: the decoder's self-attention keys and values so far, and
+//! the cross-attention keys and values of the encoder output, computed once.
+
+use candle_core::{DType, Device, Module, Tensor, D};
+use candle_nn::{Embedding, VarBuilder};
+use serde::Deserialize;
+
+use super::kernels;
+
+/// A mirror of a T5 `config.json`, with transformers' defaults for missing fields.
+#[derive(Debug, Clone, Deserialize)]
+pub struct T5Config {
+    pub vocab_size: usize,
+    pub d_model: usize,
+    pub d_kv: usize,
+    pub d_ff: usize,
+    pub num_layers: usize,
+    #[serde(default)]
+    pub num_decoder_layers: Option<usize>,
+    pub num_heads: usize,
+    #[serde(default = "default_buckets")]
+    pub relative_attention_num_buckets: usize,
+    #[serde(default = "default_max_distance")]
+    pub relative_attention_max_distance: usize,
+    #[serde(default = "default_eps")]
+    pub layer_norm_epsilon: f64,
+    #[serde(default = "default_ff")]
+    pub feed_forward_proj: String,
+    #[serde(default = "default_true")]
+    pub tie_word_embeddings: bool,
+    #[serde(default)]
+    pub pad_token_id: u32,
+    #[serde(default = "default_eos")]
+    pub eos_token_id: u32,
+    #[serde(default)]
+    pub decoder_start_token_id: Option<u32>,
+}
+
+fn default_buckets() -> usize {
+    32
+}
+fn default_max_distance() -> usize {
+    128
+}
+fn default_eps() -> f64 {
+    1e-6
+}
+fn default_ff() -> String {
+    "relu".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_eos() -> u32 {
+    1
+}
+
+impl T5Config {
+    pub fn validate(&self) -> Result<(), String> {
+        FeedForwardKind::parse(&self.feed_forward_proj)?;
+        if self.num_heads == 0 || self.d_kv == 0 {
+            return Err("num_heads and d_kv must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum FeedForwardKind {
+    Relu,
+    Gelu,
+    GatedGelu,
+    GatedSilu,
+}
+
+impl FeedForwardKind {
+    fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "relu" => Ok(Self::Relu),
+            "gelu" | "gelu_new" => Ok(Self::Gelu),
+            "gated-gelu" => Ok(Self::GatedGelu),
+            "gated-silu" => Ok(Self::GatedSilu),
+            other => Err(format!("unsupported feed_forward_proj `{other}`")),
+        }
+    }
+
+    fn gated(self) -> bool {
+        matches!(self, Self::GatedGelu | Self::GatedSilu)
+    }
+
+    fn apply(self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Self::Relu => x.relu(),
+            // transformers' "gated-gelu" is gelu_new, the tanh approximation.
+            Self::Gelu | Self::GatedGelu => match kernels::gelu_tanh(x)? {
+                Some(y) => Ok(y),
+                None => x.gelu(),
+            },
+            Self::GatedSilu => x.silu(),
+        }
+    }
+}
+
+/// A bias-free linear layer, weight `[out, in]`.
+#[derive(Debug, Clone)]
+struct Linear(Tensor);
+
+impl Linear {
+    fn load(vb: VarBuilder, n_in: usize, n_out: usize) -> candle_core::Result<Self> {
+        Ok(Self(vb.get((n_out, n_in), "weight")?))
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match kernels::matmul_t(x, &self.0)? {
+            Some(y) => Ok(y),
+            None => x.matmul(&self.0.t()?),
+        }
+    }
+}
+
+/// T5's layer norm: scale only, no mean removal, computed in f32.
+#[derive(Debug, Clone)]
+struct RmsNorm {
+    weight: Tensor,
+    eps: f64,
+}
+
+impl RmsNorm {
+    fn load(vb: VarBuilder, size: usize, eps: f64) -> candle_core::Result<Self> {
+        Ok(Self {
+            weight: vb.get(size, "weight")?,
+            eps,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let dtype = x.dtype();
+        let xf = x.to_dtype(DType::F32)?;
+        let var = xf.sqr()?.mean_keepdim(D::Minus1)?;
+        let normed = xf.broadcast_div(&(var + self.eps)?.sqrt()?)?;
+        normed.to_dtype(dtype)?.broadcast_mul(&self.weight)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Attention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    n_heads: usize,
+    d_kv: usize,
+}
+
+impl Attention {
+    fn load(vb: VarBuilder, cfg: &T5Config) -> candle_core::Result<Self> {
+        let inner = cfg.num_heads * cfg.d_kv;
+        Ok(Self {
+            q: Linear::load(vb.pp("q"), cfg.d_model, inner)?,
+            k: Linear::load(vb.pp("k"), cfg.d_model, inner)?,
+            v: Linear::load(vb.pp("v"), cfg.d_model, inner)?,
+            o: Linear::load(vb.pp("o"), inner, cfg.d_model)?,
+            n_heads: cfg.num_heads,
+            d_kv: cfg.d_kv,
+        })
+    }
+
+    /// `(tokens, inner)` to heads `(n_heads, tokens, d_kv)`.
+    fn heads(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let t = x.dim(0)?;
+        x.reshape((t, self.n_heads, self.d_kv))?
+            .transpose(0, 1)?
+            .contiguous()
+    }
+
+    /// Attention of queries `x` over keys and values `(n_heads, kv, d_kv)`, plus `bias`
+    /// `(n_heads, q, kv)`.
+    fn attend(
+        &self,
+        x: &Tensor,
+        keys: &Tensor,
+        values: &Tensor,
+        bias: Option<&Tensor>,
+    ) -> candle_core::Result<Tensor> {
+        let t = x.dim(0)?;
+        let q = self.heads(&self.q.forward(x)?)?;
+        let mut scores = q.matmul(&keys.t()?)?;
+        if let Some(b) = bias {
+            scores = scores.broadcast_add(b)?;
+        }
+        let probs =
+            candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(x.dtype())?;
+        let y = probs.matmul(values)?;
+        let y = y.transpose(0, 1)?.reshape((t, self.n_heads * self.d_kv))?;
+        self.o.forward(&y)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct FeedForward {
+    wi: Linear,
+    wi_1: Option<Linear>,
+    wo: Linear,
+    kind: FeedForwardKind,
+}
+
+impl FeedForward {
+    fn load(vb: VarBuilder, cfg: &T5Config) -> candle_core::Result<Self> {
+        let kind =
+            FeedForwardKind::parse(&cfg.feed_forward_proj).map_err(candle_core::Error::msg)?;
+        let vb = vb.pp("DenseReluDense");
+        let (wi, wi_1) = if kind.gated() {
+            (
+                Linear::load(vb.pp("wi_0"), cfg.d_model, cfg.d_ff)?,
+                Some(Linear::load(vb.pp("wi_1"), cfg.d_model, cfg.d_ff)?),
+            )
+        } else {
+            (Linear::load(vb.pp("wi"), cfg.d_model, cfg.d_ff)?, None)
+        };
+        Ok(Self {
+            wi,
+            wi_1,
+            wo: Linear::load(vb.pp("wo"), cfg.d_ff, cfg.d_model)?,
+            kind,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let mut h = self.kind.apply(&self.wi.forward(x)?)?;
+        if let Some(wi_1) = &self.wi_1 {
+            h = (h * wi_1.forward(x)?)?;
+        }
+        self.wo.forward(&h)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct EncoderBlock {
+    attn_norm: RmsNorm,
+    attn: Attention,
+    ff_norm: RmsNorm,
+    ff: FeedForward,
+}
+
+#[derive(Debug, Clone)]
+struct DecoderBlock {
+    self_norm: RmsNorm,
+    self_attn: Attention,
+    cross_norm: RmsNorm,
+    cross_attn: Attention,
+    ff_norm: RmsNorm,
+    ff: FeedForward,
+}
+
+/// The relative position bias of a stack: `(num_buckets, n_heads)` embeddings.
+#[derive(Debug, Clone)]
+struct PositionBias {
+    embedding: Embedding,
+    bidirectional: bool,
+    num_buckets: usize,
+    max_distance: usize,
+}
+
+impl PositionBias {
+    /// transformers' `_relative_position_bucket`, in f32 as torch computes it.
+    fn bucket(&self, relative: i64) -> u32 {
+        let mut num_buckets = self.num_buckets as i64;
+        let mut bucket = 0i64;
+        let n = if self.bidirectional {
+            num_buckets /= 2;
+            if relative > 0 {
+                bucket += num_buckets;
+            }
+            relative.abs()
+        } else {
+            (-relative).max(0)
+        };
+        let max_exact = num_buckets / 2;
+        if n < max_exact {
+            bucket += n;
+        } else {
+            let log_ratio = ((n as f32) / (max_exact as f32)).ln();
+            let log_max = ((self.max_distance as f64) / (max_exact as f64)).ln() as f32;
+            let large = max_exact + (log_ratio / log_max * (num_buckets - max_exact) as f32) as i64;
+            bucket += large.min(num_buckets - 1);
+        }
+        bucket as u32
+    }
+
+    /// Bias `(n_heads, queries, keys)` for query positions `q0..q0+nq` over keys `0..nk`.
+    fn bias(
+        &self,
+        q0: usize,
+        nq: usize,
+        nk: usize,
+        device: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let buckets: Vec<u32> = (q0..q0 + nq)
+            .flat_map(|i| (0..nk).map(move |j| self.bucket(j as i64 - i as i64)))
+            .collect();
+        let ids = Tensor::from_vec(buckets, nq * nk, device)?;
+        let b = self.embedding.forward(&ids)?; // (nq*nk, heads)
+        let heads = b.dim(1)?;
+        b.reshape((nq, nk, heads))?.permute((2, 0, 1))?.contiguous()
+    }
+}
+
+/// The decoder's state during generation.
+pub struct DecodeState {
+    /// Self-attention keys and values so far, per layer `(n_heads, steps, d_kv)`.
+    self_kv: Vec<Option<(Tensor, Tensor)>>,
+    /// Cross-attention keys and values of the encoder output, per layer.
+    cross_kv: Vec<(Tensor, Tensor)>,
+    steps: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct T5Net {
+    shared: Embedding,
+    encoder: Vec<EncoderBlock>,
+    encoder_bias: PositionBias,
+    encoder_norm: RmsNorm,
+    decoder: Vec<DecoderBlock>,
+    decoder_bias: PositionBias,
+    decoder_norm: RmsNorm,
+    /// `[vocab, d_model]`.
+    lm_head: Tensor,
+    /// Applied to the decoder output before `lm_head` (1/sqrt(d_model) when tied).
+    head_scale: f64,
+    device: Device,
+}
+
+impl T5Net {
+    pub fn load(vb: VarBuilder, cfg: &T5Config) -> candle_core::Result<Self> {
+        let shared_name = if vb.contains_tensor("shared.weight") {
+            "shared"
+        } else {
+            "encoder.embed_tokens"
+        };
+        let shared = Embedding::new(
+            vb.pp(shared_name)
+                .get((cfg.vocab_size, cfg.d_model), "weight")?,
+            cfg.d_model,
+        );
+        let eps = cfg.layer_norm_epsilon;
+        let bias = |vb: VarBuilder, bidirectional| -> candle_core::Result<PositionBias> {
+            let w = vb.get(
+                (cfg.relative_attention_num_buckets, cfg.num_heads),
+                "relative_attention_bias.weight",
+            )?;
+            Ok(PositionBias {
+                embedding: Embedding::new(w, cfg.num_heads),
+                bidirectional,
+                num_buckets: cfg.relative_attention_num_buckets,
+                max_distance: cfg.relative_attention_max_distance,
+            })
+        };
+        let enc = vb.pp("encoder");
+        let mut encoder = Vec::with_capacity(cfg.num_layers);
+        for i in 0..cfg.num_layers {
+            let b = enc.pp(format!("block.{i}"));
+            encoder.push(EncoderBlock {
+                attn_norm: RmsNorm::load(b.pp("layer.0.layer_norm"), cfg.d_model, eps)?,
+                attn: Attention::load(b.pp("layer.0.SelfAttention"), cfg)?,
+                ff_norm: RmsNorm::load(b.pp("layer.1.layer_norm"), cfg.d_model, eps)?,
+                ff: FeedForward::load(b.pp("layer.1"), cfg)?,
+            });
+        }
+        let encoder_bias = bias(enc.pp("block.0.layer.0.SelfAttention"), true)?;
+        let encoder_norm = RmsNorm::load(enc.pp("final_layer_norm"), cfg.d_model, eps)?;
+        let dec = vb.pp("decoder");
+        let n_dec = cfg.num_decoder_layers.unwrap_or(cfg.num_layers);
+        let mut decoder = Vec::with_capacity(n_dec);
+        for i in 0..n_dec {
+            let b = dec.pp(format!("block.{i}"));
+            decoder.push(DecoderBlock {
+                self_norm: RmsNorm::load(b.pp("layer.0.layer_norm"), cfg.d_model, eps)?,
+                self_attn: Attention::load(b.pp("layer.0.SelfAttention"), cfg)?,
+                cross_norm: RmsNorm::load(b.pp("layer.1.layer_norm"), cfg.d_model, eps)?,
+                cross_attn: Attention::load(b.pp("layer.1.EncDecAttention"), cfg)?,
+                ff_norm: RmsNorm::load(b.pp("layer.2.layer_norm"), cfg.d_model, eps)?,
+                ff: FeedForward::load(b.pp("layer.2"), cfg)?,
+            });
+        }
+        let decoder_bias = bias(dec.pp("block.0.layer.0.SelfAttention"), false)?;
+        let decoder_norm = RmsNorm::load(dec.pp("final_layer_norm"), cfg.d_model, eps)?;
+        let (lm_head, head_scale) =
+            if cfg.tie_word_embeddings || !vb.contains_tensor("lm_head.weight") {
+                (
+                    shared.embeddings().clone(),
+                    1.0 / (cfg.d_model as f64).sqrt(),
+                )
+            } else {
+                (
+                    vb.get((cfg.vocab_size, cfg.d_model), "lm_head.weight")?,
+                    1.0,
+                )
+            };
+        Ok(Self {
+            shared,
+            encoder,
+            encoder_bias,
+            encoder_norm,
+            decoder,
+            decoder_bias,
+            decoder_norm,
+            lm_head,
+            head_scale,
+            device: vb.device().clone(),
+        })
+    }
+
+    /// The encoder's output `(tokens, d_model)` for `ids` `(tokens,)`.
+    pub fn encode(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        let t = ids.dim(0)?;
+        let mut x = self.shared.forward(ids)?;
+        let bias = self
+            .encoder_bias
+            .bias(0, t, t, &self.device)?
+            .to_dtype(x.dtype())?;
+        for block in &self.encoder {
+            let h = block.attn_norm.forward(&x)?;
+            let k = block.attn.heads(&block.attn.k.forward(&h)?)?;
+            let v = block.attn.heads(&block.attn.v.forward(&h)?)?;
+            x = (&x + block.attn.attend(&h, &k, &v, Some(&bias))?)?;
+            let h = block.ff_norm.forward(&x)?;
+            x = (&x + block.ff.forward(&h)?)?;
+        }
+        self.encoder_norm.forward(&x)
+    }
+
+    /// A fresh decoding state over an encoder output.
+    pub fn start_decoding(&self, encoded: &Tensor) -> candle_core::Result<DecodeState> {
+        let cross_kv = self
+            .decoder
+            .iter()
+            .map(|b| {
+                let k = b.cross_attn.heads(&b.cross_attn.k.forward(encoded)?)?;
+                let v = b.cross_attn.heads(&b.cross_attn.v.forward(encoded)?)?;
+                Ok((k, v))
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(DecodeState {
+            self_kv: vec![None; self.decoder.len()],
+            cross_kv,
+            steps: 0,
+        })
+    }
+
+    /// Feeds one decoder token; returns the next token's logits `(vocab,)` in f32.
+    pub fn decode_step(&self, id: u32, state: &mut DecodeState) -> candle_core::Result<Vec<f32>> {
+        let pos = state.steps;
+        let mut x = self.shared.forward(&Tensor::new(&[id], &self.device)?)?;
+        let bias = self
+            .decoder_bias
+            .bias(pos, 1, pos + 1, &self.device)?
+            .to_dtype(x.dtype())?;
+        for (layer, block) in self.decoder.iter().enumerate() {
+            let h = block.self_norm.forward(&x)?;
+            let k = block.self_attn.heads(&block.self_attn.k.forward(&h)?)?;
+            let v = block.self_attn.heads(&block.self_attn.v.forward(&h)?)?;
+            let (k, v) = match state.self_kv[layer].take() {
+                Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 1)?, Tensor::cat(&[&pv, &v], 1)?),
+                None => (k, v),
+            };
+            x = (&x + block.self_attn.attend(&h, &k, &v, Some(&bias))?)?;
+            state.self_kv[layer] = Some((k, v));
+            let h = block.cross_norm.forward(&x)?;
+            let (ck, cv) = &state.cross_kv[layer];
+            x = (&x + block.cross_attn.attend(&h, ck, cv, None)?)?;
+            let h = block.ff_norm.forward(&x)?;
+            x = (&x + block.ff.forward(&h)?)?;
+        }
+        state.steps += 1;
+        let x = (self.decoder_norm.forward(&x)? * self.head_scale)?;
+        let logits = match kernels::matmul_t(&x, &self.lm_head)? {
+            Some(l) => l,
+            None => x.matmul(&self.lm_head.t()?)?,
+        };
+        logits.squeeze(0)?.to_dtype(DType::F32)?.to_vec1()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bias(bidirectional: bool) -> PositionBias {
+        PositionBias {
+            embedding: Embedding::new(Tensor::zeros((32, 1), DType::F32, &Device::Cpu).unwrap(), 1),
+            bidirectional,
+            num_buckets: 32,
+            max_distance: 128,
+        }
+    }
+
+    #[test]
+    fn buckets_follow_transformers() {
+        // Values of transformers' _relative_position_bucket(num_buckets=32, max_distance=128).
+        let enc = bias(true);
+        let want_enc = [
+            (0, 0),
+            (1, 17),
+            (-1, 1),
+            (7, 23),
+            (8, 24),
+            (-8, 8),
+            (12, 25),
+            (-20, 10),
+            (100, 31),
+            (-1000, 15),
+        ];
+        for (rel, b) in want_enc {
+            assert_eq!(enc.bucket(rel), b, "bidirectional {rel}");
+        }
+        let dec = bias(false);
+        let want_dec = [
+            (0, 0),
+            (3, 0),
+            (-3, 3),
+            (-15, 15),
+            (-16, 16),
+            (-20, 17),
+            (-40, 23),
+            (-127, 31),
+            (-1000, 31),
+        ];
+        for (rel, b) in want_dec {
+            assert_eq!(dec.bucket(rel), b, "unidirectional {rel}");
+        }
+    }
+}

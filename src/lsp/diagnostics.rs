@@ -1,0 +1,282 @@
+//! Sentence-probability diagnostics in the server: debounced passes per document at background
+//! priority, published with the document's version; hovers and quick fixes from what was
+//! published.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tower_lsp_server::ls_types::*;
+
+use super::{convert, lock, Inner};
+use crate::diagnostics::checker::{self, Cache, Finding, FindingKind};
+use crate::engine::proofread::ProofreadOptions;
+use crate::engine::{Cancel, EngineError};
+
+/// Per-server diagnostics state.
+#[derive(Default)]
+pub struct DiagnosticsState {
+    cache: Cache,
+    /// The options the cache was filled with.
+    cache_options: Option<ProofreadOptions>,
+    /// What was last published for each document, in document byte offsets.
+    published: HashMap<Uri, Vec<Finding>>,
+    /// Bumped by every edit: a pass whose generation is stale stops.
+    generation: HashMap<Uri, u64>,
+    /// Where the last edit left the cursor (byte offset), per document.
+    cursor: HashMap<Uri, usize>,
+    /// The running pass of each document, cancelled by the next edit.
+    running: HashMap<Uri, Cancel>,
+}
+
+impl Inner {
+    /// Notes where an edit left the cursor; the word there is not flagged until it moves.
+    pub(super) fn set_cursor(&self, uri: &Uri, offset: usize) {
+        lock(&self.diagnostics).cursor.insert(uri.clone(), offset);
+    }
+
+    /// Schedules a diagnostics pass for `uri` after the debounce delay; a newer edit cancels it.
+    pub(super) fn schedule_diagnostics(self: &Arc<Self>, uri: Uri, debounce: bool) {
+        let generation = {
+            let mut d = lock(&self.diagnostics);
+            if let Some(c) = d.running.remove(&uri) {
+                c.cancel();
+            }
+            let g = d.generation.entry(uri.clone()).or_insert(0);
+            *g += 1;
+            *g
+        };
+        let this = self.clone();
+        tokio::spawn(async move {
+            let delay = if debounce {
+                this.settings().diagnostics.debounce_ms
+            } else {
+                0
+            };
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+            if this.is_stale(&uri, generation) {
+                return;
+            }
+            if let Err(e) = this.run_pass(&uri, generation).await {
+                if !matches!(e, EngineError::Cancelled) {
+                    tracing::warn!("diagnostics of {} failed: {e}", uri.as_str());
+                }
+            }
+        });
+    }
+
+    fn is_stale(&self, uri: &Uri, generation: u64) -> bool {
+        lock(&self.diagnostics).generation.get(uri) != Some(&generation)
+    }
+
+    async fn run_pass(&self, uri: &Uri, generation: u64) -> Result<(), EngineError> {
+        let settings = self.settings();
+        let Some((text, version, language)) = ({
+            let docs = lock(&self.docs);
+            docs.get(uri)
+                .map(|d| (d.text(), d.version, d.language_id.clone()))
+        }) else {
+            return Ok(());
+        };
+        let ds = &settings.diagnostics;
+        if !ds.enabled {
+            self.publish(uri, Vec::new(), version, &text).await;
+            return Ok(());
+        }
+        let options = ds.proofread_options();
+        let cancel = Cancel::new();
+        {
+            let mut d = lock(&self.diagnostics);
+            if d.cache_options.as_ref() != Some(&options) {
+                d.cache.clear();
+                d.cache_options = Some(options.clone());
+            }
+            d.running.insert(uri.clone(), cancel.clone());
+        }
+        let mut findings = Vec::new();
+        for paragraph in checker::plan(&text, &language, &ds.languages) {
+            if self.is_stale(uri, generation) {
+                return Err(EngineError::Cancelled);
+            }
+            let cached = lock(&self.diagnostics).cache.get(&paragraph.text);
+            let result = match cached {
+                Some(r) => r,
+                None => {
+                    let rx = self.engine.proofread(
+                        paragraph.text.clone(),
+                        options.clone(),
+                        cancel.clone(),
+                    );
+                    let r = rx
+                        .await
+                        .map_err(|_| EngineError::Input("the engine stopped".into()))??;
+                    lock(&self.diagnostics)
+                        .cache
+                        .insert(paragraph.text.clone(), r.clone());
+                    r
+                }
+            };
+            findings.extend(checker::findings(&paragraph, &result));
+        }
+        if self.is_stale(uri, generation) {
+            return Err(EngineError::Cancelled);
+        }
+        // The word being typed is left alone until the cursor leaves it.
+        let cursor = lock(&self.diagnostics).cursor.get(uri).copied();
+        if let Some(c) = cursor {
+            findings.retain(|f| {
+                !(matches!(f.kind, FindingKind::Word { .. }) && f.start <= c && c <= f.end)
+            });
+        }
+        lock(&self.diagnostics).running.remove(uri);
+        self.publish(uri, findings, version, &text).await;
+        Ok(())
+    }
+
+    async fn publish(&self, uri: &Uri, findings: Vec<Finding>, version: i32, text: &str) {
+        let settings = self.settings();
+        let enc = self.encoding();
+        let doc = crate::document::Document::new(text, version, "");
+        let diagnostics = findings
+            .iter()
+            .map(|f| {
+                let severity = match f.kind {
+                    FindingKind::Word { .. } => settings.diagnostics.token_severity,
+                    FindingKind::Sentence { .. } => settings.diagnostics.sentence_severity,
+                };
+                let data = match &f.kind {
+                    FindingKind::Word {
+                        word, alternatives, ..
+                    } => json!({
+                        "word": word,
+                        "alternatives": alternatives.iter().map(|(w, _)| w).collect::<Vec<_>>(),
+                    }),
+                    FindingKind::Sentence { perplexity } => json!({"perplexity": perplexity}),
+                };
+                Diagnostic {
+                    range: convert::range(&doc, f.start, f.end, enc),
+                    severity: Some(severity.lsp()),
+                    code: Some(NumberOrString::String(f.code().into())),
+                    source: Some("quill".into()),
+                    message: f.message(),
+                    data: Some(data),
+                    ..Default::default()
+                }
+            })
+            .collect();
+        lock(&self.diagnostics)
+            .published
+            .insert(uri.clone(), findings);
+        self.client
+            .publish_diagnostics(uri.clone(), diagnostics, Some(version))
+            .await;
+    }
+
+    /// Forgets a closed document and clears its diagnostics.
+    pub(super) async fn close_diagnostics(&self, uri: &Uri) {
+        {
+            let mut d = lock(&self.diagnostics);
+            d.published.remove(uri);
+            d.cursor.remove(uri);
+            if let Some(c) = d.running.remove(uri) {
+                c.cancel();
+            }
+            *d.generation.entry(uri.clone()).or_insert(0) += 1;
+        }
+        self.client
+            .publish_diagnostics(uri.clone(), Vec::new(), None)
+            .await;
+    }
+
+    /// The published finding of kind word that covers byte `offset`.
+    fn finding_at(&self, uri: &Uri, offset: usize) -> Option<Finding> {
+        let d = lock(&self.diagnostics);
+        d.published
+            .get(uri)?
+            .iter()
+            .find(|f| {
+                matches!(f.kind, FindingKind::Word { .. }) && f.start <= offset && offset <= f.end
+            })
+            .cloned()
+    }
+
+    /// Hover on a flagged word: the model's view of it.
+    pub(super) fn diagnostics_hover(&self, uri: &Uri, position: Position) -> Option<Hover> {
+        let enc = self.encoding();
+        let (f, range) = {
+            let docs = lock(&self.docs);
+            let doc = docs.get(uri)?;
+            let offset = convert::offset(doc, position, enc);
+            let f = self.finding_at(uri, offset)?;
+            let range = convert::range(doc, f.start, f.end, enc);
+            (f, range)
+        };
+        let FindingKind::Word {
+            word,
+            logprob,
+            alternatives,
+        } = &f.kind
+        else {
+            return None;
+        };
+        let mut md = String::from("**quill**: ");
+        match alternatives.first() {
+            Some((alt, lp)) => md.push_str(&format!(
+                "expected *{alt}* (p={}), saw *{word}* (p={})",
+                checker::prob(*lp),
+                checker::prob(*logprob)
+            )),
+            None => md.push_str(&format!("saw *{word}* (p={})", checker::prob(*logprob))),
+        }
+        if alternatives.len() > 1 {
+            md.push_str("\n\nalternatives: ");
+            let list: Vec<String> = alternatives
+                .iter()
+                .map(|(w, lp)| format!("*{w}* ({})", checker::prob(*lp)))
+                .collect();
+            md.push_str(&list.join(", "));
+        }
+        Some(Hover {
+            contents: HoverContents::Markup(MarkupContent {
+                kind: MarkupKind::Markdown,
+                value: md,
+            }),
+            range: Some(range),
+        })
+    }
+}
+
+/// Quick fixes for the client's `unlikely-token` diagnostics: "Replace with 'X'".
+pub fn quick_fixes(uri: &Uri, diagnostics: &[Diagnostic]) -> Vec<CodeActionOrCommand> {
+    let mut out = Vec::new();
+    for d in diagnostics {
+        let ours = d.source.as_deref() == Some("quill")
+            && d.code == Some(NumberOrString::String("unlikely-token".into()));
+        if !ours {
+            continue;
+        }
+        let alternatives = d
+            .data
+            .as_ref()
+            .and_then(|v| v.get("alternatives"))
+            .and_then(|v| v.as_array())
+            .cloned()
+            .unwrap_or_default();
+        for (i, alt) in alternatives.iter().filter_map(|a| a.as_str()).enumerate() {
+            let edit = TextEdit::new(d.range, alt.to_string());
+            out.push(CodeActionOrCommand::CodeAction(CodeAction {
+                title: format!("Replace with '{alt}'"),
+                kind: Some(CodeActionKind::QUICKFIX),
+                diagnostics: Some(vec![d.clone()]),
+                edit: Some(WorkspaceEdit {
+                    changes: Some(HashMap::from([(uri.clone(), vec![edit])])),
+                    ..Default::default()
+                }),
+                is_preferred: Some(i == 0),
+                ..Default::default()
+            }));
+        }
+    }
+    out
+}
