@@ -32,6 +32,10 @@ def main():
     ap.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"])
     ap.add_argument("--all-logits", action="store_true")
     ap.add_argument("--json", action="store_true", help="JSON on stdout (the table goes to stderr)")
+    ap.add_argument("--score-lengths", metavar="FILE",
+                    help="also score sequences of these token counts (a JSON list, as written by "
+                         "`cargo bench --bench diagnostics -- --lengths FILE`) with all logits and "
+                         "log_softmax, and report tokens/s")
     args = ap.parse_args()
 
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
@@ -122,6 +126,22 @@ def main():
         res["cold_513"] = {"ms": 1e3 * cold, "min_ms": 1e3 * mins["cold"]}
         res["cold_over_extend"] = cold / ext
 
+        if args.score_lengths:
+            lengths = json.load(open(args.score_lengths))
+            seqs = [torch.randint(0, 50256, (1, n), generator=g) for n in lengths]
+
+            def score_all():
+                t = time.perf_counter()
+                for ids in seqs:
+                    logits = model(input_ids=ids, use_cache=False).logits[0, :-1]
+                    lp = torch.log_softmax(logits.double(), dim=-1)
+                    lp.gather(1, ids[0, 1:, None])
+                return time.perf_counter() - t
+
+            sc = median_of(score_all, "score")
+            res["score"] = {"tokens": sum(lengths), "paragraphs": len(lengths), "seconds": sc,
+                            "tokens_per_s": sum(lengths) / sc}
+
     meta = {
         "torch": torch.__version__, "transformers": transformers.__version__,
         "threads": args.threads, "repeats": args.repeats, "decode_steps": args.steps,
@@ -144,6 +164,9 @@ def main():
         f"  {'extend 512+1 with cache':34s} {res['extend_1']['ms']:9.2f} ms        (min {res['extend_1']['min_ms']:.2f})",
         f"  {'cold forward 513':34s} {res['cold_513']['ms']:9.2f} ms        (min {res['cold_513']['min_ms']:.2f}; cold/extend = {res['cold_over_extend']:.1f}x)",
     ]
+    if "score" in res:
+        lines.append(f"  {'score ' + str(res['score']['paragraphs']) + ' paragraphs, all logits':34s} "
+                     f"{res['score']['tokens_per_s']:9.1f} tok/s  ({res['score']['seconds']:.2f} s)")
     table = "\n".join(lines)
     if args.json:
         print(table, file=sys.stderr)

@@ -486,7 +486,8 @@ def build_reference(model, tok, name):
             "input_ids: tokenizer encoding of input, </s> (id 1) appended by the post-processor. "
             "input_tokens: the pieces. encoder_last_hidden_first_rows[r]: encoder output row r, "
             "first %d dims (first %d rows). first_step_logits: all vocab logits of the first "
-            "decoder step, decoder input [decoder_start_token_id]; logits_scale: max |logit| of "
+            "decoder step, decoder input [decoder_start_token_id] (first_step_logits_f64: the same in "
+            "float64; f32_error: max |first_step_logits - f64|); logits_scale: max |logit| of "
             "them. greedy_ids: manual argmax loop (cold full decoder pass each step) from "
             "[decoder_start_token_id], stopping at </s> or after max_new_tokens new tokens; the "
             "start token and the final </s> are not recorded. greedy_margins[k]: top1-top2 "
@@ -497,6 +498,10 @@ def build_reference(model, tok, name):
             "input_ids_len counts the appended </s>." % (ENC_DIMS, ENC_ROWS)
         ),
     }
+    # The same network in float64: how far float32 arithmetic (ours and transformers') may
+    # drift from the exact logits on these deliberately large random weights.
+    import copy
+    model64 = copy.deepcopy(model).double()
     cases = []
     for text in CASES:
         enc_ = tok.encode(text)
@@ -504,6 +509,8 @@ def build_reference(model, tok, name):
         assert ids[-1] == eos and eos not in ids[:-1], ids
         enc = encode(model, ids)
         first = dec_logits(model, enc, ids, [start])[0]
+        with torch.no_grad():
+            first64 = model64(input_ids=torch.tensor([ids]), decoder_input_ids=torch.tensor([[start]])).logits[0, -1]
         g_ids, g_margins, stopped = greedy(model, enc, ids, start, eos, MAX_NEW)
         gen = generate_ids(model, ids, start, eos, MAX_NEW)
         assert gen == g_ids, f"generate {gen} != manual greedy {g_ids}"
@@ -514,6 +521,8 @@ def build_reference(model, tok, name):
             "encoder_last_hidden_first_rows": [r7list(row[:ENC_DIMS]) for row in enc[0, :ENC_ROWS]],
             "first_step_logits": r7list(first),
             "logits_scale": r7(first.abs().max()),
+            "first_step_logits_f64": [float(v) for v in first64.tolist()],
+            "f32_error": float((first.double() - first64).abs().max()),
             "greedy_ids": g_ids,
             "greedy_margins": g_margins,
             "stopped_at_eos": stopped,

@@ -45,16 +45,16 @@ fn tokens_and_greedy_outputs_match_transformers() {
                     "{name} {input:?}: encoder row {r} differs by {d}"
                 );
             }
+            // The first decoding step's logits, against the float64 computation: no further
+            // from it than twice transformers' own float32 error (the fixtures' large random
+            // weights make some inputs sensitive to rounding), plus 1e-4 of the scale.
             let logits = t5.first_step_logits(&input_ids).unwrap();
-            let d = max_diff(&logits, &floats(&case["first_step_logits"]));
-            eprintln!("{name} {input:?}: logits differ by {d}");
-            if std::env::var("DUMP_T5").is_ok() {
-                std::fs::write(
-                    format!("/tmp/t5_{name}_{}.json", input.len()),
-                    serde_json::to_string(&logits).unwrap(),
-                )
-                .unwrap();
-            }
+            let exact = floats(&case["first_step_logits_f64"]);
+            let f32_error = case["f32_error"].as_f64().unwrap() as f32;
+            let scale = case["logits_scale"].as_f64().unwrap() as f32;
+            let d = max_diff(&logits, &exact);
+            let tol = 2.0 * f32_error + 1e-4 * scale.max(1.0);
+            assert!(d <= tol, "{name} {input:?}: logits differ from float64 by {d} (transformers f32: {f32_error})");
             let want = ids(&case["greedy_ids"]);
             let scale = case["logits_scale"].as_f64().unwrap() as f32;
             let safe = safe_greedy_steps(&floats(&case["greedy_margins"]), scale);
