@@ -143,3 +143,41 @@ fn an_input_error_leaves_the_thread_serving() {
         .unwrap()
         .is_ok());
 }
+
+#[test]
+fn a_completion_preempts_running_proofreading_which_then_resumes() {
+    use quill::engine::proofread::ProofreadOptions;
+    let engine = Engine::start();
+    let _ready = engine.reload(Box::new(|| Ok(load_fixture("gpt2-tiny"))));
+    let text =
+        "The quick brown fox jumps over the lazy dog and then it sat on the mat. ".repeat(60);
+    // The tiny fixture finds every word unlikely: flag only the worst.
+    let opts = ProofreadOptions {
+        min_token_logprob: -25.0,
+        min_gap: 8.0,
+        ..ProofreadOptions::default()
+    };
+    let mut proof = engine.proofread(text.clone(), opts.clone(), Cancel::new());
+    // Let the proofreading start, then ask for a completion.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let started = std::time::Instant::now();
+    let completion = engine
+        .complete(request("a", "The cat"), Cancel::new())
+        .blocking_recv()
+        .unwrap();
+    let completion_time = started.elapsed();
+    assert!(completion.is_ok());
+    assert!(
+        proof.try_recv().is_err(),
+        "the proofreading is still going (or was put back) when the completion is answered"
+    );
+    let result = proof.blocking_recv().unwrap().unwrap();
+    let whole_time = started.elapsed();
+    assert!(completion_time < whole_time);
+    assert_eq!(
+        result,
+        load_fixture("gpt2-tiny")
+            .proofread(&text, &opts, &Cancel::new())
+            .unwrap()
+    );
+}

@@ -534,6 +534,15 @@ impl Attention {
         let (q, k, v) = self.qkv(x)?;
         cache.keys[layer].slice_set(&k, 1, past)?;
         cache.values[layer].slice_set(&v, 1, past)?;
+        if let Some(y) = kernels::attention_few(
+            &q,
+            &cache.keys[layer],
+            &cache.values[layer],
+            past,
+            self.scale as f32,
+        )? {
+            return self.merge(&y);
+        }
         let keys = cache.keys[layer].narrow(1, 0, past + t)?;
         let values = cache.values[layer].narrow(1, 0, past + t)?;
         // (H, T, D) x (H, D, P+T) -> (H, T, P+T)

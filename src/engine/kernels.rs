@@ -181,6 +181,68 @@ pub fn causal_softmax(
     }
 }
 
+/// Attention of a few queries over a cache, fused: `q` `(heads, t, d)` are the queries at
+/// positions `past..past + t`, `keys` and `values` `(heads, capacity, d)` hold positions
+/// `0..past + t`. Query `i` sees keys `0..=past + i`. Returns `(heads, t, d)`.
+pub fn attention_few(
+    q: &Tensor,
+    keys: &Tensor,
+    values: &Tensor,
+    past: usize,
+    scale: f32,
+) -> candle_core::Result<Option<Tensor>> {
+    let (h, t, d) = q.dims3()?;
+    let (hk, cap, dk) = keys.dims3()?;
+    if t == 0 || t > MAX_ROWS || hk != h || dk != d || past + t > cap || q.dtype() != DType::F32 {
+        return Ok(None);
+    }
+    let q = q.contiguous()?;
+    let Some(qs) = with_f32(&q, |s| s.to_vec()) else {
+        return Ok(None);
+    };
+    let out = with_f32(keys, |ks| {
+        with_f32(values, |vs| {
+            let mut out = vec![0f32; h * t * d];
+            out.par_chunks_mut(t * d).enumerate().for_each(|(head, o)| {
+                let kh = &ks[head * cap * d..(head * cap + past + t) * d];
+                let vh = &vs[head * cap * d..(head * cap + past + t) * d];
+                let mut scores = vec![0f32; past + t];
+                for i in 0..t {
+                    let seen = past + i + 1;
+                    let qi = &qs[(head * t + i) * d..(head * t + i + 1) * d];
+                    for (j, s) in scores[..seen].iter_mut().enumerate() {
+                        let mut dot = [0f32];
+                        rows_dot(qi, &kh[j * d..(j + 1) * d], &mut dot);
+                        *s = dot[0] * scale;
+                    }
+                    let max = scores[..seen]
+                        .iter()
+                        .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+                    let mut sum = 0f32;
+                    for s in &mut scores[..seen] {
+                        *s = (*s - max).exp();
+                        sum += *s;
+                    }
+                    let inv = 1.0 / sum;
+                    let oi = &mut o[i * d..(i + 1) * d];
+                    for (j, &p) in scores[..seen].iter().enumerate() {
+                        let p = p * inv;
+                        for (y, &v) in oi.iter_mut().zip(&vh[j * d..(j + 1) * d]) {
+                            *y += p * v;
+                        }
+                    }
+                }
+            });
+            out
+        })
+    })
+    .flatten();
+    match out {
+        Some(out) => Ok(Some(Tensor::from_vec(out, (h, t, d), q.device())?)),
+        None => Ok(None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,6 +294,24 @@ mod tests {
             &extreme.gelu().unwrap(),
             1e-6,
         );
+    }
+
+    #[test]
+    fn fused_attention_equals_the_unfused_one() {
+        let dev = Device::Cpu;
+        let (h, t, d, past, cap) = (3, 2, 16, 5, 12);
+        let q = Tensor::randn(0f32, 1.0, (h, t, d), &dev).unwrap();
+        let keys = Tensor::randn(0f32, 1.0, (h, cap, d), &dev).unwrap();
+        let values = Tensor::randn(0f32, 1.0, (h, cap, d), &dev).unwrap();
+        let k = keys.narrow(1, 0, past + t).unwrap();
+        let v = values.narrow(1, 0, past + t).unwrap();
+        let scores = q.matmul(&k.t().unwrap()).unwrap();
+        let probs = causal_softmax(&scores, past, 0.25).unwrap().unwrap();
+        let want = probs.matmul(&v.contiguous().unwrap()).unwrap();
+        let got = attention_few(&q, &keys, &values, past, 0.25)
+            .unwrap()
+            .unwrap();
+        close(&got, &want, 1e-5);
     }
 
     #[test]

@@ -44,21 +44,38 @@ impl From<ModelError> for EngineError {
     }
 }
 
-/// A flag that a job checks between forward passes.
+/// A flag that a job checks between forward passes. A child flag is also raised by its
+/// parent's: the engine thread gives a job a child of the requester's flag, so that it can
+/// stop the job (to let an interactive job go first) without cancelling the request.
 #[derive(Debug, Clone, Default)]
-pub struct Cancel(Arc<AtomicBool>);
+pub struct Cancel {
+    own: Arc<AtomicBool>,
+    parent: Option<Arc<AtomicBool>>,
+}
 
 impl Cancel {
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// A flag raised by `cancel()` on itself or on `self`.
+    pub fn child(&self) -> Cancel {
+        Cancel {
+            own: Arc::new(AtomicBool::new(false)),
+            parent: Some(self.own.clone()),
+        }
+    }
+
     pub fn cancel(&self) {
-        self.0.store(true, Ordering::Relaxed);
+        self.own.store(true, Ordering::Relaxed);
     }
 
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.own.load(Ordering::Relaxed)
+            || self
+                .parent
+                .as_ref()
+                .is_some_and(|p| p.load(Ordering::Relaxed))
     }
 
     pub fn check(&self) -> Result<(), EngineError> {

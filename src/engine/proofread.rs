@@ -145,11 +145,21 @@ impl LanguageModel {
             }
         }
         let mut out = Proofread::default();
+        // One session for the paragraph: the prefixes of its flagged words, in order, extend
+        // each other, so each costs only the tokens since the previous one.
+        let mut session = Session::new(self.gpt2())?;
+        flagged.sort_by_key(|f| f.0);
         for (ws, we, logprob, first) in flagged {
             cancel.check()?;
             let word = text[ws..we].to_string();
-            let alternatives =
-                self.alternatives(&scored, first, &word, opts.max_alternatives, cancel)?;
+            let alternatives = self.alternatives(
+                &mut session,
+                &scored,
+                first,
+                &word,
+                opts.max_alternatives,
+                cancel,
+            )?;
             out.words.push(UnlikelyWord {
                 start: ws,
                 end: we,
@@ -184,6 +194,7 @@ impl LanguageModel {
     /// its likely tokens at that position, each extended greedily to a word boundary.
     fn alternatives(
         &self,
+        session: &mut Session,
         scored: &ScoredText,
         first: usize,
         word: &str,
@@ -225,7 +236,6 @@ impl LanguageModel {
         } else {
             prompt.extend_from_slice(&ids[ids.len() - room..]);
         }
-        let mut session = Session::new(self.gpt2())?;
         session.prime(self.gpt2(), &prompt, cancel)?;
         let n = candidates.len();
         let mut words: Vec<Vec<u32>> = candidates.iter().map(|&(id, _)| vec![id]).collect();

@@ -10,6 +10,9 @@ use super::{Cancel, EngineError};
 /// Rows of logits computed at once (a row is a vocabulary's worth of floats).
 const LOGIT_ROWS: usize = 64;
 
+/// Tokens per forward pass while scoring (cancellation is checked between them).
+const SCORE_CHUNK: usize = 64;
+
 /// How many of the most likely tokens are kept per position.
 pub const TOP_ALTERNATIVES: usize = 8;
 
@@ -54,8 +57,15 @@ pub fn score_ids(
             scored + 1 - (w / 2).min(scored + 1)
         };
         let b = (a + w).min(seq.len());
+        // Fed in short pieces, checking for cancellation between them: scoring runs in the
+        // background and must give way quickly to a keystroke.
         let mut cache = model.new_cache()?;
-        let hidden = model.forward(&seq[a..b], &mut cache)?;
+        let mut pieces = Vec::new();
+        for piece in seq[a..b].chunks(SCORE_CHUNK) {
+            cancel.check()?;
+            pieces.push(model.forward(piece, &mut cache)?);
+        }
+        let hidden = Tensor::cat(&pieces, 0)?;
         // Row r of `hidden` predicts seq[a + r + 1], i.e. target a + r.
         let first_row = scored - a;
         let rows = b - a - 1 - first_row;

@@ -120,6 +120,8 @@ struct Queue {
     background: VecDeque<Job>,
     /// The completion running now: its document and flag.
     running: Option<(String, Cancel)>,
+    /// The flag of the background job running now: raised when an interactive job arrives.
+    running_background: Option<Cancel>,
     closed: bool,
     /// No model was asked for yet: jobs wait for the first load.
     awaiting_load: bool,
@@ -211,7 +213,10 @@ impl Engine {
     fn push(&self, job: Job, priority: Priority) {
         let mut q = self.lock();
         match priority {
-            Priority::Interactive => q.interactive.push_back(job),
+            Priority::Interactive => {
+                q.interactive.push_back(job);
+                preempt_background(&mut q);
+            }
             Priority::Background => q.background.push_back(job),
         }
         self.shared.wake.notify_all();
@@ -246,6 +251,7 @@ impl Engine {
             cancel,
             supersede_key: Some(doc),
         });
+        preempt_background(&mut q);
         self.shared.wake.notify_all();
         drop(q);
         for job in superseded {
@@ -334,6 +340,13 @@ impl Engine {
     }
 }
 
+/// Stops the running background job (it is queued again and resumes from its cache).
+fn preempt_background(q: &mut Queue) {
+    if let Some(flag) = q.running_background.take() {
+        flag.cancel();
+    }
+}
+
 /// The engine thread's loop.
 fn run(shared: Arc<Shared>) {
     let mut model: Option<LanguageModel> = None;
@@ -419,9 +432,23 @@ fn run(shared: Arc<Shared>) {
                     let _ = tx.send(result);
                 }
                 Work::Proofread(text, opts, tx) => {
+                    // Runs under a child flag that an interactive job may raise; then the job
+                    // goes back to the front of the background queue.
+                    let flag = cancel.child();
+                    set_running_background(&shared, Some(flag.clone()));
                     let result =
-                        with_model(&model, &shared, |lm| lm.proofread(&text, &opts, &cancel));
-                    let _ = tx.send(result);
+                        with_model(&model, &shared, |lm| lm.proofread(&text, &opts, &flag));
+                    set_running_background(&shared, None);
+                    if matches!(result, Err(EngineError::Cancelled)) && !cancel.is_cancelled() {
+                        let mut q = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+                        q.background.push_front(Job {
+                            work: Work::Proofread(text, opts, tx),
+                            cancel,
+                            supersede_key: None,
+                        });
+                    } else {
+                        let _ = tx.send(result);
+                    }
                 }
             }
         }
@@ -431,6 +458,17 @@ fn run(shared: Arc<Shared>) {
             .unwrap_or_else(|e| e.into_inner())
             .running = None;
     }
+}
+
+fn set_running_background(shared: &Shared, flag: Option<Cancel>) {
+    let mut q = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+    // An interactive job may already wait: then the background job stops at once.
+    if let Some(f) = &flag {
+        if !q.interactive.is_empty() {
+            f.cancel();
+        }
+    }
+    q.running_background = flag;
 }
 
 /// Runs a T5 job, loading the model first if needed; panics become errors.
