@@ -316,3 +316,74 @@ fn code_is_checked_only_in_comments() {
         assert_eq!(d["range"]["start"]["line"], 1, "only the comment line: {d}");
     }
 }
+
+#[test]
+fn huge_and_odd_documents_leave_completions_responsive() {
+    let mut client = LspClient::start(&[]);
+    let mut settings = diag_settings();
+    settings["completion"] = json!({"temperature": 0, "numSuggestions": 1, "maxTokens": 4});
+    client.initialize(json!({}), settings);
+    // An empty document gets an empty list.
+    client.open("file:///tmp/quill-test/empty.txt", "plaintext", "");
+    let empty = published(&mut client, "file:///tmp/quill-test/empty.txt", 1);
+    assert_eq!(empty, json!([]));
+    // 10,000 paragraphs, a 200 KB line and binary-looking text in one document.
+    let mut huge = String::new();
+    for i in 0..10_000 {
+        huge.push_str(&format!("Paragraph {i} says the cat sat.\n\n"));
+    }
+    huge.push_str(&"a".repeat(200_000));
+    huge.push_str("\n\n\u{0}\u{1}\u{2}\u{7f}\u{fffd}\u{1b}[0m binary\n");
+    client.open("file:///tmp/quill-test/huge.txt", "plaintext", &huge);
+    // A completion elsewhere is answered while the huge document is still being checked.
+    client.open(CODE, "python", "The cat sat on the");
+    let r = client.request(
+        "textDocument/completion",
+        json!({"textDocument": {"uri": CODE}, "position": {"line": 0, "character": 18}}),
+    );
+    assert!(r["result"]["items"].is_array(), "{r}");
+    let huge_done = client.notifications.iter().any(|n| {
+        n["method"] == "textDocument/publishDiagnostics"
+            && n["params"]["uri"] == "file:///tmp/quill-test/huge.txt"
+    });
+    assert!(
+        !huge_done,
+        "the completion did not wait for the whole document's diagnostics"
+    );
+    let r = client.request("shutdown", Value::Null);
+    assert!(r.get("error").is_none(), "{r}");
+}
+
+#[test]
+fn sentences_of_high_perplexity_get_one_hint_each() {
+    let lm = load_fixture("gpt2-tiny");
+    let reference = reference("gpt2-tiny");
+    let s = &reference["scores"][1];
+    let text = s["text"].as_str().unwrap();
+    let lps = floats(&s["logprobs"]);
+    let (starts, ends) = (ids(&s["start"]), ids(&s["end"]));
+    let mut opts = fixture_options();
+    let mut counts = Vec::new();
+    for threshold in [1e9, 1e12, 1e15] {
+        opts.max_sentence_perplexity = threshold;
+        let got = lm.proofread(text, &opts, &Cancel::new()).unwrap();
+        // By the transformers log-probs: each sentence's tokens, their perplexity.
+        let mut want = Vec::new();
+        for (a, b) in quill::engine::proofread::sentence_spans(text) {
+            let lp: Vec<f64> = (0..lps.len())
+                .filter(|&i| starts[i] as usize >= a && ends[i] as usize <= b)
+                .map(|i| lps[i] as f64)
+                .collect();
+            if lp.len() >= 4 && (-lp.iter().sum::<f64>() / lp.len() as f64).exp() > threshold {
+                want.push((a, b));
+            }
+        }
+        let spans: Vec<(usize, usize)> = got.sentences.iter().map(|x| (x.start, x.end)).collect();
+        assert_eq!(spans, want, "threshold {threshold}");
+        counts.push(spans.len());
+    }
+    assert!(
+        counts[0] > 0 && counts[2] == 0,
+        "the thresholds matter: {counts:?}"
+    );
+}

@@ -40,6 +40,8 @@ local function eq(expected, got, what)
   end
 end
 
+-- (Requests below pass the real buffer number: Client:request flushes pending didChange only
+-- for it, not for 0.)
 -- RPC helpers ---------------------------------------------------------------------------
 local function rpc(method, ...)
   return vim.rpcrequest(chan, method, ...)
@@ -169,7 +171,7 @@ tests[#tests + 1] = { "typing shows ghost text = the server's greedy continuatio
     local client = vim.lsp.get_clients({ bufnr = 0, name = "quill" })[1]
     local params = vim.lsp.util.make_position_params(0, client.offset_encoding)
     params.context = { triggerKind = 1 }
-    local r = client:request_sync("textDocument/inlineCompletion", params, 20000, 0)
+    local r = client:request_sync("textDocument/inlineCompletion", params, 20000, vim.api.nvim_get_current_buf())
     return r and r.result or vim.NIL
   ]])
   check(direct ~= vim.NIL, "textDocument/inlineCompletion gave no result")
@@ -187,7 +189,16 @@ tests[#tests + 1] = { "typing shows ghost text = the server's greedy continuatio
   log("   ghost text:", vim.inspect(continuation))
 end }
 
-tests[#tests + 1] = { "<Tab> accepts the suggestion into the buffer", function()
+tests[#tests + 1] = { "<C-]> hides the suggestion, <M-]> asks again, <Tab> accepts it", function()
+  input("<C-]>")
+  wait_for("the ghost text to go", 3000, function() return ghost() == vim.NIL end)
+  eq(PROMPT, line(1), "the buffer after dismissing")
+  input("<M-]>")
+  local g = wait_for("the ghost text to come back", 20000, function()
+    local g = ghost()
+    return g ~= vim.NIL and g
+  end)
+  eq(continuation, g.text, "the suggestion asked for with <M-]>")
   input("<Tab>")
   wait_for("the accepted text", 5000, function()
     return table.concat(lines(), "\n") == PROMPT .. continuation
@@ -198,6 +209,9 @@ tests[#tests + 1] = { "<Tab> accepts the suggestion into the buffer", function()
   check(mode():sub(1, 1) == "i", "still in insert mode after accepting")
   eq({ #parts, #first }, c, "cursor after accepting")
   input("<Esc>")
+  wait_for("normal mode", 3000, function() return mode() == "n" end)
+  eq(0, lua("return #vim.api.nvim_buf_get_extmarks(0, require('quill.ghost').ns, 0, -1, {})"),
+    "ghost extmarks left in normal mode")
 end }
 
 tests[#tests + 1] = { "<C-]> dismisses; <Tab> without a suggestion inserts indentation", function()
@@ -246,6 +260,44 @@ tests[#tests + 1] = { "the completion menu (<C-x><C-o>, vim.lsp.completion) offe
   input("<Esc>")
 end }
 
+tests[#tests + 1] = { "several suggestions (settings changed at run time): <M-]> / <M-[> cycle", function()
+  -- workspace/didChangeConfiguration, as a user changing settings would send it.
+  lua([[
+    local client = vim.lsp.get_clients({ bufnr = 0, name = "quill" })[1]
+    client.settings.quill.completion = { temperature = 1.5, numSuggestions = 4, maxTokens = 8,
+      stopAtSentence = false, seed = 7 }
+    client:notify("workspace/didChangeConfiguration", { settings = client.settings })
+  ]])
+  input("GoA brown dog")
+  local g = wait_for("several suggestions", 20000, function()
+    local g = ghost()
+    return g ~= vim.NIL and g.count > 1 and g
+  end)
+  eq(1, g.index, "first suggestion shown")
+  local first = g.text
+  input("<M-]>")
+  local g2 = wait_for("the second suggestion", 3000, function()
+    local x = ghost()
+    return x ~= vim.NIL and x.index == 2 and x
+  end)
+  check(g2.text ~= first, "the second suggestion differs from the first", first, g2.text)
+  eq(g2.text, g2.drawn[1].text, "the second suggestion is drawn")
+  input("<M-[>")
+  wait_for("the first suggestion again", 3000, function()
+    local x = ghost()
+    return x ~= vim.NIL and x.index == 1 and x.text == first
+  end)
+  input("<Esc>")
+  cmd("silent! $delete _")
+  lua([[
+    local client = vim.lsp.get_clients({ bufnr = 0, name = "quill" })[1]
+    client.settings.quill.completion = { temperature = 0, numSuggestions = 1, maxTokens = 8,
+      stopAtSentence = false }
+    client:notify("workspace/didChangeConfiguration", { settings = client.settings })
+  ]])
+  log("   suggestions:", g.count, vim.inspect(first), vim.inspect(g2.text))
+end }
+
 tests[#tests + 1] = { "a diagnostic on the café paragraph; its quick fix replaces the word", function()
   edit(write_file("cafe.md", CAFE .. "\n"))
   local d = wait_for("quill diagnostics", 30000, function()
@@ -262,7 +314,15 @@ tests[#tests + 1] = { "a diagnostic on the café paragraph; its quick fix replac
   log("   diagnostics:", #d, vim.inspect(vim.tbl_map(function(x)
     return CAFE:sub(x.col + 1, x.end_col)
   end, d)))
+  -- Prefer a word after "café": its LSP column (UTF-16) differs from its byte column.
+  local after = CAFE:find("é", 1, true) + 2
   local first = d[1]
+  for _, x in ipairs(d) do
+    if x.col >= after then
+      first = x
+      break
+    end
+  end
   local lsp = first.user_data and first.user_data.lsp
   check(lsp and lsp.data and lsp.data.alternatives and #lsp.data.alternatives > 0,
     "diagnostic without data.alternatives", first)
@@ -276,19 +336,24 @@ tests[#tests + 1] = { "a diagnostic on the café paragraph; its quick fix replac
     local d = ...
     local params = vim.lsp.util.make_range_params(0, client.offset_encoding)
     params.context = { diagnostics = { d }, only = { "quickfix" } }
-    local r = client:request_sync("textDocument/codeAction", params, 20000, 0)
+    local r = client:request_sync("textDocument/codeAction", params, 20000, vim.api.nvim_get_current_buf())
     return vim.tbl_map(function(a) return a.title end, r and r.result or {})
   ]], lsp)
   check(vim.tbl_contains(titles, "Replace with '" .. alt .. "'"), "quick fixes lack the first alternative",
     titles, alt)
+  -- Other words on the line may have the same alternative: pick the fix of this diagnostic.
   lua([[
-    local alt = ...
+    local alt, start = ...
     vim.lsp.buf.code_action({
       apply = true,
       context = { only = { "quickfix" } },
-      filter = function(a) return a.title == "Replace with '" .. alt .. "'" end,
+      filter = function(a)
+        local d = a.diagnostics and a.diagnostics[1]
+        return a.title == "Replace with '" .. alt .. "'" and d ~= nil
+          and vim.deep_equal(d.range.start, start)
+      end,
     })
-  ]], alt)
+  ]], alt, lsp.range.start)
   local expected = CAFE:sub(1, first.col) .. alt .. CAFE:sub(first.end_col + 1)
   wait_for("the quick fix to replace " .. vim.inspect(word) .. " with " .. vim.inspect(alt), 10000, function()
     return line(1) == expected
@@ -334,13 +399,53 @@ tests[#tests + 1] = { ":QuillSummarize on a visual selection shows the reference
   eq(7, #lines(), "q changes nothing")
 end }
 
+tests[#tests + 1] = { "code actions on a selection: 'Summarize selection' (float), 'Insert summary below selection'", function()
+  local titles = lua([[
+    local client = vim.lsp.get_clients({ bufnr = 0, name = "quill" })[1]
+    local params = vim.lsp.util.make_given_range_params({ 3, 0 }, { 3, 10 }, 0, client.offset_encoding)
+    params.context = { diagnostics = {} }
+    local r = client:request_sync("textDocument/codeAction", params, 20000, vim.api.nvim_get_current_buf())
+    return vim.tbl_map(function(a) return a.title end, r and r.result or {})
+  ]])
+  for _, t in ipairs({ "Summarize selection", "Insert summary below selection",
+    "Translate selection to German", "Replace selection with its German translation" }) do
+    check(vim.tbl_contains(titles, t), "code actions lack " .. vim.inspect(t), titles)
+  end
+  local code_action = [[
+    local title = ...
+    local len = #vim.api.nvim_buf_get_lines(0, 2, 3, false)[1]
+    vim.lsp.buf.code_action({
+      apply = true,
+      range = { start = { 3, 0 }, ["end"] = { 3, len } },
+      filter = function(a) return a.title == title end,
+    })
+  ]]
+  lua(code_action, "Summarize selection")
+  local f = wait_for("the summary float of the code action", 60000, function()
+    local f = float_lines()
+    return f ~= vim.NIL and f
+  end)
+  eq({ HARBOUR_SUMMARY }, f.lines, "summary from the code action")
+  input("q")
+  wait_for("the float to close", 5000, function() return float_lines() == vim.NIL end)
+  local before = lines()
+  lua(code_action, "Insert summary below selection")
+  wait_for("the server's workspace/applyEdit", 60000, function() return #lines() > #before end)
+  local expected = vim.list_slice(before, 1, 3)
+  vim.list_extend(expected, { "", HARBOUR_SUMMARY })
+  vim.list_extend(expected, vim.list_slice(before, 4))
+  eq(expected, lines(), "buffer after 'Insert summary below selection'")
+  cmd("silent! undo")
+  eq(before, lines(), "undo")
+end }
+
 tests[#tests + 1] = { ":QuillTranslate / :QuillAsk show what workspace/executeCommand returns; r replaces", function()
   local function direct(command, arg)
     return lua([[
       local client = vim.lsp.get_clients({ bufnr = 0, name = "quill" })[1]
       local command, arg = ...
       arg.uri = vim.uri_from_bufnr(0)
-      local r = client:request_sync("workspace/executeCommand", { command = command, arguments = { arg } }, 60000, 0)
+      local r = client:request_sync("workspace/executeCommand", { command = command, arguments = { arg } }, 60000, vim.api.nvim_get_current_buf())
       return r and (r.result or { error = r.err }) or vim.NIL
     ]], command, arg)
   end
@@ -358,14 +463,12 @@ tests[#tests + 1] = { ":QuillTranslate / :QuillAsk show what workspace/executeCo
     return line(7) == vim.split(want.translation, "\n")[1]
   end)
   local answer = direct("quill.answer", { question = "Who lit the ovens?" })
-  log(vim.inspect(answer), vim.inspect(direct("quill.answer", { question = "Who lit the ovens?" })), vim.inspect(lines()), lua("return vim.api.nvim_buf_get_name(0)"))
   check(type(answer) == "table" and type(answer.answer) == "string", "quill.answer failed", answer)
   input(":QuillAsk Who lit the ovens?<CR>")
   f = wait_for("the answer float", 60000, function()
     local f = float_lines()
     return f ~= vim.NIL and f
   end)
-  log(vim.inspect(lua("return require('quill.commands').last.ctx.args")))
   eq(vim.split(answer.answer, "\n"), f.lines, "answer in the float")
   input("q")
 end }

@@ -316,7 +316,7 @@ class ProgressTracker implements StaticFeature {
           return;
         }
         status?.update((s) => applyProgress(s, value, isLoad));
-        if (!isLoad && value.message) {
+        if (!isLoad && value.kind === 'report' && value.message) {
           commandProgress?.report({ message: value.message });
         }
         if (value.kind === 'end') {

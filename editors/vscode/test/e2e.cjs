@@ -30,7 +30,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const norm = (s) => (s ?? '').replace(/\u00a0/g, ' ');
 
 async function shot(name, opts = {}) {
-  const file = path.join(SHOTS, `${name}.png`);
+  const file = path.join(SHOTS, `vscode-${name}.png`);
   await page.screenshot({ path: file, ...opts });
   log(`screenshot ${file}`);
   return file;
@@ -93,22 +93,24 @@ async function openFile(name) {
   await waitFor(async () => norm(await page.locator(`${quickInput} .monaco-list-row`).first().innerText()).includes(name), 5000);
   await page.keyboard.press('Enter');
   const tab = await waitFor(
-    async () => (await page.locator('.tabs-container .tab.active').first().innerText()).includes(name),
+    async () => ((await page.locator('.tabs-container .tab.active').first().textContent()) ?? '').replace(/\s/g, '').includes(name),
     10000,
   );
   assert(tab, `${name} did not open`);
   await waitFor(() => visible('.monaco-editor.focused'), 3000);
 }
 
-/** The whole text of the active editor, from the DOM (fine for short files with no scrolling). */
-async function editorLines() {
-  const lines = await page.locator('.monaco-editor.focused .view-lines .view-line').evaluateAll((els) =>
-    els
-      .map((e) => ({ top: parseFloat(e.style.top || '0'), text: e.textContent }))
-      .sort((a, b) => a.top - b.top)
-      .map((l) => l.text),
-  );
-  return lines.map(norm);
+/** Saves the active editor (Ctrl+S, retried) until the file on disk satisfies `ok`; returns its text. */
+async function saveUntil(name, ok, timeoutMs = 8000) {
+  const file = path.join(WORK, 'ws', name);
+  const end = Date.now() + timeoutMs;
+  let text = fs.readFileSync(file, 'utf8');
+  while (!ok(text) && Date.now() < end) {
+    await page.keyboard.press('Control+s');
+    await sleep(400);
+    text = fs.readFileSync(file, 'utf8');
+  }
+  return text;
 }
 
 async function statusBarQuill() {
@@ -222,9 +224,9 @@ async function main() {
     await copyToImages(f, 'ghost-text.png');
     assert(ghost === expected, `ghost text ${JSON.stringify(ghost)} != greedy continuation ${JSON.stringify(expected)}`);
     await page.keyboard.press('Tab');
-    const accepted = await waitFor(async () => (await editorLines())[0] === prompt + expected, 5000);
+    const saved = await saveUntil('ghost.md', (t) => t === prompt + expected);
     await shot('ghost-text-accepted', { clip: { x: 0, y: 0, width: 900, height: 260 } });
-    assert(accepted, `after Tab the line is ${JSON.stringify((await editorLines())[0])}, expected ${JSON.stringify(prompt + expected)}`);
+    assert(saved === prompt + expected, `after Tab the file is ${JSON.stringify(saved)}, expected ${JSON.stringify(prompt + expected)}`);
   });
 
   // --- 2. diagnostics and hover ------------------------------------------------------------------
@@ -273,8 +275,7 @@ async function main() {
     const f0 = findings[0];
     const bytes = Buffer.from(CAFE, 'utf8');
     const want = Buffer.concat([bytes.subarray(0, f0.start), Buffer.from(f0.alternatives[0].word), bytes.subarray(f0.end)])
-      .toString('utf8')
-      .split('\n')[0];
+      .toString('utf8');
     // put the cursor inside the flagged word
     await page.mouse.click(first.x + first.width / 2, first.y + first.height / 2 - 4);
     const title = `Replace with '${f0.alternatives[0].word}'`;
@@ -283,23 +284,25 @@ async function main() {
     assert(ok, `Ctrl+. did not offer "${title}"`);
     await shot('quick-fix', { clip: { x: 0, y: 0, width: 900, height: 320 } });
     await page.locator('.action-widget .monaco-list-row', { hasText: title }).first().click();
-    const changed = await waitFor(async () => (await editorLines())[0] === want, 5000);
-    const now = (await editorLines())[0];
+    await sleep(300);
+    const now = await saveUntil('cafe.md', (t) => t === want);
     log(`after the fix: ${JSON.stringify(now)}`);
-    assert(changed, `the line is ${JSON.stringify(now)}, expected ${JSON.stringify(want)}`);
+    assert(now === want, `the file is ${JSON.stringify(now)}, expected ${JSON.stringify(want)}`);
   });
 
   // --- 4. summarize ------------------------------------------------------------------------------
   await check('Quill: Summarize Selection shows the reference summary', async () => {
     await openFile('harbour.md');
     await focusEditor();
-    // select line 3 (the paragraph): Ctrl+G 3, then Shift+End
+    // select line 3 (the paragraph, wrapped on screen): Ctrl+G 3, Ctrl+L selects the whole line
+    // with its end of line, Shift+Left gives the end of line back
     const gotoOk = await pressUntil('Control+g', () => visible('.quick-input-widget'), { tries: 6 });
     assert(gotoOk, 'Go to Line did not open');
     await page.keyboard.type('3');
     await page.keyboard.press('Enter');
-    await page.keyboard.press('Home');
-    await page.keyboard.press('Shift+End');
+    await sleep(300);
+    await page.keyboard.press('Control+l');
+    await page.keyboard.press('Shift+ArrowLeft');
     const selInfo = await waitFor(async () => {
       const items = (await page.locator('.statusbar-item').allInnerTexts()).map(norm);
       return items.find((t) => /selected/.test(t));
@@ -314,14 +317,21 @@ async function main() {
     }, 90000, 300);
     assert(msg, 'no "Summary: " notification');
     log(`notification: ${JSON.stringify(msg)}`);
-    const f = await shot('summary', { clip: { x: 0, y: 0, width: 1100, height: 620 } });
+    // let the progress notification go away before the picture
+    await waitFor(async () => (await page.locator(toast).count()) === 1, 5000);
+    await page.mouse.move(700, 300);
+    await sleep(500);
+    const f = await shot('summary');
     await copyToImages(f, 'summary.png');
     const summary = msg.slice('Summary: '.length);
     assert(summary === REFERENCE_SUMMARY, `summary ${JSON.stringify(summary)} != reference ${JSON.stringify(REFERENCE_SUMMARY)}`);
     // Insert puts it below the selection
     await page.locator(`${toast}`, { hasText: 'Summary: ' }).locator('.monaco-button', { hasText: 'Insert' }).first().click();
-    const inserted = await waitFor(async () => (await editorLines())[4] === REFERENCE_SUMMARY, 5000);
-    assert(inserted, `after Insert the lines are ${JSON.stringify(await editorLines())}`);
+    const original = fs.readFileSync(path.join(WORK, 'ws', 'harbour.md'), 'utf8');
+    const want = original.replace(HARBOUR_PARAGRAPH, `${HARBOUR_PARAGRAPH}\n\n${REFERENCE_SUMMARY}`);
+    await sleep(300);
+    const now = await saveUntil('harbour.md', (t) => t === want);
+    assert(now === want, `after Insert the file is ${JSON.stringify(now)}`);
     await shot('summary-inserted');
   });
 

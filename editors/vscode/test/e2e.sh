@@ -8,7 +8,7 @@
 # Installs what it needs (cached in ${QUILL_CI_CACHE:-$HOME/.cache/quill-ci}/vscode), builds
 # and packages the extension unless QUILL_VSIX names a ready .vsix, installs it into a fresh
 # code-server, runs test/e2e.cjs, and prints QUILL-VSCODE-E2E-PASSED when every check passed.
-# Screenshots: <repo>/target/e2e/*.png. Set QUILL_E2E_KEEP=1 to keep the temporary directory.
+# Screenshots: <repo>/target/e2e/vscode-*.png; QUILL_E2E_IMAGES=DIR also copies the README ones there. Set QUILL_E2E_KEEP=1 to keep the temporary directory.
 set -euo pipefail
 
 EXT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -37,7 +37,7 @@ if [ -z "$VSIX" ]; then
   fi
   log "compile + package"
   npm run -s compile
-  npx vsce package --skip-license --allow-missing-repository -o quill.vsix >/dev/null
+  npm run -s package >/dev/null
   VSIX="$EXT_DIR/quill.vsix"
 fi
 [ -f "$VSIX" ] || { log "no .vsix at $VSIX"; exit 1; }
@@ -59,6 +59,7 @@ cleanup() {
 trap cleanup EXIT
 export HOME="$WORK/home" XDG_CONFIG_HOME="$WORK/home/.config" XDG_DATA_HOME="$WORK/home/.local/share"
 mkdir -p "$HOME" "$WORK/data/User" "$WORK/ext" "$WORK/ws/.vscode" "$SHOTS"
+rm -f "$SHOTS"/vscode-*.png
 
 log "installing $(basename "$VSIX") into a fresh code-server"
 code-server --user-data-dir "$WORK/data" --extensions-dir "$WORK/ext" --install-extension "$VSIX" \
@@ -95,7 +96,7 @@ cat >"$WORK/ws/.vscode/settings.json" <<EOF
   "editor.suggestOnTriggerCharacters": false,
   "editor.inlineSuggest.enabled": true,
   "editor.hover.delay": 150,
-  "[markdown]": { "editor.wordWrap": "off", "editor.quickSuggestions": { "other": "off", "comments": "off", "strings": "off" } },
+  "[markdown]": { "editor.quickSuggestions": { "other": "off", "comments": "off", "strings": "off" } },
   "quill.server.path": "$QUILL_BIN",
   "quill.server.extraEnv": { "HF_HUB_OFFLINE": "1" },
   "quill.model": "$FIX/gpt2-tiny",

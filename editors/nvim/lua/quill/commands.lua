@@ -194,6 +194,36 @@ function M.show(ctx)
   return st
 end
 
+-- Sends workspace/executeCommand quill.<kind> with `arg` and shows the result (or hands it to
+-- on_result). sel: the byte range the command reads, nil for the whole buffer.
+local function execute(client, bufnr, kind, arg, sel, on_result)
+  local ctx = { bufnr = bufnr, kind = kind, anchor = anchor(bufnr, sel), args = arg }
+  if kind == "translate" then
+    ctx.title = "translation (" .. tostring(arg.to) .. ")"
+  end
+  api.nvim_echo({ { "quill: " .. verbs[kind] .. "…" } }, false, {})
+  client:request("workspace/executeCommand", {
+    command = "quill." .. kind,
+    arguments = { arg },
+  }, function(err, result)
+    api.nvim_echo({ { "" } }, false, {})
+    if err then
+      pcall(api.nvim_buf_del_extmark, bufnr, M.ns, ctx.anchor.start)
+      pcall(api.nvim_buf_del_extmark, bufnr, M.ns, ctx.anchor.stop)
+      notify(err.message or tostring(err), vim.log.levels.ERROR)
+      return
+    end
+    result = result or {}
+    ctx.text = result.summary or result.answer or result.translation or ""
+    if on_result then
+      on_result(ctx.text, ctx)
+    else
+      M.show(ctx)
+    end
+  end, bufnr)
+  return ctx
+end
+
 --- Runs a T5 command. kind: "summarize" | "answer" | "translate"; cmd_opts: the user
 --- command's opts (range, line1, line2, args); extra: { question = Q } / { to = LANG }.
 --- on_result(text, ctx) replaces the float when given.
@@ -214,30 +244,45 @@ function M.run(kind, cmd_opts, extra, on_result)
   for k, v in pairs(extra or {}) do
     arg[k] = v
   end
-  local ctx = { bufnr = bufnr, kind = kind, anchor = anchor(bufnr, sel), args = arg }
-  if kind == "translate" then
-    ctx.title = "translation (" .. arg.to .. ")"
-  end
-  vim.api.nvim_echo({ { "quill: " .. verbs[kind] .. "…" } }, false, {})
-  client:request("workspace/executeCommand", {
-    command = "quill." .. kind,
-    arguments = { arg },
-  }, function(err, result)
-    vim.api.nvim_echo({ { "" } }, false, {})
-    if err then
-      pcall(api.nvim_buf_del_extmark, bufnr, M.ns, ctx.anchor.start)
-      pcall(api.nvim_buf_del_extmark, bufnr, M.ns, ctx.anchor.stop)
-      notify(err.message or tostring(err), vim.log.levels.ERROR)
+  return execute(client, bufnr, kind, arg, sel, on_result)
+end
+
+-- Client-side handlers of the commands that the server's code actions carry ("Summarize
+-- selection", "Translate selection to German"): without them Neovim would send the command
+-- and drop its result. The *.insert / *.replace commands stay with the server (applyEdit).
+local function lsp_command(kind)
+  return function(command, ctx)
+    local client = vim.lsp.get_client_by_id(ctx.client_id)
+    local arg = command.arguments and command.arguments[1]
+    if not client or type(arg) ~= "table" then
       return
     end
-    result = result or {}
-    ctx.text = result.summary or result.answer or result.translation or ""
-    if on_result then
-      on_result(ctx.text, ctx)
-    else
-      M.show(ctx)
+    local uri_buf = arg.uri and vim.uri_to_bufnr(arg.uri) or ctx.bufnr
+    local bufnr = uri_buf or api.nvim_get_current_buf()
+    local sel
+    if arg.range then
+      local enc = client.offset_encoding or "utf-16"
+      local function pos(p)
+        local l = api.nvim_buf_get_lines(bufnr, p.line, p.line + 1, false)[1] or ""
+        local ok, col = pcall(vim.str_byteindex, l, enc, p.character, false)
+        return p.line, math.min(ok and col or #l, #l)
+      end
+      local srow, scol = pos(arg.range.start)
+      local erow, ecol = pos(arg.range["end"])
+      sel = { srow, scol, erow, ecol }
     end
-  end, bufnr)
+    execute(client, bufnr, kind, arg, sel)
+  end
+end
+
+--- The client-side handlers (the client's `commands`) of quill.summarize, quill.answer and
+--- quill.translate.
+function M.lsp_commands()
+  return {
+    ["quill.summarize"] = lsp_command("summarize"),
+    ["quill.answer"] = lsp_command("answer"),
+    ["quill.translate"] = lsp_command("translate"),
+  }
 end
 
 local function language(name)

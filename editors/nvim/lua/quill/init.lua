@@ -189,6 +189,8 @@ function M.setup(opts)
     capabilities = {
       textDocument = { inlineCompletion = { dynamicRegistration = false } },
     },
+    -- The code actions "Summarize selection", "Translate selection to …" show their result.
+    commands = require("quill.commands").lsp_commands(),
     handlers = {
       ["window/showMessage"] = wrap_show_message(vim.lsp.handlers["window/showMessage"]),
     },
