@@ -1,6 +1,7 @@
 //! Engine benchmark on a random model with GPT-2 124M's exact shapes (f32, CPU): prompt
 //! processing, decoding, batched candidates and cache reuse. `cargo bench --bench engine`
-//! (add `-- --json` for machine-readable output). Compare with `scripts/bench_pytorch.py`.
+//! (add `-- --json` for machine-readable output, `-- --dtype q8_0` for a quantized model, which
+//! also reports its agreement with f32). Compare with `scripts/bench_pytorch.py`.
 
 mod common;
 
@@ -19,10 +20,17 @@ fn ids(n: usize, salt: u32) -> Vec<u32> {
 }
 
 fn main() {
-    let json = std::env::args().any(|a| a == "--json");
+    let args: Vec<String> = std::env::args().collect();
+    let json = args.iter().any(|a| a == "--json");
+    let dtype = args
+        .iter()
+        .position(|a| a == "--dtype")
+        .and_then(|i| args.get(i + 1).cloned())
+        .unwrap_or_else(|| "f32".into());
+    let format = quill::models::parse_format(&dtype, &Device::Cpu).unwrap();
     let config: Gpt2Config = serde_json::from_str(&config_json(50256, 50256)).unwrap();
-    let vb = VarBuilder::from_tensors(random_weights(1), DType::F32, &Device::Cpu);
-    let model = Gpt2::load(vb, &config).unwrap();
+    let vb = VarBuilder::from_tensors(random_weights(1), format.float_dtype(), &Device::Cpu);
+    let model = Gpt2::load_quantized(vb, &config, format.quantized()).unwrap();
     let last_logits = |hidden: &Tensor| {
         let t = hidden.dim(0).unwrap();
         model.logits(&hidden.narrow(0, t - 1, 1).unwrap()).unwrap()
@@ -91,6 +99,30 @@ fn main() {
     rows.push(("cache_hit_ms".into(), hit_ms, "ms"));
     rows.push(("cold_513_ms".into(), cold_ms, "ms"));
     rows.push(("cache_hit_vs_cold".into(), hit_ms / cold_ms, "x"));
+
+    if format.quantized().is_some() {
+        // Quality against f32 on one random 256-token text: does the most likely next token
+        // agree, and how far apart are the log-probabilities of the text's tokens?
+        let vb = VarBuilder::from_tensors(random_weights(1), DType::F32, &Device::Cpu);
+        let reference = Gpt2::load(vb, &config).unwrap();
+        let text = ids(256, 5);
+        let a = quill::engine::scoring::score_ids(&reference, 50256, &text, &cancel).unwrap();
+        let b = quill::engine::scoring::score_ids(&model, 50256, &text, &cancel).unwrap();
+        let agree = a
+            .iter()
+            .zip(&b)
+            .filter(|(x, y)| x.best_id == y.best_id)
+            .count() as f64
+            / a.len() as f64;
+        let err = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x.logprob - y.logprob).abs() as f64)
+            .sum::<f64>()
+            / a.len() as f64;
+        rows.push(("top1_agreement_vs_f32".into(), agree, "fraction"));
+        rows.push(("mean_abs_logprob_error".into(), err, "nats"));
+    }
 
     if json {
         let obj: serde_json::Map<String, serde_json::Value> = rows

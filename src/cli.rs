@@ -38,10 +38,10 @@ impl ModelOptions {
     /// Resolves (downloading if needed) and loads the GPT-2 model.
     pub fn load_language_model(&self) -> anyhow::Result<LanguageModel> {
         let device = models::parse_device(&self.device)?;
-        let dtype = models::parse_dtype(&self.dtype, &device)?;
+        let format = models::parse_format(&self.dtype, &device)?;
         let files = self.resolve(&self.model)?;
         tracing::info!(model = %files.name, "loading");
-        Ok(LanguageModel::load(&files, &device, dtype)?)
+        Ok(LanguageModel::load_format(&files, &device, format)?)
     }
 }
 
@@ -63,7 +63,11 @@ pub fn serve(model: &ModelOptions) -> anyhow::Result<i32> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    Ok(runtime.block_on(crate::lsp::serve_stdio(options)))
+    let code = runtime.block_on(crate::lsp::serve_stdio(options));
+    // Do not wait for the blocked read of stdin: `exit` ends the process even while the
+    // client keeps stdin open.
+    runtime.shutdown_background();
+    Ok(code)
 }
 
 /// Options of `quill complete`.
@@ -263,7 +267,8 @@ pub fn t5_task(
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let device = models::parse_device(&model.device)?;
-    let dtype = models::parse_dtype(&model.dtype, &device)?;
+    // Quantized modes apply to GPT-2; T5 then runs in f32.
+    let dtype = models::parse_format(&model.dtype, &device)?.float_dtype();
     let files = model.resolve(&model.t5_model)?;
     let mut t5 = crate::engine::t5::T5Model::load(&files, &device, dtype)?;
     let result = t5.run(

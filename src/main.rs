@@ -37,7 +37,7 @@ struct ModelArgs {
     /// cpu, cuda, cuda:N or metal.
     #[arg(long, global = true, default_value = "cpu")]
     device: String,
-    /// f32, f16 or bf16.
+    /// f32, f16, bf16 (GPU), or q8_0 / q4_k (GPT-2's matrices quantized; T5 stays f32).
     #[arg(long, global = true, default_value = "f32")]
     dtype: String,
 }

@@ -105,7 +105,7 @@ pub enum ModelError {
     BadDevice(String),
     #[error("cannot use device `{spec}`: {reason}")]
     DeviceUnavailable { spec: String, reason: String },
-    #[error("unknown dtype `{0}`: use f32, f16 or bf16")]
+    #[error("unknown dtype `{0}`: use f32, f16, bf16, q8_0 or q4_k")]
     BadDtype(String),
 }
 
@@ -388,6 +388,41 @@ pub fn parse_dtype(spec: &str, device: &Device) -> Result<DType, ModelError> {
     Ok(dtype)
 }
 
+/// How weights are held in memory: floats, or quantized blocks for GPT-2's matrices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightFormat {
+    Float(DType),
+    /// Linear layers and the output projection in ggml blocks; the rest in f32.
+    Quantized(candle_core::quantized::GgmlDType),
+}
+
+impl WeightFormat {
+    /// The dtype of tensors that stay in floats (and of the activations).
+    pub fn float_dtype(self) -> DType {
+        match self {
+            WeightFormat::Float(d) => d,
+            WeightFormat::Quantized(_) => DType::F32,
+        }
+    }
+
+    pub fn quantized(self) -> Option<candle_core::quantized::GgmlDType> {
+        match self {
+            WeightFormat::Float(_) => None,
+            WeightFormat::Quantized(q) => Some(q),
+        }
+    }
+}
+
+/// Parses a dtype name, quantized ones included (`q8_0`, `q4_k`).
+pub fn parse_format(spec: &str, device: &Device) -> Result<WeightFormat, ModelError> {
+    use candle_core::quantized::GgmlDType;
+    match spec.trim() {
+        "q8_0" => Ok(WeightFormat::Quantized(GgmlDType::Q8_0)),
+        "q4_k" | "q4_k_m" => Ok(WeightFormat::Quantized(GgmlDType::Q4K)),
+        other => Ok(WeightFormat::Float(parse_dtype(other, device)?)),
+    }
+}
+
 /// Checks that each safetensors file is complete and readable, naming the one that is not.
 pub fn check_weights(files: &[PathBuf]) -> Result<(), ModelError> {
     for path in files {
@@ -447,6 +482,16 @@ mod tests {
             parse_dtype("f64", &Device::Cpu),
             Err(ModelError::BadDtype(_))
         ));
+        assert!(matches!(
+            parse_format("q8_0", &Device::Cpu),
+            Ok(WeightFormat::Quantized(
+                candle_core::quantized::GgmlDType::Q8_0
+            ))
+        ));
+        assert_eq!(
+            parse_format("f16", &Device::Cpu).unwrap(),
+            WeightFormat::Float(DType::F16)
+        );
         let err = parse_dtype("bf16", &Device::Cpu).unwrap_err().to_string();
         assert!(err.contains("f32"), "{err}");
     }

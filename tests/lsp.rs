@@ -366,3 +366,61 @@ fn loading_reports_progress_and_bad_settings_are_named() {
     let r = completion(&mut client, 0, 7);
     assert_eq!(r["result"]["items"], json!([]), "{r}");
 }
+
+#[test]
+fn a_settings_change_without_our_section_keeps_or_pulls_the_settings() {
+    // eglot sends `{"settings": {}}` after connecting: nothing changes (no pull support).
+    let (mut client, _) = start(json!({}), greedy_settings());
+    client.open(URI, "python", "The cat");
+    client.notify("workspace/didChangeConfiguration", json!({"settings": {}}));
+    let r = completion(&mut client, 0, 7);
+    assert_eq!(
+        r["result"]["items"][0]["textEdit"]["newText"],
+        format!("cat{}", expected("The cat"))
+    );
+    assert!(
+        !client
+            .notifications
+            .iter()
+            .any(|n| n["method"] == "window/showMessage"),
+        "no error: {:?}",
+        client.notifications
+    );
+    // A client that answers pulls: the pulled section applies.
+    let mut client = LspClient::start(&[]);
+    client.configuration = greedy_settings();
+    client.initialize(
+        json!({"workspace": {"configuration": true}}),
+        greedy_settings(),
+    );
+    client.open(URI, "python", "The cat");
+    let mut off = greedy_settings();
+    off["completion"]["enabled"] = json!(false);
+    client.configuration = off;
+    client.notify(
+        "workspace/didChangeConfiguration",
+        json!({"settings": null}),
+    );
+    // The server pulls the section meanwhile; the change applies once the client answered.
+    let mut applied = false;
+    for _ in 0..100 {
+        let r = completion(&mut client, 0, 7);
+        if r["result"]["items"] == json!([]) {
+            applied = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        applied,
+        "the pulled settings (completions off) were not applied"
+    );
+    assert!(
+        client
+            .server_requests
+            .iter()
+            .filter(|q| q["method"] == "workspace/configuration")
+            .count()
+            >= 2
+    );
+}

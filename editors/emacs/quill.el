@@ -73,9 +73,10 @@ The server checks these languages whole (`diagnostics.languages')."
   :type '(repeat sexp))
 
 (defcustom quill-prog-modes nil
-  "Non-nil: quill also serves `prog-mode' buffers (completions; diagnostics in comments).
-This takes precedence over other servers registered for those modes, so it is off by
-default.  It may also be a list of major modes.  Takes effect in `quill-setup'."
+  "Non-nil: quill also serves `prog-mode' buffers.
+There it completes code and checks only comments.  This takes precedence over
+other servers registered for those modes, so it is off by default.  It may also
+be a list of major modes.  Takes effect in `quill-setup'."
   :type '(choice (const :tag "No" nil)
                  (const :tag "All programming modes" t)
                  (repeat :tag "These modes" symbol)))
@@ -101,9 +102,35 @@ default.  It may also be a list of major modes.  Takes effect in `quill-setup'."
   "PLIST as a JSON object for jsonrpc (an empty object when nil)."
   (or plist (make-hash-table)))
 
-(cl-defmethod eglot-initialization-options ((_server quill-eglot-server))
+(defun quill--settings (&optional server)
+  "The settings for SERVER.
+The section :quill of `eglot-workspace-configuration' (e.g. from .dir-locals.el)
+when there is one, else `quill-settings'."
+  (or (and server
+           (fboundp 'eglot--workspace-configuration-plist)
+           (plist-get (ignore-errors (eglot--workspace-configuration-plist server)) :quill))
+      quill-settings))
+
+(cl-defmethod eglot-initialization-options ((server quill-eglot-server))
   "quill's settings go in initializationOptions."
-  (quill--json quill-settings))
+  (quill--json (quill--settings server)))
+
+(defun quill--signal-configuration (orig server &rest args)
+  "Around `eglot-signal-didChangeConfiguration' (ORIG): send quill its settings.
+eglot sends `eglot-workspace-configuration' (often empty) to SERVER after
+connecting; for quill that would mean \='all defaults\=', so the section :quill
+is filled in.  ARGS go to ORIG for other servers."
+  (if (not (cl-typep server 'quill-eglot-server))
+      (apply orig server args)
+    (let ((conf (and (fboundp 'eglot--workspace-configuration-plist)
+                     (ignore-errors (eglot--workspace-configuration-plist server)))))
+      (jsonrpc-notify server :workspace/didChangeConfiguration
+                      (list :settings
+                            (if (plist-get conf :quill)
+                                conf
+                              (append (list :quill (quill--json quill-settings)) conf)))))))
+
+(advice-add 'eglot-signal-didChangeConfiguration :around #'quill--signal-configuration)
 
 (cl-defmethod eglot-client-capabilities ((_server quill-eglot-server))
   "Announce workDoneProgress so that quill reports the model load."
@@ -112,12 +139,12 @@ default.  It may also be a list of major modes.  Takes effect in `quill-setup'."
     (plist-put caps :window (plist-put window :workDoneProgress t))))
 
 (cl-defmethod eglot-handle-request
-  ((_server quill-eglot-server) (_method (eql workspace/configuration)) &key items)
+  ((server quill-eglot-server) (_method (eql workspace/configuration)) &key items)
   "Answer the pull of the section \"quill\" from `quill-settings'."
   (apply #'vector
          (mapcar (lambda (item)
                    (if (equal (plist-get item :section) "quill")
-                       (quill--json quill-settings)
+                       (quill--json (quill--settings server))
                      nil))
                  items)))
 
@@ -127,6 +154,9 @@ default.  It may also be a list of major modes.  Takes effect in `quill-setup'."
   nil)
 
 ;;;; Status from $/progress
+
+(defvar quill-status-change-hook nil
+  "Functions run (with no arguments) when `quill-status' may have changed.")
 
 (defvar quill--progress (make-hash-table :test #'equal)
   "Token -> (MESSAGE . PERCENTAGE) of the work in progress.")
@@ -161,14 +191,16 @@ default.  It may also be a list of major modes.  Takes effect in `quill-setup'."
          (if (and message (string-match-p "fail" message))
              (setq quill--phase 'error quill--last-error message)
            (setq quill--phase 'ready)))))
-    (force-mode-line-update t)))
+    (force-mode-line-update t)
+    (run-hooks 'quill-status-change-hook)))
 
 (cl-defmethod eglot-handle-notification
   ((_server quill-eglot-server) (_method (eql window/showMessage)) &key type message)
   "Remember errors (a model that cannot load) for `quill-status', then show them."
   (when (eq type 1)
     (setq quill--phase 'error quill--last-error message)
-    (force-mode-line-update t))
+    (force-mode-line-update t)
+    (run-hooks 'quill-status-change-hook))
   (cl-call-next-method))
 
 (defun quill--servers ()
@@ -267,9 +299,10 @@ Returns the result plist."
   "Keys of the *quill* result buffer.")
 
 (define-derived-mode quill-result-mode special-mode "quill"
-  "A quill result: \\<quill-result-mode-map>\\[quill-result-insert-below] inserts it below \
-the text it is about, \\[quill-result-replace] replaces that text, \\[quill-result-copy] \
-copies it, \\[quit-window] quits."
+  "A quill result.
+\\<quill-result-mode-map>\\[quill-result-insert-below] inserts it below the text it is about,
+\\[quill-result-replace] replaces that text, \\[quill-result-copy] copies it,
+\\[quit-window] quits."
   (setq-local truncate-lines nil)
   (visual-line-mode 1))
 
@@ -327,7 +360,8 @@ copies it, \\[quit-window] quits."
 
 ;;;###autoload
 (defun quill-summarize-region (beg end)
-  "Summarize the region (or the whole buffer) with T5; show and return the summary."
+  "Summarize BEG..END (or the whole buffer) with T5.
+Shows the summary in the *quill* buffer and returns it."
   (interactive (if (use-region-p) (list (region-beginning) (region-end)) (list nil nil)))
   (let* ((bounds (quill--bounds beg end))
          (args (and beg end (list :range (quill--range (car bounds) (cdr bounds)))))
@@ -336,7 +370,8 @@ copies it, \\[quit-window] quits."
 
 ;;;###autoload
 (defun quill-ask (question &optional beg end)
-  "Answer QUESTION about the region (or the whole buffer) with T5; show and return it."
+  "Answer QUESTION about BEG..END (or the whole buffer) with T5.
+Shows the answer in the *quill* buffer and returns it."
   (interactive (append (list (read-string "Ask quill: "))
                        (if (use-region-p) (list (region-beginning) (region-end)))))
   (when (string-empty-p (string-trim question))
@@ -352,7 +387,8 @@ copies it, \\[quit-window] quits."
 
 ;;;###autoload
 (defun quill-translate-region (beg end language)
-  "Translate the region (or the whole buffer) to LANGUAGE with T5; show and return it."
+  "Translate BEG..END (or the whole buffer) to LANGUAGE with T5.
+Shows the translation in the *quill* buffer and returns it."
   (interactive (append (if (use-region-p) (list (region-beginning) (region-end)) (list nil nil))
                        (list (completing-read "Translate to: " quill-languages nil nil nil nil
                                               (car quill-languages)))))

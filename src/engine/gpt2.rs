@@ -18,6 +18,7 @@
 //! Checkpoint conventions: Hugging Face's `Conv1D` stores weights `[in, out]`; keys come with or
 //! without a `transformer.` prefix; `lm_head` is tied to `wte` when absent.
 
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{Embedding, LayerNorm, VarBuilder};
 
@@ -150,27 +151,65 @@ impl Activation {
 /// handles best for the few-row products of decoding (`x` has one row per sequence).
 #[derive(Debug, Clone)]
 struct Conv1D {
-    weight_t: Tensor,
+    weight_t: Weight,
     bias: Tensor,
 }
 
+/// A `[out, in]` weight: floats, or quantized blocks (`q8_0`, `q4_k`) multiplied by candle's
+/// quantized kernels.
+#[derive(Debug, Clone)]
+enum Weight {
+    Float(Tensor),
+    Quantized(QMatMul),
+}
+
+impl Weight {
+    /// Quantizes `w` `[out, in]` when asked and when `in` is a whole number of blocks; other
+    /// layers stay in floats.
+    fn new(w: Tensor, quant: Option<GgmlDType>) -> candle_core::Result<Self> {
+        match quant {
+            Some(q) if w.dim(1)?.is_multiple_of(q.block_size()) => {
+                let qt = QTensor::quantize(&w.to_dtype(DType::F32)?, q)?;
+                Ok(Weight::Quantized(QMatMul::from_qtensor(qt)?))
+            }
+            _ => Ok(Weight::Float(w)),
+        }
+    }
+
+    /// `x · wᵀ`: `(rows, in)` -> `(rows, out)`.
+    fn matmul_t(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Weight::Float(w) => match kernels::matmul_t(x, w)? {
+                Some(y) => Ok(y),
+                None => x.matmul(&w.t()?),
+            },
+            Weight::Quantized(q) => q.forward(x),
+        }
+    }
+
+    fn is_quantized(&self) -> bool {
+        matches!(self, Weight::Quantized(_))
+    }
+}
+
 impl Conv1D {
-    fn load(vb: VarBuilder, n_in: usize, n_out: usize) -> candle_core::Result<Self> {
+    fn load(
+        vb: VarBuilder,
+        n_in: usize,
+        n_out: usize,
+        quant: Option<GgmlDType>,
+    ) -> candle_core::Result<Self> {
         let weight = vb.get((n_in, n_out), "weight")?;
         let bias = vb.get(n_out, "bias")?;
         Ok(Self {
-            weight_t: weight.t()?.contiguous()?,
+            weight_t: Weight::new(weight.t()?.contiguous()?, quant)?,
             bias,
         })
     }
 
     /// x: (rows, in) -> (rows, out)
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let y = match kernels::matmul_t(x, &self.weight_t)? {
-            Some(y) => y,
-            None => x.matmul(&self.weight_t.t()?)?,
-        };
-        y.broadcast_add(&self.bias)
+        self.weight_t.matmul_t(x)?.broadcast_add(&self.bias)
     }
 }
 
@@ -281,8 +320,8 @@ pub struct Gpt2 {
     wpe: Embedding,
     blocks: Vec<Block>,
     ln_f: LayerNorm,
-    /// `[vocab, n_embd]`: the tied `wte` or a separate `lm_head`.
-    lm_head: Tensor,
+    /// `[vocab, n_embd]`: the tied `wte` or a separate `lm_head` (quantized in quantized modes).
+    lm_head: Weight,
     config: Gpt2Config,
     dtype: DType,
     device: Device,
@@ -292,6 +331,16 @@ impl Gpt2 {
     /// Loads the weights; `vb` is the root of the checkpoint. Both key spellings are accepted:
     /// `transformer.h.0...` (what `save_pretrained` writes) and `h.0...` (the hub's `gpt2`).
     pub fn load(vb: VarBuilder, config: &Gpt2Config) -> candle_core::Result<Self> {
+        Self::load_quantized(vb, config, None)
+    }
+
+    /// Loads the weights, quantizing the linear layers and the output projection to `quant`
+    /// (the embeddings and norms stay in floats).
+    pub fn load_quantized(
+        vb: VarBuilder,
+        config: &Gpt2Config,
+        quant: Option<GgmlDType>,
+    ) -> candle_core::Result<Self> {
         let act =
             Activation::parse(&config.activation_function).map_err(candle_core::Error::msg)?;
         let t = if vb.contains_tensor("transformer.wte.weight") {
@@ -317,16 +366,16 @@ impl Gpt2 {
             blocks.push(Block {
                 ln_1: layer_norm(b.pp("ln_1"), n, eps)?,
                 attn: Attention {
-                    c_attn: Conv1D::load(b.pp("attn.c_attn"), n, 3 * n)?,
-                    c_proj: Conv1D::load(b.pp("attn.c_proj"), n, n)?,
+                    c_attn: Conv1D::load(b.pp("attn.c_attn"), n, 3 * n, quant)?,
+                    c_proj: Conv1D::load(b.pp("attn.c_proj"), n, n, quant)?,
                     n_head: config.n_head,
                     head_dim: config.head_dim(),
                     scale,
                 },
                 ln_2: layer_norm(b.pp("ln_2"), n, eps)?,
                 mlp: Mlp {
-                    c_fc: Conv1D::load(b.pp("mlp.c_fc"), n, inner)?,
-                    c_proj: Conv1D::load(b.pp("mlp.c_proj"), inner, n)?,
+                    c_fc: Conv1D::load(b.pp("mlp.c_fc"), n, inner, quant)?,
+                    c_proj: Conv1D::load(b.pp("mlp.c_proj"), inner, n, quant)?,
                     act,
                 },
             });
@@ -337,6 +386,7 @@ impl Gpt2 {
         } else {
             wte.embeddings().clone()
         };
+        let lm_head = Weight::new(lm_head, quant)?;
         Ok(Self {
             wte,
             wpe,
@@ -351,6 +401,17 @@ impl Gpt2 {
 
     pub fn config(&self) -> &Gpt2Config {
         &self.config
+    }
+
+    /// How many of the matrices (linear layers and output projection) are quantized.
+    pub fn quantized_matrices(&self) -> (usize, usize) {
+        let mut all = vec![self.lm_head.is_quantized()];
+        for b in &self.blocks {
+            for w in [&b.attn.c_attn, &b.attn.c_proj, &b.mlp.c_fc, &b.mlp.c_proj] {
+                all.push(w.weight_t.is_quantized());
+            }
+        }
+        (all.iter().filter(|q| **q).count(), all.len())
     }
 
     pub fn device(&self) -> &Device {
@@ -470,10 +531,7 @@ impl Gpt2 {
 
     /// Output logits, `(rows, vocab)` in f32, for hidden states `(rows, n_embd)`.
     pub fn logits(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
-        match kernels::matmul_t(hidden, &self.lm_head)? {
-            Some(logits) => Ok(logits),
-            None => hidden.matmul(&self.lm_head.t()?)?.to_dtype(DType::F32),
-        }
+        self.lm_head.matmul_t(hidden)?.to_dtype(DType::F32)
     }
 }
 

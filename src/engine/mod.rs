@@ -158,6 +158,16 @@ pub struct LanguageModel {
 impl LanguageModel {
     /// Loads a GPT-2 checkpoint from resolved files.
     pub fn load(files: &ModelFiles, device: &Device, dtype: DType) -> Result<Self, ModelError> {
+        Self::load_format(files, device, models::WeightFormat::Float(dtype))
+    }
+
+    /// Loads a GPT-2 checkpoint, quantizing its matrices if `format` says so.
+    pub fn load_format(
+        files: &ModelFiles,
+        device: &Device,
+        format: models::WeightFormat,
+    ) -> Result<Self, ModelError> {
+        let dtype = format.float_dtype();
         let bad_config = |reason: String| ModelError::BadConfig {
             path: files.config.clone(),
             reason,
@@ -192,7 +202,7 @@ impl LanguageModel {
         // SAFETY: the files were just checked; candle maps them read only.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files.weights, dtype, device) }
             .map_err(weights_error)?;
-        let model = Gpt2::load(vb, &config).map_err(weights_error)?;
+        let model = Gpt2::load_quantized(vb, &config, format.quantized()).map_err(weights_error)?;
         Ok(Self {
             model,
             tokenizer,

@@ -196,6 +196,14 @@ impl Settings {
         (settings, errors)
     }
 
+    /// Whether `value` is an object with at least one top-level key of the settings.
+    pub fn has_known_keys(value: &Value) -> bool {
+        let known = serde_json::to_value(Settings::default()).expect("settings serialize");
+        value
+            .as_object()
+            .is_some_and(|o| o.keys().any(|k| known.get(k).is_some()))
+    }
+
     /// Values of the right type but out of range keep their previous value.
     fn check_ranges(&mut self, previous: &Settings, errors: &mut Vec<String>) {
         macro_rules! check {
@@ -272,7 +280,7 @@ impl Settings {
                         || v.strip_prefix("cuda:")
                             .is_some_and(|n| n.parse::<usize>().is_ok())
                 }
-                _ => matches!(value.as_str(), "f32" | "f16" | "bf16"),
+                _ => matches!(value.as_str(), "f32" | "f16" | "bf16" | "q8_0" | "q4_k"),
             };
             if !ok {
                 errors.push(format!("quill.{name}: {value:?} is not supported"));

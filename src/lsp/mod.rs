@@ -203,6 +203,19 @@ impl Server {
         }
     }
 
+    /// Asks the client for the `quill` section, when it supports `workspace/configuration`.
+    async fn pull_configuration(&self) -> Option<Value> {
+        if !lock(&self.state).supports_configuration {
+            return None;
+        }
+        let item = ConfigurationItem {
+            scope_uri: None,
+            section: Some("quill".into()),
+        };
+        let values = self.client.configuration(vec![item]).await.ok()?;
+        values.into_iter().next().filter(|v| v.is_object())
+    }
+
     /// Starts loading the model on the engine thread and reports progress until it is done.
     async fn load_model(&self) {
         let settings = self.settings();
@@ -212,6 +225,7 @@ impl Server {
         let client = self.client.clone();
         let supports_progress = lock(&self.state).supports_progress;
         let model = settings.model.clone();
+        let inner = self.inner.clone();
         tokio::spawn(async move {
             let token = NumberOrString::String(format!("quill/load/{}", random_suffix()));
             let progress = if supports_progress
@@ -258,7 +272,14 @@ impl Server {
                 }
             }
             match result {
-                Ok(()) => tracing::info!("model {model} ready"),
+                Ok(()) => {
+                    tracing::info!("model {model} ready");
+                    // Passes that failed while the model was missing or loading run again.
+                    let open: Vec<Uri> = lock(&inner.docs).keys().cloned().collect();
+                    for uri in open {
+                        inner.schedule_diagnostics(uri, false);
+                    }
+                }
                 Err(e) => {
                     tracing::error!("model {model} failed to load: {e}");
                     client
@@ -422,7 +443,8 @@ fn make_t5_loader(settings: &Settings, options: &ServeOptions) -> T5Loader {
     let offline = options.offline;
     Box::new(move |progress| {
         let device = models::parse_device(&device)?;
-        let dtype = models::parse_dtype(&dtype, &device)?;
+        // Quantized modes apply to GPT-2; T5 then runs in f32.
+        let dtype = models::parse_format(&dtype, &device)?.float_dtype();
         let source = ModelSource::parse(&model, revision.as_deref());
         let fetch = FetchOptions {
             offline,
@@ -445,14 +467,14 @@ fn make_loader(
     let offline = options.offline;
     Box::new(move || {
         let device = models::parse_device(&device)?;
-        let dtype = models::parse_dtype(&dtype, &device)?;
+        let format = models::parse_format(&dtype, &device)?;
         let source = ModelSource::parse(&model, revision.as_deref());
         let fetch = FetchOptions {
             offline,
             progress: Some(progress),
         };
         let files = models::resolve(&source, &fetch)?;
-        Ok(LanguageModel::load(&files, &device, dtype)?)
+        Ok(LanguageModel::load_format(&files, &device, format)?)
     })
 }
 
@@ -529,25 +551,16 @@ impl LanguageServer for Server {
     }
 
     async fn initialized(&self, _: InitializedParams) {
-        let pull = lock(&self.state).supports_configuration;
-        if pull {
-            let item = ConfigurationItem {
-                scope_uri: None,
-                section: Some("quill".into()),
+        if let Some(v) = self.pull_configuration().await {
+            let (settings, errors) = {
+                let state = lock(&self.state);
+                Settings::from_json(&v, &self.options.defaults, &state.settings)
             };
-            if let Ok(values) = self.client.configuration(vec![item]).await {
-                if let Some(v) = values.into_iter().next().filter(|v| v.is_object()) {
-                    let (settings, errors) = {
-                        let state = lock(&self.state);
-                        Settings::from_json(&v, &self.options.defaults, &state.settings)
-                    };
-                    lock(&self.state).settings = settings;
-                    for e in errors {
-                        self.client
-                            .show_message(MessageType::WARNING, format!("quill: {e}"))
-                            .await;
-                    }
-                }
+            lock(&self.state).settings = settings;
+            for e in errors {
+                self.client
+                    .show_message(MessageType::WARNING, format!("quill: {e}"))
+                    .await;
             }
         }
         self.engine
@@ -620,12 +633,17 @@ impl LanguageServer for Server {
     }
 
     async fn did_change_configuration(&self, params: DidChangeConfigurationParams) {
-        let value = params
-            .settings
-            .get("quill")
-            .cloned()
-            .unwrap_or(params.settings);
-        self.apply_settings(&value).await;
+        // `{"settings": {"quill": …}}` as DESIGN.md says; or the settings object itself (as
+        // Helix sends its `config`); or nothing of ours (eglot sends `{}`): then pull the
+        // section if the client can answer, and otherwise keep the settings as they are.
+        let value = match params.settings.get("quill") {
+            Some(v) => Some(v.clone()),
+            None if Settings::has_known_keys(&params.settings) => Some(params.settings),
+            None => self.pull_configuration().await,
+        };
+        if let Some(value) = value {
+            self.apply_settings(&value).await;
+        }
     }
 
     async fn hover(&self, params: HoverParams) -> jsonrpc::Result<Option<Hover>> {
@@ -651,7 +669,28 @@ impl LanguageServer for Server {
             )));
         }
         let mut actions = diagnostics::quick_fixes(&uri, &params.context.diagnostics);
-        actions.extend(commands::selection_actions(&uri, params.range));
+        // T5 actions on a selection of at least two words (not on a cursor that an editor
+        // sends as a one-character range), unless the client asked for other kinds only.
+        let wants_refactor = params.context.only.as_ref().is_none_or(|only| {
+            only.iter()
+                .any(|k| k.as_str() == "refactor" || k.as_str().starts_with("refactor."))
+        });
+        let selected_words = {
+            let enc = self.encoding();
+            let docs = lock(&self.docs);
+            docs.get(&uri).map_or(0, |doc| {
+                let a = convert::offset(doc, params.range.start, enc);
+                let b = convert::offset(doc, params.range.end, enc);
+                doc.rope()
+                    .byte_slice(a.min(b)..b.max(a))
+                    .to_string()
+                    .split_whitespace()
+                    .count()
+            })
+        };
+        if wants_refactor && selected_words >= 2 {
+            actions.extend(commands::selection_actions(&uri, params.range));
+        }
         Ok(Some(actions))
     }
 

@@ -222,9 +222,9 @@ impl LspClient {
         );
     }
 
-    /// Closes stdin and waits for the process; returns its exit code.
+    /// Waits for the process to end, stdin still open (as editors keep it); returns its exit
+    /// code.
     pub fn wait_exit(mut self) -> i32 {
-        drop(self.stdin.take());
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {

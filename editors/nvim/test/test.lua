@@ -216,8 +216,11 @@ end }
 
 tests[#tests + 1] = { "<C-]> dismisses; <Tab> without a suggestion inserts indentation", function()
   input("o")
-  -- A suggestion may come for the empty line; dismiss it (or nothing is shown).
-  vim.wait(400)
+  -- A suggestion may come for the empty line: let the request finish, then dismiss it.
+  vim.wait(100)
+  wait_for("the request for the new line to finish", 20000, function()
+    return not lua("return require('quill.ghost').pending(0)")
+  end)
   input("<C-]>")
   wait_for("no ghost text", 3000, function() return ghost() == vim.NIL end)
   input("<Tab>")
@@ -360,6 +363,13 @@ tests[#tests + 1] = { "a diagnostic on the café paragraph; its quick fix replac
   end)
   log("   replaced", vim.inspect(word), "with", vim.inspect(alt))
   cmd("silent! write")
+  -- A .txt buffer (filetype text) goes to the server as languageId plaintext: prose.
+  edit(write_file("cafe.txt", CAFE .. "\n"))
+  eq("text", lua("return vim.bo.filetype"), "filetype of .txt")
+  wait_for("quill diagnostics in the .txt buffer", 30000, function()
+    return lua("return #vim.diagnostic.get(0)") > 0
+  end)
+  cmd("silent! bwipeout")
 end }
 
 local function float_lines()

@@ -77,7 +77,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     vscode.commands.registerCommand(CLIENT_COMMANDS.askQuestion, () => runT5('answer')),
     vscode.commands.registerCommand(CLIENT_COMMANDS.translateSelection, () => runT5('translate')),
     vscode.commands.registerCommand(CLIENT_COMMANDS.toggleSuggestions, toggleSuggestions),
-    vscode.commands.registerCommand(CLIENT_COMMANDS.restartServer, () => restart(context)),
+    vscode.commands.registerCommand(CLIENT_COMMANDS.restartServer, () => restart()),
     vscode.commands.registerCommand(CLIENT_COMMANDS.showOutput, () => output?.show(true)),
     vscode.languages.registerInlineCompletionItemProvider(documentSelector(), new GhostTextProvider()),
     vscode.workspace.onDidChangeConfiguration((e) => {
@@ -87,11 +87,11 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       if (e.affectsConfiguration('quill.server')) {
         void vscode.window
           .showInformationMessage('Quill: the server settings changed.', 'Restart Server')
-          .then((choice) => choice && restart(context));
+          .then((choice) => choice && restart());
       }
     }),
   );
-  await startClient(context);
+  await startClient();
 }
 
 export async function deactivate(): Promise<void> {
@@ -127,7 +127,7 @@ function suggestionsEnabled(): boolean {
   return quillConfig().get<boolean>('completion.enabled', true);
 }
 
-async function startClient(context: vscode.ExtensionContext): Promise<void> {
+async function startClient(): Promise<void> {
   const cfg = quillConfig();
   const setting = cfg.get<string>('server.path', 'quill');
   const folder = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
@@ -225,10 +225,9 @@ async function startClient(context: vscode.ExtensionContext): Promise<void> {
         .then((c) => c && output?.show(true));
     }
   }
-  void context;
 }
 
-async function restart(context: vscode.ExtensionContext): Promise<void> {
+async function restart(): Promise<void> {
   const c = client;
   client = undefined;
   if (c) {
@@ -236,7 +235,7 @@ async function restart(context: vscode.ExtensionContext): Promise<void> {
     c.dispose();
   }
   status?.update((s) => ({ ...initialStatus, suggestions: s.suggestions }));
-  await startClient(context);
+  await startClient();
 }
 
 function isExecutable(file: string): boolean {
@@ -338,17 +337,34 @@ class StatusBar implements vscode.Disposable {
     this.render();
     this.item.show();
   }
+  private busyTimer: NodeJS.Timeout | undefined;
+  private showBusy = false;
+
   update(f: (s: StatusState) => StatusState): void {
+    const wasBusy = this.state.busy > 0;
     this.state = f(this.state);
+    const isBusy = this.state.busy > 0;
+    // Show "busy" only for requests that take a while, so that typing does not make it flicker.
+    if (isBusy && !wasBusy) {
+      clearTimeout(this.busyTimer);
+      this.busyTimer = setTimeout(() => {
+        this.showBusy = true;
+        this.render();
+      }, 300);
+    } else if (!isBusy) {
+      clearTimeout(this.busyTimer);
+      this.showBusy = false;
+    }
     this.render();
   }
   private render(): void {
-    const view = statusView(this.state);
+    const view = statusView(this.showBusy ? this.state : { ...this.state, busy: 0 });
     this.item.text = view.text;
     this.item.tooltip = view.tooltip;
     this.item.backgroundColor = view.background ? new vscode.ThemeColor(view.background) : undefined;
   }
   dispose(): void {
+    clearTimeout(this.busyTimer);
     this.item.dispose();
   }
 }
@@ -552,5 +568,11 @@ async function showResult(
     const ins = insertBelow(sel, (line) => document.lineAt(line).text.length, text, eol);
     edit.insert(uri, new vscode.Position(ins.position.line, ins.position.character), ins.text);
   }
-  await vscode.workspace.applyEdit(edit);
+  const editor = vscode.window.visibleTextEditors.find((e) => e.document.uri.toString() === uri.toString());
+  const before = editor?.selection;
+  const applied = await vscode.workspace.applyEdit(edit);
+  if (applied && editor && before && choice === 'Insert') {
+    // an insertion at the selection's end would otherwise grow the selection
+    editor.selection = before;
+  }
 }

@@ -7,7 +7,8 @@ export const INSTALL_HINT =
 
 /**
  * Resolves `quill.server.path`: an absolute or relative path (relative to the workspace folder)
- * is taken as is; a bare name is looked up on PATH (with PATHEXT on Windows).
+ * is taken as is; a bare name is looked up on PATH (with PATHEXT on Windows), then in
+ * ~/.cargo/bin.
  * Returns undefined when no executable file is found.
  */
 export function resolveServerPath(
@@ -29,6 +30,10 @@ export function resolveServerPath(
     return exts.map((e) => full + e).find(isExecutable);
   }
   const dirs = (env.PATH ?? '').split(platform === 'win32' ? ';' : ':').filter(Boolean);
+  // `cargo install` puts binaries in ~/.cargo/bin, which a desktop session's PATH may lack
+  if (opts.home) {
+    dirs.push(p.join(opts.home, '.cargo', 'bin'));
+  }
   for (const dir of dirs) {
     for (const e of exts) {
       const candidate = p.join(dir, name + e);

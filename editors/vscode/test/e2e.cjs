@@ -295,20 +295,25 @@ async function main() {
     await openFile('harbour.md');
     await focusEditor();
     // select line 3 (the paragraph, wrapped on screen): Ctrl+G 3, Ctrl+L selects the whole line
-    // with its end of line, Shift+Left gives the end of line back
-    const gotoOk = await pressUntil('Control+g', () => visible('.quick-input-widget'), { tries: 6 });
-    assert(gotoOk, 'Go to Line did not open');
-    await page.keyboard.type('3');
-    await page.keyboard.press('Enter');
-    await sleep(300);
-    await page.keyboard.press('Control+l');
-    await page.keyboard.press('Shift+ArrowLeft');
-    const selInfo = await waitFor(async () => {
-      const items = (await page.locator('.statusbar-item').allInnerTexts()).map(norm);
-      return items.find((t) => /selected/.test(t));
-    }, 5000);
+    // with its end of line, Shift+Left gives the end of line back. Each step is checked on the
+    // status bar's "(N selected)" and retried.
+    const selection = async () =>
+      (await page.locator('.statusbar-item').allInnerTexts()).map(norm).find((t) => /Ln \d+, Col \d+/.test(t)) ?? '';
+    const n = HARBOUR_PARAGRAPH.length;
+    let selInfo = '';
+    for (let attempt = 0; attempt < 4 && !selInfo.includes(`(${n} selected)`); attempt++) {
+      await page.keyboard.press('Escape');
+      const gotoOk = await pressUntil('Control+g', () => visible('.quick-input-widget'), { tries: 6 });
+      assert(gotoOk, 'Go to Line did not open');
+      await page.keyboard.type('3');
+      await page.keyboard.press('Enter');
+      if (!(await waitFor(async () => /Ln 3, Col 1\b/.test(await selection()), 3000))) continue;
+      if (!(await pressUntil('Control+l', async () => (await selection()).includes(`(${n + 1} selected)`), { tries: 3, waitMs: 1000 }))) continue;
+      await pressUntil('Shift+ArrowLeft', async () => (await selection()).includes(`(${n} selected)`), { tries: 1, waitMs: 1500 });
+      selInfo = await selection();
+    }
     log(`selection: ${selInfo}`);
-    assert(selInfo && selInfo.includes(`(${HARBOUR_PARAGRAPH.length} selected)`), `selection is ${selInfo}`);
+    assert(selInfo.includes(`Ln 3, Col ${n + 1} (${n} selected)`), `selection is ${selInfo}`);
     await runCommand('Quill: Summarize Selection');
     const toast = '.notifications-toasts .notification-list-item';
     const msg = await waitFor(async () => {
@@ -335,11 +340,101 @@ async function main() {
     await shot('summary-inserted');
   });
 
+  // --- 5., 6. translate (quick pick) and ask (input box), held to the CLI --------------------------
+  const T5 = path.join(FIX, 't5-tiny');
+  const t5cli = (args) =>
+    execFileSync(QUILL_BIN, [...args, '--t5-model', T5, '--max-tokens', '20', path.join(WORK, 'ws', 'short.md')], {
+      env: { ...process.env, HF_HUB_OFFLINE: '1' },
+      encoding: 'utf8',
+    }).trim();
+  const resultToast = async (prefix) =>
+    waitFor(async () => {
+      const texts = (await page.locator('.notifications-toasts .notification-list-item-message').allInnerTexts()).map(norm);
+      return texts.find((t) => t.startsWith(prefix));
+    }, 60000, 300);
+  const closeToasts = async () => {
+    for (let i = 0; i < 5 && (await page.locator('.notifications-toasts .notification-list-item').count()) > 0; i++) {
+      const item = page.locator('.notifications-toasts .notification-list-item').first();
+      await item.hover({ timeout: 1000 }).catch(() => {});
+      await item.locator('.codicon-notifications-clear').first().click({ force: true, timeout: 1000 }).catch(() => {});
+      await sleep(200);
+    }
+  };
+
+  await check('Quill: Translate Selection… (German) shows the translation', async () => {
+    await closeToasts();
+    const expected = t5cli(['translate', '--to', 'German']);
+    await openFile('short.md');
+    await focusEditor();
+    await pressUntil('Control+a', async () =>
+      ((await page.locator('.statusbar-item').allInnerTexts()).map(norm).find((t) => /selected/.test(t)) ?? '').length > 0);
+    await runCommand('Quill: Translate Selection');
+    const picked = await waitFor(async () =>
+      norm(await page.locator('.quick-input-widget .monaco-list-row', { hasText: 'German' }).first().innerText()).includes('German'), 8000);
+    assert(picked, 'the language quick pick did not list German');
+    await page.keyboard.type('German');
+    await page.keyboard.press('Enter');
+    const msg = await resultToast('German translation: ');
+    assert(msg, 'no "German translation: " notification');
+    log(`notification: ${JSON.stringify(msg)}`);
+    await shot('translate');
+    const got = msg.slice('German translation: '.length);
+    assert(got === expected, `translation ${JSON.stringify(got)} != quill translate ${JSON.stringify(expected)}`);
+  });
+
+  await check('Quill: Ask a Question About This File… shows the answer', async () => {
+    await closeToasts();
+    const question = 'What is wonderful?';
+    const expected = t5cli(['answer', '--question', question]);
+    await focusEditor();
+    await page.keyboard.press('Control+End'); // no selection: the whole file
+    await runCommand('Quill: Ask a Question About This File');
+    const box = await waitFor(() => visible('.quick-input-widget input'), 8000);
+    assert(box, 'no input box');
+    await sleep(300);
+    await page.keyboard.type(question, { delay: 10 });
+    await page.keyboard.press('Enter');
+    const msg = await resultToast('Answer: ');
+    assert(msg, 'no "Answer: " notification');
+    log(`notification: ${JSON.stringify(msg)}`);
+    await shot('answer');
+    const got = msg.slice('Answer: '.length);
+    assert(got === expected, `answer ${JSON.stringify(got)} != quill answer ${JSON.stringify(expected)}`);
+  });
+
+  // --- 7. a missing binary: a clear error with the install instructions -------------------------
+  await check('a missing quill binary gives an error that links to the install instructions', async () => {
+    await closeToasts();
+    const settingsFile = path.join(WORK, 'ws', '.vscode', 'settings.json');
+    const settings = fs.readFileSync(settingsFile, 'utf8');
+    fs.writeFileSync(settingsFile, settings.replace(/"quill\.server\.path": "[^"]*"/, '"quill.server.path": "/nonexistent/quill"'));
+    const toastButton = (msg, button) =>
+      page.locator('.notifications-toasts .notification-list-item', { hasText: msg }).locator('.monaco-button', { hasText: button }).first();
+    const restart = toastButton('server settings changed', 'Restart Server');
+    assert(await waitFor(() => restart.isVisible(), 15000), 'no "Restart Server" prompt after quill.server.path changed');
+    await restart.click();
+    const msg = await waitFor(async () => {
+      const texts = (await page.locator('.notifications-toasts .notification-list-item-message').allInnerTexts()).map(norm);
+      return texts.find((t) => /was not found/.test(t));
+    }, 15000);
+    assert(msg, 'no "not found" error');
+    log(`error: ${JSON.stringify(msg)}`);
+    assert(/\/nonexistent\/quill/.test(msg) && /quill\.server\.path/.test(msg) && /cargo install/.test(msg), 'the error does not say what to do');
+    const status = await statusBarQuill();
+    await toastButton('was not found', 'Open Install Instructions').click();
+    const preview = await waitFor(async () =>
+      ((await page.locator('.tabs-container .tab.active').first().textContent()) ?? '').includes('README'), 15000);
+    await shot('server-not-found');
+    assert(preview, 'the install instructions (README preview) did not open');
+    log(`status bar: ${JSON.stringify(status)}`);
+    fs.writeFileSync(settingsFile, settings);
+  });
+
   await browser.close();
   const failed = results.filter((r) => !r.ok);
   log(`${results.length - failed.length}/${results.length} checks passed`);
   for (const r of failed) log(`  failed: ${r.name}: ${r.error}`);
-  if (failed.length === 0 && results.length === 4) {
+  if (failed.length === 0 && results.length === 7) {
     console.log('QUILL-VSCODE-E2E-PASSED');
     process.exit(0);
   }

@@ -31,9 +31,11 @@ QUILL_BIN="$(cd "$(dirname "$QUILL_BIN")" && pwd)/$(basename "$QUILL_BIN")"
 VSIX="${QUILL_VSIX:-}"
 if [ -z "$VSIX" ]; then
   cd "$EXT_DIR"
-  if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  lock_hash="$(sha256sum package-lock.json | cut -d' ' -f1)"
+  if [ "$(cat node_modules/.quill-lock-hash 2>/dev/null)" != "$lock_hash" ]; then
     log "npm ci"
     npm ci --no-audit --no-fund --loglevel=error
+    echo "$lock_hash" >node_modules/.quill-lock-hash
   fi
   log "compile + package"
   npm run -s compile
@@ -115,6 +117,8 @@ printf 'The quick brown fo' >"$WORK/ws/ghost.md"
 printf 'We sat in the café and ordered coffee. It was good.\n' >"$WORK/ws/cafe.md"
 printf '# Harbour\n\nThe harbour town woke early. Before the sun was up, the bakers had lit their ovens, the fishermen were loading nets onto their boats, and the first bus of the day was waiting outside the station with its engine running.\n\nThe end.\n' \
   >"$WORK/ws/harbour.md"
+
+printf 'The house is wonderful.' >"$WORK/ws/short.md"
 
 PORT="$(node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')"
 cat >"$WORK/config.yaml" <<EOF

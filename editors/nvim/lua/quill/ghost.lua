@@ -277,6 +277,13 @@ function M.cycle(bufnr, step)
   render(bufnr)
 end
 
+--- Whether a request is waiting (debounce timer or an answer to come).
+function M.pending(bufnr)
+  bufnr = (bufnr == nil or bufnr == 0) and api.nvim_get_current_buf() or bufnr
+  local b = bufs[bufnr]
+  return b ~= nil and (b.request_id ~= nil or (b.timer ~= nil and b.timer:is_active()))
+end
+
 --- Hides the suggestion and stops the pending request.
 function M.dismiss(bufnr)
   bufnr = (bufnr == nil or bufnr == 0) and api.nvim_get_current_buf() or bufnr
@@ -316,7 +323,7 @@ local function map_keys(bufnr)
   local km = config.options.keymaps
   local b = bufs[bufnr]
   b.keys = {}
-  local function map(lhs, when_shown, desc, only_when_shown)
+  local function map(lhs, when_shown, desc, only_when_shown, on_fallback)
     if not lhs or lhs == "" then
       return
     end
@@ -332,6 +339,9 @@ local function map_keys(bufnr)
       if M.visible(bufnr) or not only_when_shown then
         return "<Cmd>lua require('quill.ghost')." .. when_shown .. "<CR>"
       end
+      if on_fallback then
+        on_fallback()
+      end
       return fallback(prev, lhs)
     end, { buffer = bufnr, expr = true, replace_keycodes = true, desc = "quill: " .. desc })
     table.insert(b.keys, lhs)
@@ -340,7 +350,10 @@ local function map_keys(bufnr)
   map(km.accept_word, "accept(0, 'word')", "accept the next word of the suggestion", true)
   map(km.next, "cycle(0, 1)", "next suggestion", false)
   map(km.prev, "cycle(0, -1)", "previous suggestion", false)
-  map(km.dismiss, "dismiss(0)", "dismiss the suggestion", true)
+  -- Nothing shown yet: still stop a suggestion on its way.
+  map(km.dismiss, "dismiss(0)", "dismiss the suggestion", true, function()
+    M.dismiss(bufnr)
+  end)
 end
 
 --- Starts ghost text in a buffer for a client.

@@ -12,6 +12,14 @@ test('a bare name is looked up on PATH', () => {
   assert.equal(resolveServerPath(undefined, { PATH: '/a' }, files(), { platform: 'linux' }), undefined);
 });
 
+test('a bare name not on PATH is found in ~/.cargo/bin', () => {
+  const found = resolveServerPath('quill', { PATH: '/usr/bin' }, files('/home/u/.cargo/bin/quill'), {
+    platform: 'linux',
+    home: '/home/u',
+  });
+  assert.equal(found, '/home/u/.cargo/bin/quill');
+});
+
 test('paths are absolute, relative to the workspace, or under ~', () => {
   assert.equal(resolveServerPath('/x/quill', {}, files('/x/quill'), { platform: 'linux' }), '/x/quill');
   assert.equal(
