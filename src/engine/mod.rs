@@ -147,6 +147,34 @@ pub struct ScoredText {
     pub perplexity: f64,
 }
 
+/// Reads a checkpoint's `tokenizer.json`.
+pub(crate) fn load_tokenizer(files: &ModelFiles) -> Result<TextTokenizer, ModelError> {
+    TextTokenizer::from_file(&files.tokenizer).map_err(|e| ModelError::BadTokenizer {
+        path: files.tokenizer.clone(),
+        reason: format!("{e:#}"),
+    })
+}
+
+/// Checks a checkpoint's safetensors files and maps them for a model to load from.
+pub(crate) fn load_weights(
+    files: &ModelFiles,
+    dtype: DType,
+    device: &Device,
+) -> Result<VarBuilder<'static>, ModelError> {
+    models::check_weights(&files.weights)?;
+    // SAFETY: the files were just checked; candle maps them read only.
+    unsafe { VarBuilder::from_mmaped_safetensors(&files.weights, dtype, device) }
+        .map_err(|e| weights_mismatch(files, e))
+}
+
+/// The error for weights that a model cannot be built from.
+pub(crate) fn weights_mismatch(files: &ModelFiles, e: candle_core::Error) -> ModelError {
+    ModelError::BadWeights {
+        path: files.weights[0].clone(),
+        reason: format!("they do not match config.json ({e})"),
+    }
+}
+
 /// A GPT-2-architecture language model with its tokenizer.
 pub struct LanguageModel {
     model: Gpt2,
@@ -176,11 +204,7 @@ impl LanguageModel {
         let config: Gpt2Config = serde_json::from_str(&text)
             .map_err(|e| bad_config(format!("not a GPT-2 config.json ({e})")))?;
         config.validate().map_err(bad_config)?;
-        let tokenizer =
-            TextTokenizer::from_file(&files.tokenizer).map_err(|e| ModelError::BadTokenizer {
-                path: files.tokenizer.clone(),
-                reason: format!("{e:#}"),
-            })?;
+        let tokenizer = load_tokenizer(files)?;
         let special = tokenizer.token_to_id("<|endoftext|>");
         let eos = config.eos_token_id.or(special).ok_or_else(|| {
             bad_config("it names no eos_token_id and the tokenizer has no <|endoftext|>".into())
@@ -194,15 +218,9 @@ impl LanguageModel {
                 )));
             }
         }
-        models::check_weights(&files.weights)?;
-        let weights_error = |e: candle_core::Error| ModelError::BadWeights {
-            path: files.weights[0].clone(),
-            reason: format!("they do not match config.json ({e})"),
-        };
-        // SAFETY: the files were just checked; candle maps them read only.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files.weights, dtype, device) }
-            .map_err(weights_error)?;
-        let model = Gpt2::load_quantized(vb, &config, format.quantized()).map_err(weights_error)?;
+        let vb = load_weights(files, dtype, device)?;
+        let model = Gpt2::load_quantized(vb, &config, format.quantized())
+            .map_err(|e| weights_mismatch(files, e))?;
         Ok(Self {
             model,
             tokenizer,

@@ -8,13 +8,12 @@
 //! than the 512 tokens T5 was trained on.
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
 
 use super::sampling::{argmax, log_softmax};
 use super::t5net::{T5Config, T5Net};
 use super::tokens::TextTokenizer;
 use super::{Cancel, EngineError};
-use crate::models::{self, ModelError, ModelFiles};
+use crate::models::{ModelError, ModelFiles};
 
 /// Input tokens T5 was trained on; longer inputs are chunked.
 pub const MAX_INPUT_TOKENS: usize = 512;
@@ -102,20 +101,9 @@ impl T5Model {
         let config: T5Config = serde_json::from_value(raw)
             .map_err(|e| bad_config(format!("not a T5 config.json ({e})")))?;
         config.validate().map_err(bad_config)?;
-        let tokenizer =
-            TextTokenizer::from_file(&files.tokenizer).map_err(|e| ModelError::BadTokenizer {
-                path: files.tokenizer.clone(),
-                reason: format!("{e:#}"),
-            })?;
-        models::check_weights(&files.weights)?;
-        let weights_error = |e: candle_core::Error| ModelError::BadWeights {
-            path: files.weights[0].clone(),
-            reason: format!("they do not match config.json ({e})"),
-        };
-        // SAFETY: the files were just checked; candle maps them read only.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files.weights, dtype, device) }
-            .map_err(weights_error)?;
-        let model = T5Net::load(vb, &config).map_err(weights_error)?;
+        let tokenizer = super::load_tokenizer(files)?;
+        let vb = super::load_weights(files, dtype, device)?;
+        let model = T5Net::load(vb, &config).map_err(|e| super::weights_mismatch(files, e))?;
         Ok(Self {
             model,
             tokenizer,
