@@ -3,8 +3,6 @@
 
 mod support;
 
-use quill::engine::sampling::{SamplingParams, StopAt};
-use quill::engine::{Cancel, GenerateParams};
 use serde_json::{json, Value};
 use support::lsp::LspClient;
 use support::*;
@@ -24,19 +22,9 @@ fn greedy_settings() -> Value {
 /// the engine itself is held to transformers by the parity tests.
 fn expected(text: &str) -> String {
     let lm = load_fixture("gpt2-tiny");
-    let mut prompt = vec![lm.bos()];
-    prompt.extend(lm.tokenizer().encode(text).unwrap().ids);
-    let params = GenerateParams {
-        max_tokens: MAX_TOKENS,
-        n: 1,
-        sampling: SamplingParams::default(),
-        stop: StopAt::Never,
-    };
-    let mut session = lm.new_session().unwrap();
-    let out = lm
-        .complete(&mut session, &prompt, &params, &Cancel::new())
-        .unwrap();
-    out.completions[0].text.clone()
+    cold_greedy(&lm, &document_prompt(&lm, text), MAX_TOKENS)[0]
+        .text
+        .clone()
 }
 
 fn start(capabilities: Value, options: Value) -> (LspClient, Value) {

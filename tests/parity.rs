@@ -3,8 +3,7 @@
 
 mod support;
 
-use quill::engine::sampling::{SamplingParams, StopAt};
-use quill::engine::{Cancel, GenerateParams};
+use quill::engine::Cancel;
 use support::*;
 
 #[test]
@@ -58,18 +57,9 @@ fn greedy_continuations_match_transformers() {
                 .take(safe)
                 .take_while(|&&t| t != lm.eos())
                 .count();
-            let params = GenerateParams {
-                max_tokens: steps,
-                n: 1,
-                sampling: SamplingParams::default(),
-                stop: StopAt::Never,
-            };
-            let mut session = lm.new_session().unwrap();
-            let out = lm
-                .complete(&mut session, &prompt, &params, &Cancel::new())
-                .unwrap();
+            let completions = cold_greedy(&lm, &prompt, steps);
             // A last token or two that end inside a UTF-8 character are held back.
-            let got = &out.completions[0].tokens;
+            let got = &completions[0].tokens;
             assert!(
                 got.len() + 3 >= steps,
                 "{name}: {} of {steps} tokens",

@@ -60,14 +60,7 @@ fn a_newer_completion_supersedes_a_queued_one_of_the_same_document() {
     let other = other.blocking_recv().unwrap().unwrap();
     let new = new.blocking_recv().unwrap().unwrap();
     let lm = load_fixture("gpt2-tiny");
-    let cold = |text: &str| {
-        let mut prompt = vec![lm.bos()];
-        prompt.extend(lm.tokenizer().encode(text).unwrap().ids);
-        let mut s = lm.new_session().unwrap();
-        lm.complete(&mut s, &prompt, &request("x", text).params, &Cancel::new())
-            .unwrap()
-            .completions
-    };
+    let cold = |text: &str| cold_greedy(&lm, &document_prompt(&lm, text), 8);
     assert_eq!(new.completions, cold("The cat sat"));
     assert_eq!(other.completions, cold("The dog"));
     assert_eq!(engine.model_state(), ModelState::Ready);

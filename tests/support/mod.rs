@@ -7,7 +7,8 @@ pub mod lsp;
 use std::path::PathBuf;
 
 use candle_core::{DType, Device};
-use quill::engine::LanguageModel;
+use quill::engine::sampling::{SamplingParams, StopAt};
+use quill::engine::{Cancel, Completion, GenerateParams, LanguageModel};
 use quill::models::{self, ModelSource};
 
 /// The GPT-2 fixtures: `transformer.`-prefixed keys and the hub's bare spelling, two shapes.
@@ -73,4 +74,25 @@ pub fn assert_logprobs_close(got: &[f32], want: &[f32], what: &str) {
         let tol = 1e-4 * (w.abs() / 10.0).max(1.0);
         assert!((g - w).abs() <= tol, "{what}: token {i}: {g} vs {w}");
     }
+}
+
+/// The prompt for `text` at the start of a document: BOS, then its tokens.
+pub fn document_prompt(lm: &LanguageModel, text: &str) -> Vec<u32> {
+    let mut prompt = vec![lm.bos()];
+    prompt.extend(lm.tokenizer().encode(text).unwrap().ids);
+    prompt
+}
+
+/// Greedy continuations of `prompt` (token ids) by a fresh session: a cold computation.
+pub fn cold_greedy(lm: &LanguageModel, prompt: &[u32], max_tokens: usize) -> Vec<Completion> {
+    let params = GenerateParams {
+        max_tokens,
+        n: 1,
+        sampling: SamplingParams::default(),
+        stop: StopAt::Never,
+    };
+    let mut session = lm.new_session().unwrap();
+    lm.complete(&mut session, prompt, &params, &Cancel::new())
+        .unwrap()
+        .completions
 }
