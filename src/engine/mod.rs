@@ -20,7 +20,7 @@ use candle_nn::VarBuilder;
 
 use crate::models::{self, ModelError, ModelFiles};
 use gpt2::{Gpt2, Gpt2Config};
-use sampling::{log_softmax, Sampler, SamplingParams, StopAt};
+use sampling::{log_prob, Sampler, SamplingParams, StopAt};
 use session::{PrimeStats, Session, WindowPolicy};
 use tokens::TextTokenizer;
 
@@ -458,7 +458,7 @@ impl Candidate {
             return Ok(false);
         }
         self.tokens.push(id);
-        self.logprobs.push(log_softmax(logits)[id as usize]);
+        self.logprobs.push(log_prob(logits, id));
         if self.tokens.len() >= params.max_tokens {
             self.done = true;
         } else if params.stop != StopAt::Never {

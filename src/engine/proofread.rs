@@ -2,7 +2,7 @@
 //! the whole-word alternatives it prefers, and sentences of very high perplexity. Offsets are
 //! bytes into the checked text.
 
-use super::sampling::argmax;
+use super::sampling::{argmax, log_prob};
 use super::session::Session;
 use super::{Cancel, EngineError, LanguageModel, ScoredText};
 
@@ -260,7 +260,7 @@ impl LanguageModel {
                     open[k] = false;
                     continue;
                 }
-                logps[k] += super::sampling::log_softmax(&logits[k])[id as usize];
+                logps[k] += log_prob(&logits[k], id);
                 words[k].push(id);
                 next[k] = id;
             }

@@ -164,12 +164,13 @@ pub fn argmax(values: &[f32]) -> u32 {
     best as u32
 }
 
-/// `log_softmax(logits)[i]` for every `i`, in f64 for the sum.
-pub fn log_softmax(logits: &[f32]) -> Vec<f32> {
+/// `log_softmax(logits)[id]`, the normaliser summed in f64, without building the whole vector
+/// (it runs once per generated token).
+pub fn log_prob(logits: &[f32], id: u32) -> f32 {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let sum: f64 = logits.iter().map(|&l| ((l - max) as f64).exp()).sum();
     let log_z = max as f64 + sum.ln();
-    logits.iter().map(|&l| (l as f64 - log_z) as f32).collect()
+    (logits[id as usize] as f64 - log_z) as f32
 }
 
 #[cfg(test)]
@@ -231,8 +232,9 @@ mod tests {
     }
 
     #[test]
-    fn log_softmax_normalises() {
-        let lp = log_softmax(&[1.0, 2.0, 3.0]);
+    fn log_prob_normalises() {
+        let logits = [1.0, 2.0, 3.0];
+        let lp: Vec<f32> = (0..3).map(|i| log_prob(&logits, i)).collect();
         let total: f32 = lp.iter().map(|l| l.exp()).sum();
         assert!((total - 1.0).abs() < 1e-6);
         assert!((lp[2] - (-0.407_605_96)).abs() < 1e-6, "{lp:?}");

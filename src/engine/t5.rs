@@ -9,7 +9,7 @@
 
 use candle_core::{DType, Device, Tensor};
 
-use super::sampling::{argmax, log_softmax};
+use super::sampling::{argmax, log_prob};
 use super::t5net::{T5Config, T5Net};
 use super::tokens::TextTokenizer;
 use super::{Cancel, EngineError};
@@ -153,7 +153,7 @@ impl T5Model {
             cancel.check()?;
             let logits = self.model.decode_step(last, &mut state)?;
             let id = argmax(&logits);
-            total += log_softmax(&logits)[id as usize];
+            total += log_prob(&logits, id);
             steps += 1;
             if id == eos {
                 break;
