@@ -27,10 +27,14 @@ fn main() {
         .position(|a| a == "--dtype")
         .and_then(|i| args.get(i + 1).cloned())
         .unwrap_or_else(|| "f32".into());
-    let format = quill::models::parse_format(&dtype, &Device::Cpu).unwrap();
+    let format = quill::models::parse_format(&dtype).unwrap();
     let config: Gpt2Config = serde_json::from_str(&config_json(50256, 50256)).unwrap();
-    let vb = VarBuilder::from_tensors(random_weights(1), format.float_dtype(), &Device::Cpu);
-    let model = Gpt2::load_quantized(vb, &config, format.quantized()).unwrap();
+    let vb = VarBuilder::from_tensors(
+        random_weights(1),
+        format.float_dtype(&Device::Cpu),
+        &Device::Cpu,
+    );
+    let model = Gpt2::load_format(vb, &config, format).unwrap();
     let last_logits = |hidden: &Tensor| {
         let t = hidden.dim(0).unwrap();
         model.logits(&hidden.narrow(0, t - 1, 1).unwrap()).unwrap()

@@ -72,7 +72,7 @@ fn main() {
     }))
     .unwrap();
     let vb = VarBuilder::from_tensors(weights(), DType::F32, &Device::Cpu);
-    let model = T5Net::load(vb, &config).unwrap();
+    let model = T5Net::load(vb, &config, quill::models::WeightFormat::Float(DType::F32)).unwrap();
     let ids: Vec<u32> = (0..512u32)
         .map(|i| 2 + (i * 7919) % (VOCAB as u32 - 2))
         .collect();

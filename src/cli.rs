@@ -20,6 +20,8 @@ pub struct ModelOptions {
     pub offline: bool,
     pub device: String,
     pub dtype: String,
+    /// Compute threads; 0 for the default.
+    pub threads: usize,
 }
 
 impl ModelOptions {
@@ -38,7 +40,7 @@ impl ModelOptions {
     /// Resolves (downloading if needed) and loads the GPT-2 model.
     pub fn load_language_model(&self) -> anyhow::Result<LanguageModel> {
         let device = models::parse_device(&self.device)?;
-        let format = models::parse_format(&self.dtype, &device)?;
+        let format = models::parse_format(&self.dtype)?;
         let files = self.resolve(&self.model)?;
         tracing::info!(model = %files.name, "loading");
         Ok(LanguageModel::load_format(&files, &device, format)?)
@@ -52,6 +54,7 @@ pub fn serve(model: &ModelOptions) -> anyhow::Result<i32> {
         t5_model: model.t5_model.clone(),
         device: model.device.clone(),
         dtype: model.dtype.clone(),
+        threads: model.threads,
         ..Default::default()
     };
     let options = crate::lsp::ServeOptions {
@@ -267,10 +270,9 @@ pub fn t5_task(
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let device = models::parse_device(&model.device)?;
-    // Quantized modes apply to GPT-2; T5 then runs in f32.
-    let dtype = models::parse_format(&model.dtype, &device)?.float_dtype();
+    let format = models::parse_format(&model.dtype)?;
     let files = model.resolve(&model.t5_model)?;
-    let mut t5 = crate::engine::t5::T5Model::load(&files, &device, dtype)?;
+    let mut t5 = crate::engine::t5::T5Model::load(&files, &device, format)?;
     let result = t5.run(
         task,
         text,

@@ -37,9 +37,13 @@ struct ModelArgs {
     /// cpu, cuda, cuda:N or metal.
     #[arg(long, global = true, default_value = "cpu")]
     device: String,
-    /// f32, f16, bf16 (GPU), or q8_0 / q4_k (GPT-2's matrices quantized; T5 stays f32).
+    /// Weights: f32, f16, bf16, q8_0 or q4_k (activations stay f32 on the CPU).
     #[arg(long, global = true, default_value = "f32")]
     dtype: String,
+    /// Compute threads; 0: every core for commands, every core but one for `serve` (the
+    /// editor keeps one).
+    #[arg(long, global = true, default_value_t = 0)]
+    threads: usize,
 }
 
 #[derive(Subcommand)]
@@ -174,6 +178,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         offline,
         device,
         dtype,
+        threads,
     } = cli.model;
     let model = ModelOptions {
         model,
@@ -182,7 +187,15 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         offline,
         device,
         dtype,
+        threads,
     };
+    let serving = matches!(cli.command, None | Some(Command::Serve { .. }));
+    if threads > 0 && !serving {
+        // The server sizes its own pool (a setting); commands use rayon's global one.
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build_global()?;
+    }
     let mut out = std::io::stdout().lock();
     match cli.command {
         None | Some(Command::Serve { .. }) => {

@@ -370,22 +370,15 @@ pub fn parse_device(spec: &str) -> Result<Device, ModelError> {
     }
 }
 
-/// Parses a dtype name; bf16 needs a GPU, since candle's CPU matmul has no bf16 kernel.
-pub fn parse_dtype(spec: &str, device: &Device) -> Result<DType, ModelError> {
-    let dtype = match spec.trim() {
-        "f32" | "float32" => DType::F32,
-        "f16" | "float16" => DType::F16,
-        "bf16" | "bfloat16" => DType::BF16,
-        other => return Err(ModelError::BadDtype(other.to_string())),
-    };
-    if dtype == DType::BF16 && device.is_cpu() {
-        return Err(ModelError::DeviceUnavailable {
-            spec: "bf16 on cpu".to_string(),
-            reason: "candle has no bf16 matrix multiply on the CPU; use --dtype f32 or f16"
-                .to_string(),
-        });
+/// Parses a float dtype name. On the CPU, f16 and bf16 are the storage of GPT-2's matrices
+/// (quill's kernels compute in f32); T5 then runs in f32.
+pub fn parse_dtype(spec: &str) -> Result<DType, ModelError> {
+    match spec.trim() {
+        "f32" | "float32" => Ok(DType::F32),
+        "f16" | "float16" => Ok(DType::F16),
+        "bf16" | "bfloat16" => Ok(DType::BF16),
+        other => Err(ModelError::BadDtype(other.to_string())),
     }
-    Ok(dtype)
 }
 
 /// How weights are held in memory: floats, or quantized blocks for GPT-2's matrices.
@@ -397,11 +390,12 @@ pub enum WeightFormat {
 }
 
 impl WeightFormat {
-    /// The dtype of tensors that stay in floats (and of the activations).
-    pub fn float_dtype(self) -> DType {
+    /// The dtype of tensors that stay in floats (and of the activations): f32 on the CPU,
+    /// where the matrices alone take the format (quill's kernels compute in f32).
+    pub fn float_dtype(self, device: &Device) -> DType {
         match self {
-            WeightFormat::Float(d) => d,
-            WeightFormat::Quantized(_) => DType::F32,
+            WeightFormat::Float(d) if !device.is_cpu() => d,
+            _ => DType::F32,
         }
     }
 
@@ -414,12 +408,12 @@ impl WeightFormat {
 }
 
 /// Parses a dtype name, quantized ones included (`q8_0`, `q4_k`).
-pub fn parse_format(spec: &str, device: &Device) -> Result<WeightFormat, ModelError> {
+pub fn parse_format(spec: &str) -> Result<WeightFormat, ModelError> {
     use candle_core::quantized::GgmlDType;
     match spec.trim() {
         "q8_0" => Ok(WeightFormat::Quantized(GgmlDType::Q8_0)),
         "q4_k" | "q4_k_m" => Ok(WeightFormat::Quantized(GgmlDType::Q4K)),
-        other => Ok(WeightFormat::Float(parse_dtype(other, device)?)),
+        other => Ok(WeightFormat::Float(parse_dtype(other)?)),
     }
 }
 
@@ -477,22 +471,18 @@ mod tests {
             parse_device("cuda:x"),
             Err(ModelError::BadDevice(_))
         ));
-        assert_eq!(parse_dtype("f16", &Device::Cpu).unwrap(), DType::F16);
+        assert_eq!(parse_dtype("f16").unwrap(), DType::F16);
+        assert_eq!(parse_dtype("bf16").unwrap(), DType::BF16);
+        assert!(matches!(parse_dtype("f64"), Err(ModelError::BadDtype(_))));
         assert!(matches!(
-            parse_dtype("f64", &Device::Cpu),
-            Err(ModelError::BadDtype(_))
-        ));
-        assert!(matches!(
-            parse_format("q8_0", &Device::Cpu),
+            parse_format("q8_0"),
             Ok(WeightFormat::Quantized(
                 candle_core::quantized::GgmlDType::Q8_0
             ))
         ));
         assert_eq!(
-            parse_format("f16", &Device::Cpu).unwrap(),
+            parse_format("f16").unwrap(),
             WeightFormat::Float(DType::F16)
         );
-        let err = parse_dtype("bf16", &Device::Cpu).unwrap_err().to_string();
-        assert!(err.contains("f32"), "{err}");
     }
 }

@@ -10,7 +10,7 @@ use support::*;
 
 fn load(name: &str, dtype: &str) -> LanguageModel {
     let files = models::resolve(&ModelSource::Dir(fixture_dir(name)), &Default::default()).unwrap();
-    let format = models::parse_format(dtype, &Device::Cpu).unwrap();
+    let format = models::parse_format(dtype).unwrap();
     LanguageModel::load_format(&files, &Device::Cpu, format).unwrap()
 }
 

@@ -6,14 +6,14 @@ mod support;
 use candle_core::{DType, Device};
 use quill::engine::t5::T5Model;
 use quill::engine::Cancel;
-use quill::models::{self, ModelSource};
+use quill::models::{self, ModelSource, WeightFormat};
 use support::*;
 
 pub const T5_FIXTURES: [&str; 2] = ["t5-tiny", "t5-tiny-gated"];
 
 fn load_t5(name: &str) -> T5Model {
     let files = models::resolve(&ModelSource::Dir(fixture_dir(name)), &Default::default()).unwrap();
-    T5Model::load(&files, &Device::Cpu, DType::F32).unwrap()
+    T5Model::load(&files, &Device::Cpu, WeightFormat::Float(DType::F32)).unwrap()
 }
 
 #[test]

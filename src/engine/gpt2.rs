@@ -18,11 +18,13 @@
 //! Checkpoint conventions: Hugging Face's `Conv1D` stores weights `[in, out]`; keys come with or
 //! without a `transformer.` prefix; `lm_head` is tied to `wte` when absent.
 
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{Embedding, LayerNorm, VarBuilder};
 
 use super::kernels;
+use super::matrix::Matrix;
+use super::weight::Weight;
+use crate::models::WeightFormat;
 use serde::Deserialize;
 
 /// A mirror of a GPT-2 `config.json`, with `transformers`' defaults for missing fields.
@@ -155,40 +157,27 @@ struct Conv1D {
     bias: Tensor,
 }
 
-/// A `[out, in]` weight: floats, or quantized blocks (`q8_0`, `q4_k`) multiplied by candle's
-/// quantized kernels.
+/// The token embedding: a table, or on the CPU the rows of the output projection's
+/// [`Matrix`] when the two are tied (one copy of the vocabulary, in the chosen format).
 #[derive(Debug, Clone)]
-enum Weight {
-    Float(Tensor),
-    Quantized(QMatMul),
+enum Embed {
+    Table(Embedding),
+    Rows(Matrix),
 }
 
-impl Weight {
-    /// Quantizes `w` `[out, in]` when asked and when `in` is a whole number of blocks; other
-    /// layers stay in floats.
-    fn new(w: Tensor, quant: Option<GgmlDType>) -> candle_core::Result<Self> {
-        match quant {
-            Some(q) if w.dim(1)?.is_multiple_of(q.block_size()) => {
-                let qt = QTensor::quantize(&w.to_dtype(DType::F32)?, q)?;
-                Ok(Weight::Quantized(QMatMul::from_qtensor(qt)?))
-            }
-            _ => Ok(Weight::Float(w)),
-        }
-    }
-
-    /// `x · wᵀ`: `(rows, in)` -> `(rows, out)`.
-    fn matmul_t(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+impl Embed {
+    fn forward(&self, ids: &[u32], device: &Device) -> candle_core::Result<Tensor> {
         match self {
-            Weight::Float(w) => match kernels::matmul_t(x, w)? {
-                Some(y) => Ok(y),
-                None => x.matmul(&w.t()?),
-            },
-            Weight::Quantized(q) => q.forward(x),
+            Embed::Table(e) => e.forward(&Tensor::new(ids, device)?),
+            Embed::Rows(m) => Tensor::from_vec(m.gather(ids), (ids.len(), m.cols()), device),
         }
     }
 
-    fn is_quantized(&self) -> bool {
-        matches!(self, Weight::Quantized(_))
+    fn bytes(&self) -> usize {
+        match self {
+            Embed::Table(e) => e.embeddings().elem_count() * e.embeddings().dtype().size_in_bytes(),
+            Embed::Rows(_) => 0,
+        }
     }
 }
 
@@ -197,12 +186,12 @@ impl Conv1D {
         vb: VarBuilder,
         n_in: usize,
         n_out: usize,
-        quant: Option<GgmlDType>,
+        format: WeightFormat,
     ) -> candle_core::Result<Self> {
         let weight = vb.get((n_in, n_out), "weight")?;
         let bias = vb.get(n_out, "bias")?;
         Ok(Self {
-            weight_t: Weight::new(weight.t()?.contiguous()?, quant)?,
+            weight_t: Weight::new(weight.t()?.contiguous()?, format)?,
             bias,
         })
     }
@@ -316,7 +305,7 @@ impl BatchCache {
 
 #[derive(Debug, Clone)]
 pub struct Gpt2 {
-    wte: Embedding,
+    wte: Embed,
     wpe: Embedding,
     blocks: Vec<Block>,
     ln_f: LayerNorm,
@@ -331,15 +320,17 @@ impl Gpt2 {
     /// Loads the weights; `vb` is the root of the checkpoint. Both key spellings are accepted:
     /// `transformer.h.0...` (what `save_pretrained` writes) and `h.0...` (the hub's `gpt2`).
     pub fn load(vb: VarBuilder, config: &Gpt2Config) -> candle_core::Result<Self> {
-        Self::load_quantized(vb, config, None)
+        let format = WeightFormat::Float(vb.dtype());
+        Self::load_format(vb, config, format)
     }
 
-    /// Loads the weights, quantizing the linear layers and the output projection to `quant`
-    /// (the embeddings and norms stay in floats).
-    pub fn load_quantized(
+    /// Loads the weights, converting the linear layers and the output projection to `format`
+    /// (norms and position embeddings stay in `vb`'s dtype; on the CPU that is f32, and the
+    /// token embedding is read from the output projection when the two are tied).
+    pub fn load_format(
         vb: VarBuilder,
         config: &Gpt2Config,
-        quant: Option<GgmlDType>,
+        format: WeightFormat,
     ) -> candle_core::Result<Self> {
         let act =
             Activation::parse(&config.activation_function).map_err(candle_core::Error::msg)?;
@@ -351,7 +342,7 @@ impl Gpt2 {
         let n = config.n_embd;
         let inner = config.n_inner.unwrap_or(4 * n);
         let eps = config.layer_norm_epsilon;
-        let wte = Embedding::new(t.get((config.vocab_size, n), "wte.weight")?, n);
+        let wte = t.get((config.vocab_size, n), "wte.weight")?;
         let wpe = Embedding::new(t.get((config.n_positions, n), "wpe.weight")?, n);
         let mut blocks = Vec::with_capacity(config.n_layer);
         for i in 0..config.n_layer {
@@ -366,27 +357,33 @@ impl Gpt2 {
             blocks.push(Block {
                 ln_1: layer_norm(b.pp("ln_1"), n, eps)?,
                 attn: Attention {
-                    c_attn: Conv1D::load(b.pp("attn.c_attn"), n, 3 * n, quant)?,
-                    c_proj: Conv1D::load(b.pp("attn.c_proj"), n, n, quant)?,
+                    c_attn: Conv1D::load(b.pp("attn.c_attn"), n, 3 * n, format)?,
+                    c_proj: Conv1D::load(b.pp("attn.c_proj"), n, n, format)?,
                     n_head: config.n_head,
                     head_dim: config.head_dim(),
                     scale,
                 },
                 ln_2: layer_norm(b.pp("ln_2"), n, eps)?,
                 mlp: Mlp {
-                    c_fc: Conv1D::load(b.pp("mlp.c_fc"), n, inner, quant)?,
-                    c_proj: Conv1D::load(b.pp("mlp.c_proj"), inner, n, quant)?,
+                    c_fc: Conv1D::load(b.pp("mlp.c_fc"), n, inner, format)?,
+                    c_proj: Conv1D::load(b.pp("mlp.c_proj"), inner, n, format)?,
                     act,
                 },
             });
         }
         let ln_f = layer_norm(t.pp("ln_f"), n, eps)?;
-        let lm_head = if vb.contains_tensor("lm_head.weight") {
-            vb.get((config.vocab_size, n), "lm_head.weight")?
+        let (lm_head, wte) = if vb.contains_tensor("lm_head.weight") {
+            let head = vb.get((config.vocab_size, n), "lm_head.weight")?;
+            (
+                Weight::new(head, format)?,
+                Embed::Table(Embedding::new(wte, n)),
+            )
         } else {
-            wte.embeddings().clone()
+            match Weight::new(wte.clone(), format)? {
+                Weight::Cpu(m) => (Weight::Cpu(m.clone()), Embed::Rows(m)),
+                head => (head, Embed::Table(Embedding::new(wte, n))),
+            }
         };
-        let lm_head = Weight::new(lm_head, quant)?;
         Ok(Self {
             wte,
             wpe,
@@ -401,6 +398,21 @@ impl Gpt2 {
 
     pub fn config(&self) -> &Gpt2Config {
         &self.config
+    }
+
+    /// Bytes held by the weights (parameters only, not caches).
+    pub fn weight_bytes(&self) -> usize {
+        let table = |t: &Tensor| t.elem_count() * t.dtype().size_in_bytes();
+        let norm = |l: &LayerNorm| table(l.weight()) + l.bias().map_or(0, table);
+        let mut total = self.lm_head.bytes() + self.wte.bytes();
+        total += table(self.wpe.embeddings()) + norm(&self.ln_f);
+        for b in &self.blocks {
+            total += norm(&b.ln_1) + norm(&b.ln_2);
+            for w in [&b.attn.c_attn, &b.attn.c_proj, &b.mlp.c_fc, &b.mlp.c_proj] {
+                total += w.weight_t.bytes() + table(&w.bias);
+            }
+        }
+        total
     }
 
     /// How many of the matrices (linear layers and output projection) are quantized.
@@ -451,10 +463,9 @@ impl Gpt2 {
             );
         }
         cache.reserve(past + t)?;
-        let ids_t = Tensor::new(ids, &self.device)?;
         let pos: Vec<u32> = (past as u32..(past + t) as u32).collect();
         let pos_t = Tensor::new(pos.as_slice(), &self.device)?;
-        let mut x = (self.wte.forward(&ids_t)? + self.wpe.forward(&pos_t)?)?;
+        let mut x = (self.wte.forward(ids, &self.device)? + self.wpe.forward(&pos_t)?)?;
         // The CPU f32 path masks inside its softmax kernel.
         let fused = self.dtype == DType::F32 && self.device.is_cpu();
         let mask = if t > 1 && !fused {
@@ -512,11 +523,10 @@ impl Gpt2 {
                 batch.len
             );
         }
-        let ids_t = Tensor::new(ids, &self.device)?;
         let pos_t = Tensor::new(&[pos as u32], &self.device)?;
         let mut x = self
             .wte
-            .forward(&ids_t)?
+            .forward(ids, &self.device)?
             .broadcast_add(&self.wpe.forward(&pos_t)?)?;
         for (layer, block) in self.blocks.iter().enumerate() {
             let h = block.ln_1.forward(&x)?;

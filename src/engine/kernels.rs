@@ -1,9 +1,7 @@
 //! CPU kernels for what candle 0.11's generic CPU ops do slowly at GPT-2's shapes (measured in
 //! `cargo bench --bench engine`; see the README):
 //!
-//! - products of a few rows by a weight matrix (decoding: one row per candidate). gemm reads
-//!   the weights at about 15 GB/s for one row and gets 2-4x slower per row for three; here each
-//!   weight row is read once for all input rows, on every core;
+//! - attention of a few queries (decoding) over the cache, fused into one pass per head;
 //! - GELU (tanh form): candle maps `tanh` on one thread; here `exp`, on every core;
 //! - the causal, scaled softmax of attention scores, without building a mask: rows only touch
 //!   the positions they may see.
@@ -14,11 +12,11 @@
 use candle_core::{DType, Storage, Tensor};
 use rayon::prelude::*;
 
-/// Rows up to which [`matmul_t`] takes over from gemm (decoding and small batches).
+/// Queries up to which [`attention_few`] takes over from candle's ops.
 pub const MAX_ROWS: usize = 8;
 
 /// Runs `f` on the f32 data of a contiguous CPU tensor.
-fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
+pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
     if t.dtype() != DType::F32 || !t.device().is_cpu() {
         return None;
     }
@@ -29,45 +27,6 @@ fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
     let offsets = layout.contiguous_offsets()?;
     let data = cpu.as_slice::<f32>().ok()?;
     Some(f(&data[offsets.0..offsets.1]))
-}
-
-/// `x · wᵀ` for `x` `(m, k)` with `m <= MAX_ROWS` and `w` `(n, k)` contiguous: `(m, n)`.
-pub fn matmul_t(x: &Tensor, w: &Tensor) -> candle_core::Result<Option<Tensor>> {
-    let (m, k) = x.dims2()?;
-    let (n, k2) = w.dims2()?;
-    if m == 0 || m > MAX_ROWS || k != k2 || !x.device().is_cpu() || x.dtype() != DType::F32 {
-        return Ok(None);
-    }
-    let x = x.contiguous()?;
-    let Some(xs) = with_f32(&x, |s| s.to_vec()) else {
-        return Ok(None);
-    };
-    // out_t is (n, m): each output row of w gives m values, written together.
-    let out_t = with_f32(w, |ws| {
-        let mut out_t = vec![0f32; n * m];
-        const ROWS_PER_TASK: usize = 64;
-        out_t
-            .par_chunks_mut(ROWS_PER_TASK * m)
-            .enumerate()
-            .for_each(|(task, chunk)| {
-                let first = task * ROWS_PER_TASK;
-                for (i, out) in chunk.chunks_mut(m).enumerate() {
-                    let row = &ws[(first + i) * k..(first + i + 1) * k];
-                    rows_dot(&xs, row, out);
-                }
-            });
-        out_t
-    });
-    let Some(out_t) = out_t else {
-        return Ok(None);
-    };
-    let mut out = vec![0f32; m * n];
-    for o in 0..n {
-        for r in 0..m {
-            out[r * n + o] = out_t[o * m + r];
-        }
-    }
-    Ok(Some(Tensor::from_vec(out, (m, n), x.device())?))
 }
 
 /// `out[r] = dot(xs[r], w)` for each row `r` of `xs` (rows of `w.len()`).
@@ -260,24 +219,6 @@ mod tests {
             .to_scalar()
             .unwrap();
         assert!(d <= tol, "differ by {d}");
-    }
-
-    #[test]
-    fn few_row_products_equal_gemm() {
-        let dev = Device::Cpu;
-        for (m, k, n) in [(1, 768, 300), (3, 100, 77), (8, 17, 5), (2, 5, 1)] {
-            let x = Tensor::randn(0f32, 1.0, (m, k), &dev).unwrap();
-            let w = Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap();
-            let want = x.matmul(&w.t().unwrap()).unwrap();
-            let got = matmul_t(&x, &w).unwrap().unwrap();
-            close(&got, &want, 1e-3);
-        }
-        let big = Tensor::zeros((MAX_ROWS + 1, 4), DType::F32, &dev).unwrap();
-        let w = Tensor::zeros((3, 4), DType::F32, &dev).unwrap();
-        assert!(
-            matmul_t(&big, &w).unwrap().is_none(),
-            "many rows go to gemm"
-        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod gpt2;
 pub mod kernels;
+pub mod matrix;
 pub mod proofread;
 pub mod sampling;
 pub mod scoring;
@@ -10,6 +11,7 @@ pub mod session;
 pub mod t5;
 pub mod t5net;
 pub mod tokens;
+pub mod weight;
 pub mod worker;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -175,6 +177,18 @@ pub(crate) fn weights_mismatch(files: &ModelFiles, e: candle_core::Error) -> Mod
     }
 }
 
+/// The compute threads for a `threads` setting: the number asked for, or with 0 every core but
+/// one, which the editor keeps (an oversubscribed core makes every step wait for it).
+pub fn compute_threads(requested: usize) -> usize {
+    if requested > 0 {
+        return requested;
+    }
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .saturating_sub(1)
+        .max(1)
+}
+
 /// A GPT-2-architecture language model with its tokenizer.
 pub struct LanguageModel {
     model: Gpt2,
@@ -195,7 +209,7 @@ impl LanguageModel {
         device: &Device,
         format: models::WeightFormat,
     ) -> Result<Self, ModelError> {
-        let dtype = format.float_dtype();
+        let dtype = format.float_dtype(device);
         let bad_config = |reason: String| ModelError::BadConfig {
             path: files.config.clone(),
             reason,
@@ -219,8 +233,8 @@ impl LanguageModel {
             }
         }
         let vb = load_weights(files, dtype, device)?;
-        let model = Gpt2::load_quantized(vb, &config, format.quantized())
-            .map_err(|e| weights_mismatch(files, e))?;
+        let model =
+            Gpt2::load_format(vb, &config, format).map_err(|e| weights_mismatch(files, e))?;
         Ok(Self {
             model,
             tokenizer,

@@ -7,13 +7,13 @@
 //! greedy decoding with the decoder's KV cache, cancellation, and the chunking of inputs longer
 //! than the 512 tokens T5 was trained on.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 
 use super::sampling::{argmax, log_prob};
 use super::t5net::{T5Config, T5Net};
 use super::tokens::TextTokenizer;
 use super::{Cancel, EngineError};
-use crate::models::{ModelError, ModelFiles};
+use crate::models::{ModelError, ModelFiles, WeightFormat};
 
 /// Input tokens T5 was trained on; longer inputs are chunked.
 pub const MAX_INPUT_TOKENS: usize = 512;
@@ -84,7 +84,13 @@ pub struct T5Model {
 }
 
 impl T5Model {
-    pub fn load(files: &ModelFiles, device: &Device, dtype: DType) -> Result<Self, ModelError> {
+    /// Loads a T5 checkpoint with its linear layers in `format` (activations in f32 on the
+    /// CPU, as for GPT-2).
+    pub fn load(
+        files: &ModelFiles,
+        device: &Device,
+        format: WeightFormat,
+    ) -> Result<Self, ModelError> {
         let bad_config = |reason: String| ModelError::BadConfig {
             path: files.config.clone(),
             reason,
@@ -102,8 +108,9 @@ impl T5Model {
             .map_err(|e| bad_config(format!("not a T5 config.json ({e})")))?;
         config.validate().map_err(bad_config)?;
         let tokenizer = super::load_tokenizer(files)?;
-        let vb = super::load_weights(files, dtype, device)?;
-        let model = T5Net::load(vb, &config).map_err(|e| super::weights_mismatch(files, e))?;
+        let vb = super::load_weights(files, format.float_dtype(device), device)?;
+        let model =
+            T5Net::load(vb, &config, format).map_err(|e| super::weights_mismatch(files, e))?;
         Ok(Self {
             model,
             tokenizer,

@@ -15,6 +15,8 @@ use candle_nn::{Embedding, VarBuilder};
 use serde::Deserialize;
 
 use super::kernels;
+use super::weight::Weight;
+use crate::models::WeightFormat;
 
 /// A mirror of a T5 `config.json`, with transformers' defaults for missing fields.
 #[derive(Debug, Clone, Deserialize)]
@@ -112,18 +114,20 @@ impl FeedForwardKind {
 
 /// A bias-free linear layer, weight `[out, in]`.
 #[derive(Debug, Clone)]
-struct Linear(Tensor);
+struct Linear(Weight);
 
 impl Linear {
-    fn load(vb: VarBuilder, n_in: usize, n_out: usize) -> candle_core::Result<Self> {
-        Ok(Self(vb.get((n_out, n_in), "weight")?))
+    fn load(
+        vb: VarBuilder,
+        n_in: usize,
+        n_out: usize,
+        format: WeightFormat,
+    ) -> candle_core::Result<Self> {
+        Ok(Self(Weight::new(vb.get((n_out, n_in), "weight")?, format)?))
     }
 
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        match kernels::matmul_t(x, &self.0)? {
-            Some(y) => Ok(y),
-            None => x.matmul(&self.0.t()?),
-        }
+        self.0.matmul_t(x)
     }
 }
 
@@ -162,13 +166,13 @@ struct Attention {
 }
 
 impl Attention {
-    fn load(vb: VarBuilder, cfg: &T5Config) -> candle_core::Result<Self> {
+    fn load(vb: VarBuilder, cfg: &T5Config, format: WeightFormat) -> candle_core::Result<Self> {
         let inner = cfg.num_heads * cfg.d_kv;
         Ok(Self {
-            q: Linear::load(vb.pp("q"), cfg.d_model, inner)?,
-            k: Linear::load(vb.pp("k"), cfg.d_model, inner)?,
-            v: Linear::load(vb.pp("v"), cfg.d_model, inner)?,
-            o: Linear::load(vb.pp("o"), inner, cfg.d_model)?,
+            q: Linear::load(vb.pp("q"), cfg.d_model, inner, format)?,
+            k: Linear::load(vb.pp("k"), cfg.d_model, inner, format)?,
+            v: Linear::load(vb.pp("v"), cfg.d_model, inner, format)?,
+            o: Linear::load(vb.pp("o"), inner, cfg.d_model, format)?,
             n_heads: cfg.num_heads,
             d_kv: cfg.d_kv,
         })
@@ -214,22 +218,25 @@ struct FeedForward {
 }
 
 impl FeedForward {
-    fn load(vb: VarBuilder, cfg: &T5Config) -> candle_core::Result<Self> {
+    fn load(vb: VarBuilder, cfg: &T5Config, format: WeightFormat) -> candle_core::Result<Self> {
         let kind =
             FeedForwardKind::parse(&cfg.feed_forward_proj).map_err(candle_core::Error::msg)?;
         let vb = vb.pp("DenseReluDense");
         let (wi, wi_1) = if kind.gated() {
             (
-                Linear::load(vb.pp("wi_0"), cfg.d_model, cfg.d_ff)?,
-                Some(Linear::load(vb.pp("wi_1"), cfg.d_model, cfg.d_ff)?),
+                Linear::load(vb.pp("wi_0"), cfg.d_model, cfg.d_ff, format)?,
+                Some(Linear::load(vb.pp("wi_1"), cfg.d_model, cfg.d_ff, format)?),
             )
         } else {
-            (Linear::load(vb.pp("wi"), cfg.d_model, cfg.d_ff)?, None)
+            (
+                Linear::load(vb.pp("wi"), cfg.d_model, cfg.d_ff, format)?,
+                None,
+            )
         };
         Ok(Self {
             wi,
             wi_1,
-            wo: Linear::load(vb.pp("wo"), cfg.d_ff, cfg.d_model)?,
+            wo: Linear::load(vb.pp("wo"), cfg.d_ff, cfg.d_model, format)?,
             kind,
         })
     }
@@ -333,14 +340,15 @@ pub struct T5Net {
     decoder_bias: PositionBias,
     decoder_norm: RmsNorm,
     /// `[vocab, d_model]`.
-    lm_head: Tensor,
+    lm_head: Weight,
     /// Applied to the decoder output before `lm_head` (1/sqrt(d_model) when tied).
     head_scale: f64,
     device: Device,
 }
 
 impl T5Net {
-    pub fn load(vb: VarBuilder, cfg: &T5Config) -> candle_core::Result<Self> {
+    /// Loads the weights, converting the linear layers and the output projection to `format`.
+    pub fn load(vb: VarBuilder, cfg: &T5Config, format: WeightFormat) -> candle_core::Result<Self> {
         let shared_name = if vb.contains_tensor("shared.weight") {
             "shared"
         } else {
@@ -370,9 +378,9 @@ impl T5Net {
             let b = enc.pp(format!("block.{i}"));
             encoder.push(EncoderBlock {
                 attn_norm: RmsNorm::load(b.pp("layer.0.layer_norm"), cfg.d_model, eps)?,
-                attn: Attention::load(b.pp("layer.0.SelfAttention"), cfg)?,
+                attn: Attention::load(b.pp("layer.0.SelfAttention"), cfg, format)?,
                 ff_norm: RmsNorm::load(b.pp("layer.1.layer_norm"), cfg.d_model, eps)?,
-                ff: FeedForward::load(b.pp("layer.1"), cfg)?,
+                ff: FeedForward::load(b.pp("layer.1"), cfg, format)?,
             });
         }
         let encoder_bias = bias(enc.pp("block.0.layer.0.SelfAttention"), true)?;
@@ -384,11 +392,11 @@ impl T5Net {
             let b = dec.pp(format!("block.{i}"));
             decoder.push(DecoderBlock {
                 self_norm: RmsNorm::load(b.pp("layer.0.layer_norm"), cfg.d_model, eps)?,
-                self_attn: Attention::load(b.pp("layer.0.SelfAttention"), cfg)?,
+                self_attn: Attention::load(b.pp("layer.0.SelfAttention"), cfg, format)?,
                 cross_norm: RmsNorm::load(b.pp("layer.1.layer_norm"), cfg.d_model, eps)?,
-                cross_attn: Attention::load(b.pp("layer.1.EncDecAttention"), cfg)?,
+                cross_attn: Attention::load(b.pp("layer.1.EncDecAttention"), cfg, format)?,
                 ff_norm: RmsNorm::load(b.pp("layer.2.layer_norm"), cfg.d_model, eps)?,
-                ff: FeedForward::load(b.pp("layer.2"), cfg)?,
+                ff: FeedForward::load(b.pp("layer.2"), cfg, format)?,
             });
         }
         let decoder_bias = bias(dec.pp("block.0.layer.0.SelfAttention"), false)?;
@@ -405,6 +413,7 @@ impl T5Net {
                     1.0,
                 )
             };
+        let lm_head = Weight::new(lm_head, format)?;
         Ok(Self {
             shared,
             encoder,
@@ -482,10 +491,7 @@ impl T5Net {
         }
         state.steps += 1;
         let x = (self.decoder_norm.forward(&x)? * self.head_scale)?;
-        let logits = match kernels::matmul_t(&x, &self.lm_head)? {
-            Some(l) => l,
-            None => x.matmul(&self.lm_head.t()?)?,
-        };
+        let logits = self.lm_head.matmul_t(&x)?;
         logits.squeeze(0)?.to_dtype(DType::F32)?.to_vec1()
     }
 }

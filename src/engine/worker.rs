@@ -81,6 +81,8 @@ enum Work {
     SetT5(T5Loader),
     T5(T5Request, oneshot::Sender<Result<String, EngineError>>),
     Forget(String),
+    /// Runs later jobs on a pool of this many threads.
+    Threads(usize),
 }
 
 struct Job {
@@ -109,7 +111,7 @@ impl Job {
             Work::T5(_, tx) => {
                 let _ = tx.send(Err(EngineError::Cancelled));
             }
-            Work::Forget(_) | Work::SetT5(_) => {}
+            Work::Forget(_) | Work::SetT5(_) | Work::Threads(_) => {}
         }
     }
 }
@@ -327,6 +329,18 @@ impl Engine {
         rx
     }
 
+    /// Runs the forward passes of later jobs on `threads` threads (at least one).
+    pub fn set_threads(&self, threads: usize) {
+        self.push(
+            Job {
+                work: Work::Threads(threads.max(1)),
+                cancel: Cancel::new(),
+                supersede_key: None,
+            },
+            Priority::Interactive,
+        );
+    }
+
     /// Drops a document's session (the document was closed).
     pub fn forget(&self, doc: String) {
         self.push(
@@ -347,13 +361,20 @@ fn preempt_background(q: &mut Queue) {
     }
 }
 
+/// What the engine thread holds between jobs.
+#[derive(Default)]
+struct State {
+    model: Option<LanguageModel>,
+    t5_loader: Option<T5Loader>,
+    t5: Option<T5Model>,
+    sessions: HashMap<String, (Session, u64)>,
+    clock: u64,
+}
+
 /// The engine thread's loop.
 fn run(shared: Arc<Shared>) {
-    let mut model: Option<LanguageModel> = None;
-    let mut t5_loader: Option<T5Loader> = None;
-    let mut t5: Option<T5Model> = None;
-    let mut sessions: HashMap<String, (Session, u64)> = HashMap::new();
-    let mut clock = 0u64;
+    let mut state = State::default();
+    let mut pool: Option<rayon::ThreadPool> = None;
     loop {
         let job = {
             let mut q = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
@@ -375,81 +396,22 @@ fn run(shared: Arc<Shared>) {
                 q = shared.wake.wait(q).unwrap_or_else(|e| e.into_inner());
             }
         };
-        clock += 1;
-        let cancel = job.cancel.clone();
-        if cancel.is_cancelled() {
+        state.clock += 1;
+        if job.cancel.is_cancelled() {
             job.drop_cancelled();
+        } else if let Work::Threads(n) = job.work {
+            match rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .thread_name(|i| format!("quill-compute-{i}"))
+                .build()
+            {
+                Ok(p) => pool = Some(p),
+                Err(e) => tracing::warn!("could not start {n} compute threads: {e}"),
+            }
         } else {
-            match job.work {
-                Work::Load(loader, tx) => {
-                    sessions.clear();
-                    model = None;
-                    let (state, result) = match std::panic::catch_unwind(AssertUnwindSafe(loader)) {
-                        Ok(Ok(m)) => {
-                            model = Some(m);
-                            (ModelState::Ready, Ok(()))
-                        }
-                        Ok(Err(e)) => (ModelState::Failed(e.to_string()), Err(e.to_string())),
-                        Err(_) => {
-                            let e = "loading the model panicked".to_string();
-                            (ModelState::Failed(e.clone()), Err(e))
-                        }
-                    };
-                    *shared.state.lock().unwrap_or_else(|e| e.into_inner()) = state;
-                    let _ = tx.send(result);
-                }
-                Work::Forget(doc) => {
-                    sessions.remove(&doc);
-                }
-                Work::SetT5(loader) => {
-                    t5 = None;
-                    t5_loader = Some(loader);
-                }
-                Work::T5(req, tx) => {
-                    let result = run_t5(&mut t5, &t5_loader, req, &cancel);
-                    let _ = tx.send(result);
-                }
-                Work::Complete(req, tx) => {
-                    let result = with_model(&model, &shared, |lm| {
-                        let doc = req.doc.clone();
-                        let mut session = match sessions.remove(&doc) {
-                            Some((s, _)) => s,
-                            None => lm.new_session()?,
-                        };
-                        let prompt = lm.prompt_for(&req.text_before, &req.policy)?;
-                        let out = lm.complete(&mut session, &prompt, &req.params, &cancel);
-                        // A session is kept only after a clean run; an error may leave it odd.
-                        if out.is_ok() || matches!(out, Err(EngineError::Cancelled)) {
-                            evict_oldest(&mut sessions);
-                            sessions.insert(doc, (session, clock));
-                        }
-                        out
-                    });
-                    let _ = tx.send(result);
-                }
-                Work::Score(text, tx) => {
-                    let result = with_model(&model, &shared, |lm| lm.score(&text, &cancel));
-                    let _ = tx.send(result);
-                }
-                Work::Proofread(text, opts, tx) => {
-                    // Runs under a child flag that an interactive job may raise; then the job
-                    // goes back to the front of the background queue.
-                    let flag = cancel.child();
-                    set_running_background(&shared, Some(flag.clone()));
-                    let result =
-                        with_model(&model, &shared, |lm| lm.proofread(&text, &opts, &flag));
-                    set_running_background(&shared, None);
-                    if matches!(result, Err(EngineError::Cancelled)) && !cancel.is_cancelled() {
-                        let mut q = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
-                        q.background.push_front(Job {
-                            work: Work::Proofread(text, opts, tx),
-                            cancel,
-                            supersede_key: None,
-                        });
-                    } else {
-                        let _ = tx.send(result);
-                    }
-                }
+            match &pool {
+                Some(p) => p.install(|| handle(job, &mut state, &shared)),
+                None => handle(job, &mut state, &shared),
             }
         }
         shared
@@ -457,6 +419,84 @@ fn run(shared: Arc<Shared>) {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .running = None;
+    }
+}
+
+/// Runs one job (on the compute pool, if one was set).
+fn handle(job: Job, st: &mut State, shared: &Shared) {
+    let cancel = job.cancel.clone();
+    let clock = st.clock;
+    match job.work {
+        Work::Load(loader, tx) => {
+            st.sessions.clear();
+            st.model = None;
+            let (state, result) = match std::panic::catch_unwind(AssertUnwindSafe(loader)) {
+                Ok(Ok(m)) => {
+                    st.model = Some(m);
+                    (ModelState::Ready, Ok(()))
+                }
+                Ok(Err(e)) => (ModelState::Failed(e.to_string()), Err(e.to_string())),
+                Err(_) => {
+                    let e = "loading the model panicked".to_string();
+                    (ModelState::Failed(e.clone()), Err(e))
+                }
+            };
+            *shared.state.lock().unwrap_or_else(|e| e.into_inner()) = state;
+            let _ = tx.send(result);
+        }
+        Work::Forget(doc) => {
+            st.sessions.remove(&doc);
+        }
+        Work::SetT5(loader) => {
+            st.t5 = None;
+            st.t5_loader = Some(loader);
+        }
+        Work::Threads(_) => unreachable!("the loop sets the pool"),
+        Work::T5(req, tx) => {
+            let result = run_t5(&mut st.t5, &st.t5_loader, req, &cancel);
+            let _ = tx.send(result);
+        }
+        Work::Complete(req, tx) => {
+            let sessions = &mut st.sessions;
+            let result = with_model(&st.model, shared, |lm| {
+                let doc = req.doc.clone();
+                let mut session = match sessions.remove(&doc) {
+                    Some((s, _)) => s,
+                    None => lm.new_session()?,
+                };
+                let prompt = lm.prompt_for(&req.text_before, &req.policy)?;
+                let out = lm.complete(&mut session, &prompt, &req.params, &cancel);
+                // A session is kept only after a clean run; an error may leave it odd.
+                if out.is_ok() || matches!(out, Err(EngineError::Cancelled)) {
+                    evict_oldest(sessions);
+                    sessions.insert(doc, (session, clock));
+                }
+                out
+            });
+            let _ = tx.send(result);
+        }
+        Work::Score(text, tx) => {
+            let result = with_model(&st.model, shared, |lm| lm.score(&text, &cancel));
+            let _ = tx.send(result);
+        }
+        Work::Proofread(text, opts, tx) => {
+            // Runs under a child flag that an interactive job may raise; then the job goes
+            // back to the front of the background queue.
+            let flag = cancel.child();
+            set_running_background(shared, Some(flag.clone()));
+            let result = with_model(&st.model, shared, |lm| lm.proofread(&text, &opts, &flag));
+            set_running_background(shared, None);
+            if matches!(result, Err(EngineError::Cancelled)) && !cancel.is_cancelled() {
+                let mut q = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+                q.background.push_front(Job {
+                    work: Work::Proofread(text, opts, tx),
+                    cancel,
+                    supersede_key: None,
+                });
+            } else {
+                let _ = tx.send(result);
+            }
+        }
     }
 }
 

@@ -12,6 +12,8 @@ pub struct Settings {
     pub t5_model: String,
     pub device: String,
     pub dtype: String,
+    /// Compute threads; 0 leaves the editor one core.
+    pub threads: usize,
     pub completion: CompletionSettings,
     pub diagnostics: DiagnosticsSettings,
     pub t5: T5Settings,
@@ -98,6 +100,7 @@ impl Default for Settings {
             t5_model: "google-t5/t5-small".into(),
             device: "cpu".into(),
             dtype: "f32".into(),
+            threads: 0,
             completion: CompletionSettings::default(),
             diagnostics: DiagnosticsSettings::default(),
             t5: T5Settings::default(),

@@ -19,6 +19,7 @@ use tower_lsp_server::ls_types::*;
 use tower_lsp_server::{Client, LanguageServer, LspService};
 
 use crate::document::{Document, PositionEncoding};
+use crate::engine;
 use crate::engine::sampling::{SamplingParams, StopAt};
 use crate::engine::session::WindowPolicy;
 use crate::engine::t5::T5Model;
@@ -151,6 +152,8 @@ impl Inner {
 impl Server {
     fn new(client: Client, options: ServeOptions, shutdown: Arc<AtomicBool>) -> Self {
         let settings = options.defaults.clone();
+        let engine = Engine::start();
+        engine.set_threads(engine::compute_threads(settings.threads));
         let inner = Inner {
             client,
             options,
@@ -161,7 +164,7 @@ impl Server {
                 supports_progress: false,
                 supports_configuration: false,
             }),
-            engine: Engine::start(),
+            engine,
             shutdown,
             diagnostics: Mutex::new(Default::default()),
         };
@@ -173,7 +176,7 @@ impl Server {
     /// Applies a settings object from the client; reports bad keys; reloads the model when
     /// its name, device or dtype changed.
     async fn apply_settings(&self, value: &Value) {
-        let (changed_model, changed_t5, errors) = {
+        let (changed_model, changed_t5, threads, errors) = {
             let mut state = lock(&self.state);
             let (new, errors) = Settings::from_json(value, &self.options.defaults, &state.settings);
             let old = &state.settings;
@@ -181,9 +184,13 @@ impl Server {
                 (&new.model, &new.device, &new.dtype) != (&old.model, &old.device, &old.dtype);
             let changed_t5 = (&new.t5_model, &new.device, &new.dtype)
                 != (&old.t5_model, &old.device, &old.dtype);
+            let threads = (new.threads != old.threads).then_some(new.threads);
             state.settings = new;
-            (changed, changed_t5, errors)
+            (changed, changed_t5, threads, errors)
         };
+        if let Some(n) = threads {
+            self.engine.set_threads(engine::compute_threads(n));
+        }
         if changed_t5 {
             self.engine
                 .set_t5(make_t5_loader(&self.settings(), &self.options));
@@ -443,15 +450,14 @@ fn make_t5_loader(settings: &Settings, options: &ServeOptions) -> T5Loader {
     let offline = options.offline;
     Box::new(move |progress| {
         let device = models::parse_device(&device)?;
-        // Quantized modes apply to GPT-2; T5 then runs in f32.
-        let dtype = models::parse_format(&dtype, &device)?.float_dtype();
+        let format = models::parse_format(&dtype)?;
         let source = ModelSource::parse(&model, revision.as_deref());
         let fetch = FetchOptions {
             offline,
             progress: Some(progress),
         };
         let files = models::resolve(&source, &fetch)?;
-        Ok(T5Model::load(&files, &device, dtype)?)
+        Ok(T5Model::load(&files, &device, format)?)
     })
 }
 
@@ -467,7 +473,7 @@ fn make_loader(
     let offline = options.offline;
     Box::new(move || {
         let device = models::parse_device(&device)?;
-        let format = models::parse_format(&dtype, &device)?;
+        let format = models::parse_format(&dtype)?;
         let source = ModelSource::parse(&model, revision.as_deref());
         let fetch = FetchOptions {
             offline,

@@ -1,0 +1,727 @@
+//! Weight matrices `[out, in]` in the formats GPT-2 runs on the CPU, and their products with
+//! f32 activations: `x · wᵀ`.
+//!
+//! - `f32`, `f16`, `bf16`: the weights as stored; activations and sums stay in f32, as in
+//!   llama.cpp's CPU backend (this CPU family has no fast half-precision arithmetic, only
+//!   conversion), so a reduced precision only rounds the weights.
+//! - `q8_0`: ggml's blocks of 32 weights, one scale each (`x ≈ d · q`, `q` in -127..=127). For
+//!   products the activations are quantized to the same blocks and the sums are integer dot
+//!   products (AVX2 `maddubs`), each block scaled once: the weights are read at a quarter of
+//!   f32's bytes, which is what decoding is bound by.
+//!
+//! Decoding multiplies one row per sequence ([`MAX_ROWS`] at most): every weight row is read
+//! once for all input rows, on every core. Longer inputs (prompts, scoring) go to gemm, the
+//! weights converted to f32 one tile of rows at a time so that no f32 copy is kept.
+
+use std::sync::Arc;
+
+use half::{bf16, f16};
+use rayon::prelude::*;
+
+/// Input rows up to which the few-row kernels run; more go to gemm.
+pub const MAX_ROWS: usize = 8;
+
+/// Weights per `q8_0` block.
+pub const QK8_0: usize = 32;
+
+/// Bytes of a `q8_0` block as ggml stores it: an f16 scale and 32 signed bytes.
+pub const Q8_0_BLOCK_BYTES: usize = 2 + QK8_0;
+
+/// Weight rows converted to f32 per gemm tile when the weights are not f32.
+const TILE_ROWS: usize = 1024;
+
+/// Weight rows per parallel task of the few-row kernels.
+const ROWS_PER_TASK: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    F32,
+    F16,
+    Bf16,
+    Q8_0,
+}
+
+impl Format {
+    /// Whether a matrix with rows of `cols` weights can be held in this format.
+    pub fn fits(self, cols: usize) -> bool {
+        self != Format::Q8_0 || cols.is_multiple_of(QK8_0)
+    }
+}
+
+#[derive(Debug)]
+enum Data {
+    F32(Vec<f32>),
+    F16(Vec<f16>),
+    Bf16(Vec<bf16>),
+    /// `qs` row-major like the weights; `scales[row * cols / 32 + block]`.
+    Q8 {
+        qs: Vec<i8>,
+        scales: Vec<f32>,
+    },
+}
+
+/// A `[rows, cols]` weight matrix (`rows` outputs of `cols` inputs), cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Matrix {
+    rows: usize,
+    cols: usize,
+    data: Arc<Data>,
+}
+
+impl Matrix {
+    /// Converts row-major f32 weights into `format`. Panics if the format does not fit the
+    /// shape (see [`Format::fits`]) or `w` is not `rows * cols` long.
+    pub fn from_f32(w: &[f32], rows: usize, cols: usize, format: Format) -> Self {
+        assert_eq!(w.len(), rows * cols, "weights do not match their shape");
+        assert!(format.fits(cols), "{cols} inputs are not whole q8_0 blocks");
+        let data = match format {
+            Format::F32 => Data::F32(w.to_vec()),
+            Format::F16 => Data::F16(w.par_iter().map(|&v| f16::from_f32(v)).collect()),
+            Format::Bf16 => Data::Bf16(w.par_iter().map(|&v| bf16::from_f32(v)).collect()),
+            Format::Q8_0 => {
+                let (qs, scales) = quantize_q8_0(w, true);
+                Data::Q8 { qs, scales }
+            }
+        };
+        Self {
+            rows,
+            cols,
+            data: Arc::new(data),
+        }
+    }
+
+    /// Half-precision weights as stored (a GGUF `F16` tensor).
+    pub fn from_f16(w: Vec<f16>, rows: usize, cols: usize) -> Self {
+        assert_eq!(w.len(), rows * cols, "weights do not match their shape");
+        Self {
+            rows,
+            cols,
+            data: Arc::new(Data::F16(w)),
+        }
+    }
+
+    /// `q8_0` blocks in ggml's byte layout (an f16 scale, then 32 signed bytes, per block).
+    pub fn from_q8_0_bytes(bytes: &[u8], rows: usize, cols: usize) -> Option<Self> {
+        if !cols.is_multiple_of(QK8_0) || bytes.len() != rows * cols / QK8_0 * Q8_0_BLOCK_BYTES {
+            return None;
+        }
+        let blocks = bytes.len() / Q8_0_BLOCK_BYTES;
+        let mut qs = Vec::with_capacity(rows * cols);
+        let mut scales = Vec::with_capacity(blocks);
+        for block in bytes.chunks_exact(Q8_0_BLOCK_BYTES) {
+            scales.push(f16::from_le_bytes([block[0], block[1]]).to_f32());
+            qs.extend(block[2..].iter().map(|&b| b as i8));
+        }
+        Some(Self {
+            rows,
+            cols,
+            data: Arc::new(Data::Q8 { qs, scales }),
+        })
+    }
+
+    /// The `q8_0` blocks in ggml's byte layout, if the matrix is `q8_0`.
+    pub fn q8_0_bytes(&self) -> Option<Vec<u8>> {
+        let Data::Q8 { qs, scales } = &*self.data else {
+            return None;
+        };
+        let mut out = Vec::with_capacity(scales.len() * Q8_0_BLOCK_BYTES);
+        for (q, &d) in qs.chunks_exact(QK8_0).zip(scales) {
+            out.extend_from_slice(&f16::from_f32(d).to_le_bytes());
+            out.extend(q.iter().map(|&v| v as u8));
+        }
+        Some(out)
+    }
+
+    /// The weights as stored, if they are f16.
+    pub fn f16_data(&self) -> Option<&[f16]> {
+        match &*self.data {
+            Data::F16(w) => Some(w),
+            _ => None,
+        }
+    }
+
+    pub fn format(&self) -> Format {
+        match &*self.data {
+            Data::F32(_) => Format::F32,
+            Data::F16(_) => Format::F16,
+            Data::Bf16(_) => Format::Bf16,
+            Data::Q8 { .. } => Format::Q8_0,
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Bytes the weights occupy.
+    pub fn bytes(&self) -> usize {
+        match &*self.data {
+            Data::F32(w) => w.len() * 4,
+            Data::F16(w) => w.len() * 2,
+            Data::Bf16(w) => w.len() * 2,
+            Data::Q8 { qs, scales } => qs.len() + scales.len() * 4,
+        }
+    }
+
+    /// Rows `first..first + out.len() / cols` converted to f32 into `out`.
+    pub fn rows_f32(&self, first: usize, out: &mut [f32]) {
+        let k = self.cols;
+        let range = first * k..first * k + out.len();
+        match &*self.data {
+            Data::F32(w) => out.copy_from_slice(&w[range]),
+            Data::F16(w) => {
+                for (o, v) in out.iter_mut().zip(&w[range]) {
+                    *o = v.to_f32();
+                }
+            }
+            Data::Bf16(w) => {
+                for (o, v) in out.iter_mut().zip(&w[range]) {
+                    *o = v.to_f32();
+                }
+            }
+            Data::Q8 { qs, scales } => {
+                for (b, (o, q)) in out
+                    .chunks_mut(QK8_0)
+                    .zip(qs[range].chunks(QK8_0))
+                    .enumerate()
+                {
+                    let d = scales[first * k / QK8_0 + b];
+                    for (o, &q) in o.iter_mut().zip(q) {
+                        *o = d * q as f32;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The rows `ids` as f32, `(ids.len(), cols)` row-major: an embedding lookup.
+    pub fn gather(&self, ids: &[u32]) -> Vec<f32> {
+        let k = self.cols;
+        let mut out = vec![0f32; ids.len() * k];
+        for (o, &id) in out.chunks_mut(k).zip(ids) {
+            self.rows_f32(id as usize, o);
+        }
+        out
+    }
+
+    /// `x · wᵀ` for `x` `(m, cols)` row-major: `(m, rows)` row-major.
+    pub fn matmul_t(&self, x: &[f32], m: usize) -> Vec<f32> {
+        assert_eq!(
+            x.len(),
+            m * self.cols,
+            "input rows do not match the weights"
+        );
+        if m == 0 {
+            return Vec::new();
+        }
+        if m <= MAX_ROWS {
+            self.few_rows(x, m)
+        } else {
+            self.many_rows(x, m)
+        }
+    }
+
+    fn few_rows(&self, x: &[f32], m: usize) -> Vec<f32> {
+        let (n, k) = (self.rows, self.cols);
+        let quantized = match &*self.data {
+            Data::Q8 { .. } => Some(quantize_q8_0(x, false)),
+            _ => None,
+        };
+        let kernel = Kernel::pick(m);
+        // out_t is (n, m): each weight row gives m values, written together.
+        let mut out_t = vec![0f32; n * m];
+        out_t
+            .par_chunks_mut(ROWS_PER_TASK * m)
+            .enumerate()
+            .for_each(|(task, chunk)| {
+                for (i, out) in chunk.chunks_mut(m).enumerate() {
+                    let row = task * ROWS_PER_TASK + i;
+                    let span = row * k..(row + 1) * k;
+                    match (&*self.data, &quantized) {
+                        (Data::F32(w), _) => (kernel.f32)(x, &w[span], out),
+                        (Data::F16(w), _) => (kernel.f16)(x, &w[span], out),
+                        (Data::Bf16(w), _) => (kernel.bf16)(x, &w[span], out),
+                        (Data::Q8 { qs, scales }, Some((xq, xd))) => {
+                            let blocks = row * k / QK8_0..(row + 1) * k / QK8_0;
+                            (kernel.q8)(xq, xd, &qs[span], &scales[blocks], out)
+                        }
+                        (Data::Q8 { .. }, None) => unreachable!("inputs are quantized for q8_0"),
+                    }
+                }
+            });
+        let mut out = vec![0f32; m * n];
+        for o in 0..n {
+            for r in 0..m {
+                out[r * n + o] = out_t[o * m + r];
+            }
+        }
+        out
+    }
+
+    fn many_rows(&self, x: &[f32], m: usize) -> Vec<f32> {
+        let (n, k) = (self.rows, self.cols);
+        let mut out = vec![0f32; m * n];
+        if let Data::F32(w) = &*self.data {
+            gemm_xwt(x, m, k, w, n, &mut out, 0, n);
+            return out;
+        }
+        let mut tile = vec![0f32; TILE_ROWS.min(n) * k];
+        for first in (0..n).step_by(TILE_ROWS) {
+            let rows = TILE_ROWS.min(n - first);
+            let tile = &mut tile[..rows * k];
+            tile.par_chunks_mut(16 * k)
+                .enumerate()
+                .for_each(|(i, t)| self.rows_f32(first + i * 16, t));
+            gemm_xwt(x, m, k, tile, rows, &mut out, first, n);
+        }
+        out
+    }
+}
+
+/// `out[:, col0..col0 + n] = x · wᵀ` with `x` `(m, k)`, `w` `(n, k)` and `out` rows of
+/// `out_stride`, all row-major.
+#[allow(clippy::too_many_arguments)]
+fn gemm_xwt(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    w: &[f32],
+    n: usize,
+    out: &mut [f32],
+    col0: usize,
+    out_stride: usize,
+) {
+    assert!(x.len() >= m * k && w.len() >= n * k);
+    assert!(col0 + n <= out_stride && out.len() >= m * out_stride);
+    // SAFETY: the asserts keep every index the strides reach inside the slices: dst (i, j) at
+    // i * out_stride + col0 + j, lhs (i, l) at i * k + l, rhs (l, j) at j * k + l.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr().add(col0),
+            1,
+            out_stride as isize,
+            false,
+            x.as_ptr(),
+            1,
+            k as isize,
+            w.as_ptr(),
+            k as isize,
+            1,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::Rayon(rayon::current_num_threads()),
+        );
+    }
+}
+
+/// Quantizes rows of 32-value blocks to `q8_0`: `d = max|x| / 127`, `q = round(x / d)`.
+/// With `ggml_scales` the scales are rounded to f16 as ggml stores them, so that a matrix
+/// written to GGUF and read back is the same matrix.
+pub fn quantize_q8_0(x: &[f32], ggml_scales: bool) -> (Vec<i8>, Vec<f32>) {
+    assert!(x.len().is_multiple_of(QK8_0));
+    let mut qs = vec![0i8; x.len()];
+    let mut scales = vec![0f32; x.len() / QK8_0];
+    qs.par_chunks_mut(QK8_0 * 256)
+        .zip(scales.par_chunks_mut(256))
+        .zip(x.par_chunks(QK8_0 * 256))
+        .for_each(|((qs, scales), x)| {
+            for ((q, d), x) in qs
+                .chunks_mut(QK8_0)
+                .zip(scales.iter_mut())
+                .zip(x.chunks(QK8_0))
+            {
+                let amax = x.iter().fold(0f32, |a, v| a.max(v.abs()));
+                let scale = amax / 127.0;
+                let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+                for (q, &v) in q.iter_mut().zip(x) {
+                    *q = (v * inv).round() as i8;
+                }
+                *d = if ggml_scales {
+                    f16::from_f32(scale).to_f32()
+                } else {
+                    scale
+                };
+            }
+        });
+    (qs, scales)
+}
+
+type FloatDots<W> = fn(&[f32], &[W], &mut [f32]);
+type Q8Dots = fn(&[i8], &[f32], &[i8], &[f32], &mut [f32]);
+
+/// The few-row kernels for one number of input rows, chosen once per product.
+struct Kernel {
+    f32: FloatDots<f32>,
+    f16: FloatDots<f16>,
+    bf16: FloatDots<bf16>,
+    q8: Q8Dots,
+}
+
+macro_rules! kernel_for_rows {
+    ($m:expr, $simd:expr, $($rows:literal)+) => {
+        match $m {
+            $($rows => if $simd {
+                #[cfg(target_arch = "x86_64")]
+                {
+                    Kernel {
+                        f32: |x, w, o| unsafe { avx::dots_f32::<$rows>(x, w, o) },
+                        f16: |x, w, o| unsafe { avx::dots_f16::<$rows>(x, w, o) },
+                        bf16: |x, w, o| unsafe { avx::dots_bf16::<$rows>(x, w, o) },
+                        q8: |xq, xd, wq, wd, o| unsafe { avx::dots_q8::<$rows>(xq, xd, wq, wd, o) },
+                    }
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                unreachable!()
+            } else {
+                Kernel {
+                    f32: portable::dots_float::<$rows, f32>,
+                    f16: portable::dots_float::<$rows, f16>,
+                    bf16: portable::dots_float::<$rows, bf16>,
+                    q8: portable::dots_q8::<$rows>,
+                }
+            },)+
+            _ => unreachable!("{} rows go to gemm", $m),
+        }
+    };
+}
+
+impl Kernel {
+    fn pick(m: usize) -> Self {
+        kernel_for_rows!(m, simd(), 1 2 3 4 5 6 7 8)
+    }
+}
+
+/// Whether the AVX2 kernels can run here (they also need FMA and F16C).
+fn simd() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("fma")
+            && std::is_x86_feature_detected!("f16c")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// Plain Rust kernels, for CPUs without AVX2 (and as the reference in tests).
+mod portable {
+    use super::QK8_0;
+
+    pub trait ToF32: Copy {
+        fn f32(self) -> f32;
+    }
+    impl ToF32 for f32 {
+        fn f32(self) -> f32 {
+            self
+        }
+    }
+    impl ToF32 for half::f16 {
+        fn f32(self) -> f32 {
+            self.to_f32()
+        }
+    }
+    impl ToF32 for half::bf16 {
+        fn f32(self) -> f32 {
+            self.to_f32()
+        }
+    }
+
+    /// `out[r] = dot(x[r], w)` for the `M` rows of `x`.
+    pub fn dots_float<const M: usize, W: ToF32>(x: &[f32], w: &[W], out: &mut [f32]) {
+        const LANES: usize = 8;
+        let k = w.len();
+        let mut acc = [[0f32; LANES]; M];
+        let full = k / LANES * LANES;
+        for i in (0..full).step_by(LANES) {
+            let wv: [f32; LANES] = std::array::from_fn(|l| w[i + l].f32());
+            for (r, acc) in acc.iter_mut().enumerate() {
+                for l in 0..LANES {
+                    acc[l] += x[r * k + i + l] * wv[l];
+                }
+            }
+        }
+        for r in 0..M {
+            let tail: f32 = (full..k).map(|i| x[r * k + i] * w[i].f32()).sum();
+            out[r] = acc[r].iter().sum::<f32>() + tail;
+        }
+    }
+
+    /// `out[r] = Σ_blocks wd · xd[r] · dot(wq, xq[r])` for the `M` rows of `xq`.
+    pub fn dots_q8<const M: usize>(xq: &[i8], xd: &[f32], wq: &[i8], wd: &[f32], out: &mut [f32]) {
+        let k = wq.len();
+        let nb = k / QK8_0;
+        for r in 0..M {
+            let mut s = 0f32;
+            for b in 0..nb {
+                let span = b * QK8_0..(b + 1) * QK8_0;
+                let dot: i32 = wq[span.clone()]
+                    .iter()
+                    .zip(&xq[r * k..][span])
+                    .map(|(&a, &b)| a as i32 * b as i32)
+                    .sum();
+                s += dot as f32 * wd[b] * xd[r * nb + b];
+            }
+            out[r] = s;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx {
+    use super::QK8_0;
+    use half::{bf16, f16};
+    use std::arch::x86_64::*;
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+        _mm_cvtss_f32(s)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load_f32(p: *const f32) -> __m256 {
+        _mm256_loadu_ps(p)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load_f16(p: *const f16) -> __m256 {
+        _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load_bf16(p: *const bf16) -> __m256 {
+        let h = _mm256_cvtepu16_epi32(_mm_loadu_si128(p as *const __m128i));
+        _mm256_castsi256_ps(_mm256_slli_epi32(h, 16))
+    }
+
+    macro_rules! float_dots {
+        ($name:ident, $w:ty, $load:ident) => {
+            /// `out[r] = dot(x[r], w)` for the `M` rows of `x`, each weight loaded once.
+            ///
+            /// # Safety
+            /// The CPU must have AVX2, FMA and F16C; `x` holds `M` rows of `w.len()`.
+            #[target_feature(enable = "avx2,fma,f16c")]
+            pub unsafe fn $name<const M: usize>(x: &[f32], w: &[$w], out: &mut [f32]) {
+                let k = w.len();
+                assert!(x.len() >= M * k && out.len() >= M);
+                let full = k / 8 * 8;
+                let mut acc = [_mm256_setzero_ps(); M];
+                let mut i = 0;
+                while i < full {
+                    let wv = $load(w.as_ptr().add(i));
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        let xv = _mm256_loadu_ps(x.as_ptr().add(r * k + i));
+                        *acc = _mm256_fmadd_ps(xv, wv, *acc);
+                    }
+                    i += 8;
+                }
+                for (r, acc) in acc.iter().enumerate() {
+                    let mut s = hsum(*acc);
+                    for j in full..k {
+                        s += x[r * k + j] * f32::from(w[j]);
+                    }
+                    out[r] = s;
+                }
+            }
+        };
+    }
+
+    float_dots!(dots_f32, f32, load_f32);
+    float_dots!(dots_f16, f16, load_f16);
+    float_dots!(dots_bf16, bf16, load_bf16);
+
+    /// `q8_0` dot products: per block, `|w| · (x · sign w)` with `maddubs` (unsigned by
+    /// signed bytes into pairs of i16, at most 2 · 128 · 127, no overflow), summed to i32,
+    /// scaled by both blocks' scales into f32 lanes.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA; `xq` holds `M` rows of `wq.len()` (whole blocks), `xd`
+    /// their scales, `wd` the weights'.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dots_q8<const M: usize>(
+        xq: &[i8],
+        xd: &[f32],
+        wq: &[i8],
+        wd: &[f32],
+        out: &mut [f32],
+    ) {
+        let k = wq.len();
+        let nb = k / QK8_0;
+        assert!(xq.len() >= M * k && xd.len() >= M * nb && wd.len() >= nb && out.len() >= M);
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [_mm256_setzero_ps(); M];
+        for b in 0..nb {
+            let w = _mm256_loadu_si256(wq.as_ptr().add(b * QK8_0) as *const __m256i);
+            let aw = _mm256_sign_epi8(w, w);
+            let d = wd[b];
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let x = _mm256_loadu_si256(xq.as_ptr().add(r * k + b * QK8_0) as *const __m256i);
+                let pairs = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(x, w));
+                let sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
+                let scale = _mm256_set1_ps(d * xd[r * nb + b]);
+                *acc = _mm256_fmadd_ps(sums, scale, *acc);
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            out[r] = hsum(*acc);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn random(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// `x · wᵀ` in f64 from f32 weights.
+    fn reference(x: &[f32], m: usize, w: &[f32], n: usize, k: usize) -> Vec<f32> {
+        let mut out = vec![0f32; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                out[i * n + j] = (0..k)
+                    .map(|l| x[i * k + l] as f64 * w[j * k + l] as f64)
+                    .sum::<f64>() as f32;
+            }
+        }
+        out
+    }
+
+    fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    }
+
+    #[test]
+    fn every_format_multiplies_like_its_rounded_weights() {
+        // Shapes cover the tails (k not a multiple of 8), one row and many (gemm, tiles).
+        for (m, k, n) in [
+            (1, 64, 70),
+            (3, 96, 1030),
+            (8, 32, 5),
+            (9, 64, 33),
+            (40, 128, 2100),
+        ] {
+            let x = random(m * k, 1);
+            let w = random(n * k, 2);
+            for format in [Format::F32, Format::F16, Format::Bf16, Format::Q8_0] {
+                let matrix = Matrix::from_f32(&w, n, k, format);
+                // The weights as the format holds them, in f32.
+                let mut rounded = vec![0f32; n * k];
+                matrix.rows_f32(0, &mut rounded);
+                let got = matrix.matmul_t(&x, m);
+                let tol = match format {
+                    // The activations are quantized too: ~1/254 of each block's largest.
+                    Format::Q8_0 => 0.02 * (k as f32).sqrt(),
+                    _ => 1e-4 * k as f32,
+                };
+                let d = max_diff(&got, &reference(&x, m, &rounded, n, k));
+                assert!(d <= tol, "{format:?} {m}x{k}x{n}: differs by {d}");
+            }
+        }
+    }
+
+    #[test]
+    fn odd_widths_multiply_exactly_in_floats() {
+        let (m, k, n) = (3, 13, 7);
+        let x = random(m * k, 3);
+        let w = random(n * k, 4);
+        let got = Matrix::from_f32(&w, n, k, Format::F32).matmul_t(&x, m);
+        assert!(max_diff(&got, &reference(&x, m, &w, n, k)) < 1e-5);
+        assert!(!Format::Q8_0.fits(k));
+    }
+
+    #[test]
+    fn simd_kernels_equal_the_portable_ones() {
+        if !simd() {
+            return;
+        }
+        let k = 96;
+        let w = random(k, 5);
+        let x = random(3 * k, 6);
+        let (wq, wd) = quantize_q8_0(&w, true);
+        let (xq, xd) = quantize_q8_0(&x, false);
+        let (simd, plain) = (Kernel::pick(3), kernel_for_rows!(3, false, 3));
+        let run = |f: &dyn Fn(&mut [f32])| {
+            let mut o = [0f32; 3];
+            f(&mut o);
+            o
+        };
+        let wh: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
+        let wb: Vec<bf16> = w.iter().map(|&v| bf16::from_f32(v)).collect();
+        let pairs = [
+            (
+                run(&|o| (simd.f32)(&x, &w, o)),
+                run(&|o| (plain.f32)(&x, &w, o)),
+            ),
+            (
+                run(&|o| (simd.f16)(&x, &wh, o)),
+                run(&|o| (plain.f16)(&x, &wh, o)),
+            ),
+            (
+                run(&|o| (simd.bf16)(&x, &wb, o)),
+                run(&|o| (plain.bf16)(&x, &wb, o)),
+            ),
+            (
+                run(&|o| (simd.q8)(&xq, &xd, &wq, &wd, o)),
+                run(&|o| (plain.q8)(&xq, &xd, &wq, &wd, o)),
+            ),
+        ];
+        for (a, b) in pairs {
+            assert!(max_diff(&a, &b) < 1e-4, "{a:?} vs {b:?}");
+        }
+    }
+
+    #[test]
+    fn q8_0_bytes_round_trip_and_gather_dequantizes() {
+        let (n, k) = (5, 64);
+        let w = random(n * k, 7);
+        let m = Matrix::from_f32(&w, n, k, Format::Q8_0);
+        let bytes = m.q8_0_bytes().unwrap();
+        assert_eq!(bytes.len(), n * k / 32 * 34);
+        let back = Matrix::from_q8_0_bytes(&bytes, n, k).unwrap();
+        assert_eq!(back.gather(&[4, 0]), m.gather(&[4, 0]));
+        // Quantization error: half a step of each block's scale, plus the scale's rounding to
+        // f16 (2^-11 relative) times up to 127 steps.
+        let rows = m.gather(&[0, 1, 2, 3, 4]);
+        for (b, (got, want)) in rows.chunks(32).zip(w.chunks(32)).enumerate() {
+            let step = want.iter().fold(0f32, |a, v| a.max(v.abs())) / 127.0;
+            assert!(
+                max_diff(got, want) <= step * (0.5 + 127.0 / 2048.0),
+                "block {b}"
+            );
+        }
+        assert!(Matrix::from_q8_0_bytes(&bytes[1..], n, k).is_none());
+    }
+}

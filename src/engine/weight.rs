@@ -1,0 +1,90 @@
+//! A weight matrix `[out, in]` as the models hold it, in the format the user chose, and its
+//! product with activations. On the CPU quill's own [`Matrix`] kernels serve f32, f16, bf16
+//! and q8_0; elsewhere (and for `q4_k`) candle's tensors and quantized matmul do.
+
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{DType, Module, Tensor};
+
+use super::kernels;
+use super::matrix::{Format, Matrix};
+use crate::models::WeightFormat;
+
+/// A `[out, in]` weight. On the CPU, quill's own [`Matrix`] (f32, f16, bf16 or q8_0 weights
+/// with f32 activations); elsewhere candle's tensors; `q4_k` (any device) in candle's quantized
+/// blocks.
+#[derive(Debug, Clone)]
+pub enum Weight {
+    Float(Tensor),
+    Cpu(Matrix),
+    Quantized(QMatMul),
+}
+
+impl Weight {
+    /// Converts `w` `[out, in]` to `format`. A matrix whose `in` is not a whole number of
+    /// blocks stays in floats.
+    pub fn new(w: Tensor, format: WeightFormat) -> candle_core::Result<Self> {
+        let (rows, cols) = w.dims2()?;
+        if w.device().is_cpu() {
+            if let Some(f) = cpu_format(format) {
+                let f = if f.fits(cols) { f } else { Format::F32 };
+                let data = w.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+                return Ok(Weight::Cpu(Matrix::from_f32(&data, rows, cols, f)));
+            }
+        }
+        match format {
+            WeightFormat::Quantized(q) if cols.is_multiple_of(q.block_size()) => {
+                let qt = QTensor::quantize(&w.to_dtype(DType::F32)?, q)?;
+                Ok(Weight::Quantized(QMatMul::from_qtensor(qt)?))
+            }
+            _ => Ok(Weight::Float(w)),
+        }
+    }
+
+    /// `x · wᵀ`: `(rows, in)` -> `(rows, out)`.
+    pub fn matmul_t(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Weight::Float(w) => x.matmul(&w.t()?),
+            Weight::Cpu(w) => {
+                let m = x.dim(0)?;
+                let x = x.to_dtype(DType::F32)?.contiguous()?;
+                let y = kernels::with_f32(&x, |xs| w.matmul_t(xs, m))
+                    .ok_or_else(|| candle_core::Error::Msg("activations not on the CPU".into()))?;
+                Tensor::from_vec(y, (m, w.rows()), x.device())
+            }
+            Weight::Quantized(q) => q.forward(x),
+        }
+    }
+
+    pub fn is_quantized(&self) -> bool {
+        match self {
+            Weight::Cpu(m) => m.format() == Format::Q8_0,
+            Weight::Quantized(_) => true,
+            Weight::Float(_) => false,
+        }
+    }
+
+    /// Bytes the weight occupies.
+    pub fn bytes(&self) -> usize {
+        match self {
+            Weight::Float(w) => w.elem_count() * w.dtype().size_in_bytes(),
+            Weight::Cpu(m) => m.bytes(),
+            Weight::Quantized(q) => match q {
+                QMatMul::QTensor(t) => t.storage_size_in_bytes(),
+                QMatMul::Tensor(t) | QMatMul::TensorF16(t) => {
+                    t.elem_count() * t.dtype().size_in_bytes()
+                }
+            },
+        }
+    }
+}
+
+/// The CPU kernels' format for a weight format, when quill's own kernels serve it.
+fn cpu_format(format: WeightFormat) -> Option<Format> {
+    match format {
+        WeightFormat::Float(DType::F32) => Some(Format::F32),
+        WeightFormat::Float(DType::F16) => Some(Format::F16),
+        WeightFormat::Float(DType::BF16) => Some(Format::Bf16),
+        WeightFormat::Quantized(GgmlDType::Q8_0) => Some(Format::Q8_0),
+        _ => None,
+    }
+}
