@@ -2,6 +2,7 @@
 //! result. `main.rs` only parses arguments into these structs.
 
 use std::io::Write;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
@@ -302,6 +303,56 @@ pub fn fetch(model: &ModelOptions, out: &mut dyn Write) -> anyhow::Result<()> {
             .unwrap_or_default();
         writeln!(out, "{spec}: ready in {dir}")?;
     }
+    Ok(())
+}
+
+/// `quill quantize`: loads the GPT-2 model in `--dtype` and writes it to `dir` as
+/// `model.gguf` (llama.cpp's GPT-2 layout) with its `config.json` and `tokenizer.json`.
+pub fn quantize(model: &ModelOptions, dir: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
+    let device = models::parse_device(&model.device)?;
+    let format = models::parse_format(&model.dtype)?;
+    let files = model.resolve(&model.model)?;
+    eprintln!("quill: loading {} as {}", files.name, model.dtype);
+    let lm = LanguageModel::load_format(&files, &device, format)?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let target = dir.join(models::GGUF_WEIGHTS);
+    // Written beside and renamed, so that a failed run never leaves half a model behind.
+    let partial = dir.join(format!("{}.partial", models::GGUF_WEIGHTS));
+    let mut file = std::io::BufWriter::new(
+        std::fs::File::create(&partial)
+            .with_context(|| format!("creating {}", partial.display()))?,
+    );
+    eprintln!("quill: writing {}", target.display());
+    crate::engine::gguf::write(
+        lm.gpt2(),
+        &files.name,
+        &files.tokenizer,
+        lm.bos(),
+        lm.eos(),
+        &mut file,
+    )
+    .with_context(|| format!("writing {}", partial.display()))?;
+    file.flush()?;
+    drop(file);
+    for (from, name) in [
+        (&files.config, "config.json"),
+        (&files.tokenizer, "tokenizer.json"),
+    ] {
+        let to = dir.join(name);
+        if from.canonicalize().ok() != to.canonicalize().ok() {
+            std::fs::copy(from, &to).with_context(|| format!("writing {}", to.display()))?;
+        }
+    }
+    std::fs::rename(&partial, &target)?;
+    let size = std::fs::metadata(&target)?.len();
+    writeln!(
+        out,
+        "wrote {} ({:.1} MB, {}); load it with --model {}",
+        target.display(),
+        size as f64 / 1e6,
+        model.dtype,
+        dir.display()
+    )?;
     Ok(())
 }
 

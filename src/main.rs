@@ -143,6 +143,12 @@ enum Command {
     },
     /// Download the models into the hub cache (HF_HOME), so later runs work offline.
     Fetch,
+    /// Convert the GPT-2 model to --dtype once and write it as a model directory (model.gguf,
+    /// config.json, tokenizer.json) that later runs load as is: `--model OUT`.
+    Quantize {
+        /// The directory to write (created if needed).
+        out: std::path::PathBuf,
+    },
 }
 
 fn read_arg(value: &str) -> anyhow::Result<String> {
@@ -293,6 +299,10 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         }
         Some(Command::Fetch) => {
             cli::fetch(&model, &mut out)?;
+            Ok(Outcome::Done)
+        }
+        Some(Command::Quantize { out: dir }) => {
+            cli::quantize(&model, &dir, &mut out)?;
             Ok(Outcome::Done)
         }
     }

@@ -16,8 +16,15 @@ pub struct ModelFiles {
     pub name: String,
     pub config: PathBuf,
     pub tokenizer: PathBuf,
-    /// One file, or the shards listed by `model.safetensors.index.json`.
+    /// One file, or the shards listed by `model.safetensors.index.json`; or one `model.gguf`.
     pub weights: Vec<PathBuf>,
+}
+
+impl ModelFiles {
+    /// Whether the weights are a GGUF file (GPT-2 only), rather than safetensors.
+    pub fn is_gguf(&self) -> bool {
+        self.weights.len() == 1 && self.weights[0].extension().is_some_and(|e| e == "gguf")
+    }
 }
 
 /// A model named by a hub id or by a local directory.
@@ -142,6 +149,8 @@ fn env_offline() -> bool {
 
 const WEIGHTS: &str = "model.safetensors";
 const WEIGHTS_INDEX: &str = "model.safetensors.index.json";
+/// GPT-2 weights in GGUF (`quill quantize` writes one); preferred when a directory has both.
+pub const GGUF_WEIGHTS: &str = "model.gguf";
 
 /// Finds (and, for a hub id, downloads) the files of a model.
 pub fn resolve(source: &ModelSource, opts: &FetchOptions) -> Result<ModelFiles, ModelError> {
@@ -168,7 +177,9 @@ fn resolve_dir(dir: &Path) -> Result<ModelFiles, ModelError> {
     };
     let config = need("config.json")?;
     let tokenizer = need("tokenizer.json")?;
-    let weights = if dir.join(WEIGHTS).is_file() {
+    let weights = if dir.join(GGUF_WEIGHTS).is_file() {
+        vec![dir.join(GGUF_WEIGHTS)]
+    } else if dir.join(WEIGHTS).is_file() {
         vec![dir.join(WEIGHTS)]
     } else if dir.join(WEIGHTS_INDEX).is_file() {
         let index = dir.join(WEIGHTS_INDEX);
@@ -424,11 +435,35 @@ pub fn check_weights(files: &[PathBuf]) -> Result<(), ModelError> {
             path: path.clone(),
             reason,
         };
+        if path.extension().is_some_and(|e| e == "gguf") {
+            check_gguf(path).map_err(bad)?;
+            continue;
+        }
         let file = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
         // SAFETY: the map is read only and dropped before returning; a file changed underneath
         // us would at worst make the header check fail.
         let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| bad(e.to_string()))?;
         safetensors::SafeTensors::deserialize(&mmap).map_err(|e| bad(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Checks a GGUF file's header and that every tensor it lists lies within the file.
+fn check_gguf(path: &Path) -> Result<(), String> {
+    use candle_core::quantized::gguf_file::Content;
+    let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let len = file.metadata().map_err(|e| e.to_string())?.len();
+    let content = Content::read(&mut file).map_err(|e| format!("not a GGUF file ({e})"))?;
+    for (name, info) in &content.tensor_infos {
+        let bytes =
+            info.shape.elem_count() / info.ggml_dtype.block_size() * info.ggml_dtype.type_size();
+        let end = content.tensor_data_offset + info.offset + bytes as u64;
+        if end > len {
+            return Err(format!(
+                "tensor `{name}` ends at byte {end}, past the end of the file ({len} bytes): \
+                 the file is truncated"
+            ));
+        }
     }
     Ok(())
 }

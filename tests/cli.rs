@@ -380,3 +380,44 @@ fn fetch_downloads_through_hf_endpoint_and_later_runs_work_offline() {
         "{err}"
     );
 }
+
+#[test]
+fn quantize_writes_a_model_directory_that_later_runs_load_as_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("gpt2-q8");
+    let target_arg = target.display().to_string();
+    let model = model_arg("gpt2-tiny");
+    let out = run(&mut quill(&[
+        "--model",
+        &model,
+        "--dtype",
+        "q8_0",
+        "quantize",
+        &target_arg,
+    ]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("model.gguf"));
+    for file in ["model.gguf", "config.json", "tokenizer.json"] {
+        assert!(target.join(file).is_file(), "{file} was not written");
+    }
+    let text = "The quick brown fox jumps over the lazy dog.";
+    let direct = stdout_json(&run(&mut quill(&[
+        "--model", &model, "--dtype", "q8_0", "score", "--json", text,
+    ])));
+    let loaded = stdout_json(&run(&mut quill(&[
+        "--model",
+        &target_arg,
+        "score",
+        "--json",
+        text,
+    ])));
+    assert_eq!(direct, loaded, "the file holds the quantized model exactly");
+    let f32 = stdout_json(&run(&mut quill(&[
+        "--model", &model, "score", "--json", text,
+    ])));
+    assert_ne!(f32, loaded, "and it is not the f32 model");
+}

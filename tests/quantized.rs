@@ -68,3 +68,119 @@ fn matrices_that_are_not_whole_blocks_stay_in_floats() {
     let q4 = load("gpt2-tiny", "q4_k");
     assert_eq!(q4.gpt2().quantized_matrices(), (2, 9));
 }
+
+/// Log-probabilities of the fixture's texts under `lm`.
+fn logprobs(lm: &LanguageModel, name: &str) -> Vec<f32> {
+    let reference = reference(name);
+    reference["scores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| {
+            let text = s["text"].as_str().unwrap();
+            let scored = lm.score(text, &Cancel::new()).unwrap();
+            scored.tokens.into_iter().map(|t| t.logprob)
+        })
+        .collect()
+}
+
+#[test]
+fn half_precisions_round_only_the_weights() {
+    // f16 keeps 11 significant bits and bf16 8: the fixture's log-probs (-12 to -40) move by
+    // about that much relative (f16: 0.012 nats on average), and the most likely token stays.
+    let f32 = load_fixture("gpt2-tiny");
+    for (dtype, max_err) in [("f16", 0.03), ("bf16", 0.25)] {
+        let lm = load("gpt2-tiny", dtype);
+        let (agree, err) = quality(&f32, &lm, "gpt2-tiny");
+        eprintln!("gpt2-tiny {dtype}: top-1 agreement {agree:.3}, mean |log-prob error| {err:.4}");
+        assert!(agree >= 0.9, "{dtype}: top-1 agreement {agree}");
+        assert!(err < max_err, "{dtype}: mean log-prob error {err}");
+        assert!(err > 0.0, "{dtype}: the weights were not rounded");
+    }
+}
+
+#[test]
+fn quantize_writes_gguf_that_loads_back_as_the_same_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = models::resolve(
+        &ModelSource::Dir(fixture_dir("gpt2-tiny")),
+        &Default::default(),
+    )
+    .unwrap();
+    for dtype in ["q8_0", "f16", "f32"] {
+        let lm = load("gpt2-tiny", dtype);
+        let out = dir.path().join(dtype);
+        std::fs::create_dir_all(&out).unwrap();
+        std::fs::copy(&files.config, out.join("config.json")).unwrap();
+        std::fs::copy(&files.tokenizer, out.join("tokenizer.json")).unwrap();
+        let mut file = std::fs::File::create(out.join("model.gguf")).unwrap();
+        quill::engine::gguf::write(
+            lm.gpt2(),
+            "t",
+            &files.tokenizer,
+            lm.bos(),
+            lm.eos(),
+            &mut file,
+        )
+        .unwrap();
+        drop(file);
+        let back_files =
+            models::resolve(&ModelSource::Dir(out.clone()), &Default::default()).unwrap();
+        assert!(back_files.is_gguf());
+        // --dtype does not apply to a GGUF file: its matrices load as written.
+        let back = LanguageModel::load_format(
+            &back_files,
+            &Device::Cpu,
+            models::parse_format("f32").unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            back.gpt2().quantized_matrices(),
+            lm.gpt2().quantized_matrices()
+        );
+        assert_eq!(
+            back.gpt2().weight_bytes(),
+            lm.gpt2().weight_bytes(),
+            "{dtype}"
+        );
+        assert_eq!(
+            logprobs(&back, "gpt2-tiny"),
+            logprobs(&lm, "gpt2-tiny"),
+            "{dtype}: the file holds exactly the quantized model"
+        );
+    }
+}
+
+#[test]
+fn a_truncated_gguf_file_is_named_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = models::resolve(
+        &ModelSource::Dir(fixture_dir("gpt2-tiny")),
+        &Default::default(),
+    )
+    .unwrap();
+    let lm = load("gpt2-tiny", "q8_0");
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    quill::engine::gguf::write(
+        lm.gpt2(),
+        "t",
+        &files.tokenizer,
+        lm.bos(),
+        lm.eos(),
+        &mut bytes,
+    )
+    .unwrap();
+    let bytes = bytes.into_inner();
+    std::fs::copy(&files.config, dir.path().join("config.json")).unwrap();
+    std::fs::copy(&files.tokenizer, dir.path().join("tokenizer.json")).unwrap();
+    std::fs::write(dir.path().join("model.gguf"), &bytes[..bytes.len() - 1000]).unwrap();
+    let back = models::resolve(&ModelSource::Dir(dir.path().into()), &Default::default()).unwrap();
+    let err = LanguageModel::load_format(&back, &Device::Cpu, models::parse_format("f32").unwrap())
+        .err()
+        .expect("a truncated file must not load")
+        .to_string();
+    assert!(
+        err.contains("model.gguf") && err.contains("truncated"),
+        "{err}"
+    );
+}

@@ -19,6 +19,8 @@
 //! without a `transformer.` prefix; `lm_head` is tied to `wte` when absent.
 
 use candle_core::{DType, Device, Module, Tensor, D};
+
+type Result<T> = candle_core::Result<T>;
 use candle_nn::{Embedding, LayerNorm, VarBuilder};
 
 use super::kernels;
@@ -83,7 +85,7 @@ fn default_true() -> bool {
 
 impl Gpt2Config {
     /// Checks that the config describes a GPT-2 model quill can run.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> std::result::Result<(), String> {
         let is_gpt2 = self.model_type.as_deref() == Some("gpt2")
             || self
                 .architectures
@@ -124,7 +126,7 @@ enum Activation {
 }
 
 impl Activation {
-    fn parse(name: &str) -> Result<Self, String> {
+    fn parse(name: &str) -> std::result::Result<Self, String> {
         match name {
             "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(Self::GeluTanh),
             "gelu" => Ok(Self::GeluErf),
@@ -182,17 +184,10 @@ impl Embed {
 }
 
 impl Conv1D {
-    fn load(
-        vb: VarBuilder,
-        n_in: usize,
-        n_out: usize,
-        format: WeightFormat,
-    ) -> candle_core::Result<Self> {
-        let weight = vb.get((n_in, n_out), "weight")?;
-        let bias = vb.get(n_out, "bias")?;
+    fn load(src: &dyn TensorSource, name: &str, n_in: usize, n_out: usize) -> Result<Self> {
         Ok(Self {
-            weight_t: Weight::new(weight.t()?.contiguous()?, format)?,
-            bias,
+            weight_t: src.matrix(&format!("{name}.weight"), n_out, n_in, true)?,
+            bias: src.tensor(&format!("{name}.bias"), &[n_out])?,
         })
     }
 
@@ -226,10 +221,85 @@ struct Block {
     mlp: Mlp,
 }
 
-fn layer_norm(vb: VarBuilder, size: usize, eps: f64) -> candle_core::Result<LayerNorm> {
-    let weight = vb.get(size, "weight")?;
-    let bias = vb.get(size, "bias")?;
+fn layer_norm(src: &dyn TensorSource, name: &str, size: usize, eps: f64) -> Result<LayerNorm> {
+    let weight = src.tensor(&format!("{name}.weight"), &[size])?;
+    let bias = src.tensor(&format!("{name}.bias"), &[size])?;
     Ok(LayerNorm::new(weight, bias, eps))
+}
+
+/// Where a model's tensors come from, named as in the hub's `gpt2` checkpoint (`wte.weight`,
+/// `h.0.attn.c_attn.weight`, `lm_head.weight`, ...): a safetensors checkpoint, or a GGUF file
+/// whose matrices are already in their format.
+pub trait TensorSource {
+    /// A float tensor (norms, biases, embeddings) of `shape`, in the activations' dtype.
+    fn tensor(&self, name: &str, shape: &[usize]) -> Result<Tensor>;
+    /// A weight matrix as `[out, inp]`; `conv1d`: checkpoints store it `[inp, out]`.
+    fn matrix(&self, name: &str, out: usize, inp: usize, conv1d: bool) -> Result<Weight>;
+    fn contains(&self, name: &str) -> bool;
+    /// Whether the tensors `a` and `b` hold the same values (a tied output projection).
+    fn same(&self, _a: &str, _b: &str) -> bool {
+        false
+    }
+    fn dtype(&self) -> DType;
+    fn device(&self) -> Device;
+}
+
+/// A safetensors checkpoint read through a [`VarBuilder`], its matrices converted to `format`.
+/// Keys come with or without a `transformer.` prefix.
+pub struct SafetensorsSource<'a> {
+    root: VarBuilder<'a>,
+    body: VarBuilder<'a>,
+    format: WeightFormat,
+}
+
+impl<'a> SafetensorsSource<'a> {
+    pub fn new(vb: VarBuilder<'a>, format: WeightFormat) -> Self {
+        let body = if vb.contains_tensor("transformer.wte.weight") {
+            vb.pp("transformer")
+        } else {
+            vb.clone()
+        };
+        Self {
+            root: vb,
+            body,
+            format,
+        }
+    }
+
+    fn vb(&self, name: &str) -> &VarBuilder<'a> {
+        if name.starts_with("lm_head.") {
+            &self.root
+        } else {
+            &self.body
+        }
+    }
+}
+
+impl TensorSource for SafetensorsSource<'_> {
+    fn tensor(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        self.vb(name).get(shape, name)
+    }
+
+    fn matrix(&self, name: &str, out: usize, inp: usize, conv1d: bool) -> Result<Weight> {
+        let w = if conv1d {
+            self.vb(name).get((inp, out), name)?.t()?.contiguous()?
+        } else {
+            self.vb(name).get((out, inp), name)?
+        };
+        Weight::new(w, self.format)
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.vb(name).contains_tensor(name)
+    }
+
+    fn dtype(&self) -> DType {
+        self.root.dtype()
+    }
+
+    fn device(&self) -> Device {
+        self.root.device().clone()
+    }
 }
 
 /// Keys and values of one sequence, per layer `(n_head, capacity, head_dim)`, preallocated and
@@ -319,7 +389,7 @@ pub struct Gpt2 {
 impl Gpt2 {
     /// Loads the weights; `vb` is the root of the checkpoint. Both key spellings are accepted:
     /// `transformer.h.0...` (what `save_pretrained` writes) and `h.0...` (the hub's `gpt2`).
-    pub fn load(vb: VarBuilder, config: &Gpt2Config) -> candle_core::Result<Self> {
+    pub fn load(vb: VarBuilder, config: &Gpt2Config) -> Result<Self> {
         let format = WeightFormat::Float(vb.dtype());
         Self::load_format(vb, config, format)
     }
@@ -327,26 +397,22 @@ impl Gpt2 {
     /// Loads the weights, converting the linear layers and the output projection to `format`
     /// (norms and position embeddings stay in `vb`'s dtype; on the CPU that is f32, and the
     /// token embedding is read from the output projection when the two are tied).
-    pub fn load_format(
-        vb: VarBuilder,
-        config: &Gpt2Config,
-        format: WeightFormat,
-    ) -> candle_core::Result<Self> {
+    pub fn load_format(vb: VarBuilder, config: &Gpt2Config, format: WeightFormat) -> Result<Self> {
+        Self::from_source(&SafetensorsSource::new(vb, format), config)
+    }
+
+    /// Builds the model from any [`TensorSource`].
+    pub fn from_source(src: &dyn TensorSource, config: &Gpt2Config) -> Result<Self> {
         let act =
             Activation::parse(&config.activation_function).map_err(candle_core::Error::msg)?;
-        let t = if vb.contains_tensor("transformer.wte.weight") {
-            vb.pp("transformer")
-        } else {
-            vb.clone()
-        };
         let n = config.n_embd;
         let inner = config.n_inner.unwrap_or(4 * n);
         let eps = config.layer_norm_epsilon;
-        let wte = t.get((config.vocab_size, n), "wte.weight")?;
-        let wpe = Embedding::new(t.get((config.n_positions, n), "wpe.weight")?, n);
+        let vocab = config.vocab_size;
+        let wpe = Embedding::new(src.tensor("wpe.weight", &[config.n_positions, n])?, n);
         let mut blocks = Vec::with_capacity(config.n_layer);
         for i in 0..config.n_layer {
-            let b = t.pp(format!("h.{i}"));
+            let b = |k: &str| format!("h.{i}.{k}");
             let mut scale = 1.0;
             if config.scale_attn_weights {
                 scale /= (config.head_dim() as f64).sqrt();
@@ -355,34 +421,39 @@ impl Gpt2 {
                 scale /= (i + 1) as f64;
             }
             blocks.push(Block {
-                ln_1: layer_norm(b.pp("ln_1"), n, eps)?,
+                ln_1: layer_norm(src, &b("ln_1"), n, eps)?,
                 attn: Attention {
-                    c_attn: Conv1D::load(b.pp("attn.c_attn"), n, 3 * n, format)?,
-                    c_proj: Conv1D::load(b.pp("attn.c_proj"), n, n, format)?,
+                    c_attn: Conv1D::load(src, &b("attn.c_attn"), n, 3 * n)?,
+                    c_proj: Conv1D::load(src, &b("attn.c_proj"), n, n)?,
                     n_head: config.n_head,
                     head_dim: config.head_dim(),
                     scale,
                 },
-                ln_2: layer_norm(b.pp("ln_2"), n, eps)?,
+                ln_2: layer_norm(src, &b("ln_2"), n, eps)?,
                 mlp: Mlp {
-                    c_fc: Conv1D::load(b.pp("mlp.c_fc"), n, inner, format)?,
-                    c_proj: Conv1D::load(b.pp("mlp.c_proj"), inner, n, format)?,
+                    c_fc: Conv1D::load(src, &b("mlp.c_fc"), n, inner)?,
+                    c_proj: Conv1D::load(src, &b("mlp.c_proj"), inner, n)?,
                     act,
                 },
             });
         }
-        let ln_f = layer_norm(t.pp("ln_f"), n, eps)?;
-        let (lm_head, wte) = if vb.contains_tensor("lm_head.weight") {
-            let head = vb.get((config.vocab_size, n), "lm_head.weight")?;
-            (
-                Weight::new(head, format)?,
-                Embed::Table(Embedding::new(wte, n)),
-            )
-        } else {
-            match Weight::new(wte.clone(), format)? {
+        let ln_f = layer_norm(src, "ln_f", n, eps)?;
+        let tied = !src.contains("lm_head.weight") || src.same("lm_head.weight", "wte.weight");
+        let (lm_head, wte) = if tied {
+            match src.matrix("wte.weight", vocab, n, false)? {
                 Weight::Cpu(m) => (Weight::Cpu(m.clone()), Embed::Rows(m)),
-                head => (head, Embed::Table(Embedding::new(wte, n))),
+                head => (
+                    head,
+                    Embed::Table(Embedding::new(src.tensor("wte.weight", &[vocab, n])?, n)),
+                ),
             }
+        } else {
+            let head = src.matrix("lm_head.weight", vocab, n, false)?;
+            let wte = match src.matrix("wte.weight", vocab, n, false)? {
+                Weight::Cpu(m) => Embed::Rows(m),
+                _ => Embed::Table(Embedding::new(src.tensor("wte.weight", &[vocab, n])?, n)),
+            };
+            (head, wte)
         };
         Ok(Self {
             wte,
@@ -391,9 +462,39 @@ impl Gpt2 {
             ln_f,
             lm_head,
             config: config.clone(),
-            dtype: vb.dtype(),
-            device: vb.device().clone(),
+            dtype: src.dtype(),
+            device: src.device(),
         })
+    }
+
+    /// Every tensor of the model under its checkpoint name, for writing it out (GGUF).
+    pub fn tensors(&self) -> Vec<(String, Stored<'_>)> {
+        let mut out = vec![(
+            "wpe.weight".to_string(),
+            Stored::Tensor(self.wpe.embeddings()),
+        )];
+        match &self.wte {
+            Embed::Table(e) => out.push(("wte.weight".into(), Stored::Tensor(e.embeddings()))),
+            Embed::Rows(_) => out.push(("wte.weight".into(), Stored::Weight(&self.lm_head))),
+        }
+        for (i, b) in self.blocks.iter().enumerate() {
+            push_norm(format!("h.{i}.ln_1"), &b.ln_1, &mut out);
+            push_norm(format!("h.{i}.ln_2"), &b.ln_2, &mut out);
+            for (name, c) in [
+                ("attn.c_attn", &b.attn.c_attn),
+                ("attn.c_proj", &b.attn.c_proj),
+                ("mlp.c_fc", &b.mlp.c_fc),
+                ("mlp.c_proj", &b.mlp.c_proj),
+            ] {
+                out.push((format!("h.{i}.{name}.weight"), Stored::Weight(&c.weight_t)));
+                out.push((format!("h.{i}.{name}.bias"), Stored::Tensor(&c.bias)));
+            }
+        }
+        push_norm("ln_f".into(), &self.ln_f, &mut out);
+        if matches!(self.wte, Embed::Table(_)) {
+            out.push(("lm_head.weight".into(), Stored::Weight(&self.lm_head)));
+        }
+        out
     }
 
     pub fn config(&self) -> &Gpt2Config {
@@ -437,10 +538,10 @@ impl Gpt2 {
         Ok(KvCache {
             keys: (0..self.config.n_layer)
                 .map(|_| zeros())
-                .collect::<Result<_, _>>()?,
+                .collect::<Result<_>>()?,
             values: (0..self.config.n_layer)
                 .map(|_| zeros())
-                .collect::<Result<_, _>>()?,
+                .collect::<Result<_>>()?,
             len: 0,
             capacity: 0,
             max_len: self.config.n_positions,
@@ -491,10 +592,10 @@ impl Gpt2 {
         Ok(BatchCache {
             keys: (0..self.config.n_layer)
                 .map(|_| zeros())
-                .collect::<Result<_, _>>()?,
+                .collect::<Result<_>>()?,
             values: (0..self.config.n_layer)
                 .map(|_| zeros())
-                .collect::<Result<_, _>>()?,
+                .collect::<Result<_>>()?,
             len: 0,
         })
     }
@@ -543,6 +644,20 @@ impl Gpt2 {
     pub fn logits(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
         self.lm_head.matmul_t(hidden)?.to_dtype(DType::F32)
     }
+}
+
+fn push_norm<'a>(name: String, l: &'a LayerNorm, out: &mut Vec<(String, Stored<'a>)>) {
+    out.push((format!("{name}.weight"), Stored::Tensor(l.weight())));
+    if let Some(b) = l.bias() {
+        out.push((format!("{name}.bias"), Stored::Tensor(b)));
+    }
+}
+
+/// A tensor of a loaded model, as [`Gpt2::tensors`] lists them: a float tensor, or a weight
+/// matrix `[out, in]` in its format.
+pub enum Stored<'a> {
+    Tensor(&'a Tensor),
+    Weight(&'a Weight),
 }
 
 /// `(t, past + t)` additive mask: query `i` (absolute position `past + i`) sees keys `0..=past+i`.

@@ -1,6 +1,7 @@
 //! Models and inference. Knows nothing of LSP: it takes text and token ids, and returns text,
 //! ids and numbers.
 
+pub mod gguf;
 pub mod gpt2;
 pub mod kernels;
 pub mod matrix;
@@ -232,9 +233,21 @@ impl LanguageModel {
                 )));
             }
         }
-        let vb = load_weights(files, dtype, device)?;
-        let model =
-            Gpt2::load_format(vb, &config, format).map_err(|e| weights_mismatch(files, e))?;
+        let model = if files.is_gguf() {
+            models::check_weights(&files.weights)?;
+            // A GGUF file's matrices stay in the format they were written in.
+            let src = gguf::GgufSource::open(&files.weights[0], device).map_err(|e| {
+                models::ModelError::BadWeights {
+                    path: files.weights[0].clone(),
+                    reason: e.to_string(),
+                }
+            })?;
+            Gpt2::from_source(&src, &config)
+        } else {
+            let vb = load_weights(files, dtype, device)?;
+            Gpt2::load_format(vb, &config, format)
+        }
+        .map_err(|e| weights_mismatch(files, e))?;
         Ok(Self {
             model,
             tokenizer,
