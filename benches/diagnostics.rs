@@ -127,7 +127,8 @@ fn main() {
     let mut client = lsp_client::LspClient::start(&[]);
     client.initialize(
         json!({"window": {"workDoneProgress": true}}),
-        json!({"model": dir.display().to_string(), "diagnostics": {"debounceMs": 0},
+        json!({"model": dir.display().to_string(), "threads": common::threads(),
+               "diagnostics": {"debounceMs": 0},
                "completion": {"enabled": false}}),
     );
     client.wait_notification("$/progress", |p| p["value"]["kind"] == "end");
@@ -166,6 +167,10 @@ fn main() {
         println!(
             "full pass            {full_ms:>9.1} ms ({:.0} tokens/s, {found} diagnostics)",
             tokens as f64 / full_ms * 1e3
+        );
+        println!(
+            "scoring alone        {score_ms:>9.1} ms ({:.0} tokens/s, in-process)",
+            tokens as f64 / score_ms * 1e3
         );
         println!("one-word edit        {edit_ms:>9.1} ms");
         println!("edit / full          {:>9.3}", edit_ms / full_ms);

@@ -27,6 +27,10 @@ fn main() {
         .position(|a| a == "--dtype")
         .and_then(|i| args.get(i + 1).cloned())
         .unwrap_or_else(|| "f32".into());
+    if args.iter().any(|a| a == "--gemm") {
+        gemm_shapes();
+        return;
+    }
     let format = quill::models::parse_format(&dtype).unwrap();
     let config: Gpt2Config = serde_json::from_str(&config_json(50256, 50256)).unwrap();
     let vb = VarBuilder::from_tensors(
@@ -54,6 +58,18 @@ fn main() {
             n as f64 / ms * 1e3,
             "tokens/s",
         ));
+    }
+    if args.iter().any(|a| a == "--prompt-only") {
+        // For profiling prompt processing alone: a few more prompts, then the figures.
+        for _ in 0..5 {
+            let mut cache = model.new_cache().unwrap();
+            let h = model.forward(&ids(512, 1), &mut cache).unwrap();
+            last_logits(&h);
+        }
+        for (k, v, unit) in &rows {
+            println!("{k:<28} {v:>10.3} {unit}");
+        }
+        return;
     }
 
     // Decoding one token after a 512-token prompt.
@@ -142,5 +158,55 @@ fn main() {
         for (k, v, unit) in &rows {
             println!("{k:<28} {v:>10.3} {unit}");
         }
+    }
+}
+
+/// `--gemm`: the f32 products of a prompt at GPT-2's shapes, quill's blocked kernel against
+/// the gemm crate's (what candle's matmul calls), in GFLOP/s.
+fn gemm_shapes() {
+    let threads = rayon::current_num_threads();
+    println!("f32 x·wT, {threads} threads: quill / gemm crate, GFLOP/s");
+    for (m, k, n, what) in [
+        (512, 768, 2304, "qkv, 512-token prompt"),
+        (512, 3072, 768, "mlp down, 512 tokens"),
+        (128, 768, 3072, "mlp up, 128-token piece"),
+        (128, 768, 50257, "lm head, 128 scored tokens"),
+    ] {
+        let x: Vec<f32> = (0..m * k).map(|i| (i % 13) as f32 * 0.01).collect();
+        let w: Vec<f32> = (0..n * k).map(|i| (i % 7) as f32 * 0.01).collect();
+        let mut out = vec![0f32; m * n];
+        let flops = 2.0 * (m * k * n) as f64;
+        let ours = median_ms(5, || {
+            quill::engine::gemm::xwt(&x, m, k, &w, n, &mut out, n);
+        });
+        let theirs = median_ms(5, || unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                out.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                x.as_ptr(),
+                1,
+                k as isize,
+                w.as_ptr(),
+                k as isize,
+                1,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::Rayon(threads),
+            );
+        });
+        println!(
+            "{m:>4}x{k:<4}x{n:<6} {what:<28} {:7.1} {:7.1}  ({:.2}x)",
+            flops / ours / 1e6,
+            flops / theirs / 1e6,
+            theirs / ours
+        );
     }
 }

@@ -18,6 +18,7 @@ const URI: &str = "file:///bench/doc.md";
 
 fn main() {
     let json_out = std::env::args().any(|a| a == "--json");
+    let dtype = common::arg("--dtype").unwrap_or_else(|| "f32".into());
     let dir = std::env::temp_dir().join(format!("quill-bench-124m-{}", std::process::id()));
     common::write_checkpoint(&dir);
     let files = models::resolve(&ModelSource::Dir(dir.clone()), &Default::default()).unwrap();
@@ -35,7 +36,7 @@ fn main() {
     let mut client = lsp_client::LspClient::start(&[]);
     client.initialize(
         json!({"window": {"workDoneProgress": true}}),
-        json!({"model": dir.display().to_string(),
+        json!({"model": dir.display().to_string(), "dtype": dtype, "threads": common::threads(),
                "completion": {"maxTokens": 4, "numSuggestions": 1, "temperature": 0,
                               "stopAtNewline": false, "stopAtSentence": false}}),
     );
@@ -81,11 +82,14 @@ fn main() {
     if json_out {
         println!(
             "{}",
-            json!({"document_tokens": n_tokens, "cold_ms": cold, "median_ms": median, "p90_ms": p90,
+            json!({"dtype": dtype, "threads": common::threads(), "document_tokens": n_tokens, "cold_ms": cold, "median_ms": median, "p90_ms": p90,
                    "max_ms": max, "median_vs_cold": median / cold, "keystrokes_ms": times})
         );
     } else {
-        println!("quill LSP keystrokes, GPT-2 124M shapes, f32, {n_tokens}-token document");
+        println!(
+            "quill LSP keystrokes, GPT-2 124M shapes, {dtype}, {} threads, {n_tokens}-token document",
+            common::threads()
+        );
         println!("cold first request   {cold:>8.1} ms");
         println!("keystroke median     {median:>8.1} ms");
         println!("keystroke p90        {p90:>8.1} ms");

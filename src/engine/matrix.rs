@@ -50,6 +50,8 @@ impl Format {
 
 #[derive(Debug)]
 enum Data {
+    /// In the panels of [`super::gemm::pack`], which both the gemm and the few-row kernel
+    /// stream.
     F32(Vec<f32>),
     F16(Vec<f16>),
     Bf16(Vec<bf16>),
@@ -75,7 +77,7 @@ impl Matrix {
         assert_eq!(w.len(), rows * cols, "weights do not match their shape");
         assert!(format.fits(cols), "{cols} inputs are not whole q8_0 blocks");
         let data = match format {
-            Format::F32 => Data::F32(w.to_vec()),
+            Format::F32 => Data::F32(super::gemm::pack(w, rows, cols)),
             Format::F16 => Data::F16(w.par_iter().map(|&v| f16::from_f32(v)).collect()),
             Format::Bf16 => Data::Bf16(w.par_iter().map(|&v| bf16::from_f32(v)).collect()),
             Format::Q8_0 => {
@@ -172,7 +174,11 @@ impl Matrix {
         let k = self.cols;
         let range = first * k..first * k + out.len();
         match &*self.data {
-            Data::F32(w) => out.copy_from_slice(&w[range]),
+            Data::F32(w) => {
+                for (i, o) in out.iter_mut().enumerate() {
+                    *o = super::gemm::packed_at(w, k, first + i / k, i % k);
+                }
+            }
             Data::F16(w) => {
                 for (o, v) in out.iter_mut().zip(&w[range]) {
                     *o = v.to_f32();
@@ -234,6 +240,25 @@ impl Matrix {
         let kernel = Kernel::pick(m);
         // out_t is (n, m): each weight row gives m values, written together.
         let mut out_t = vec![0f32; n * m];
+        if let Data::F32(w) = &*self.data {
+            let nr = super::gemm::NR;
+            out_t
+                .par_chunks_mut(ROWS_PER_TASK * m)
+                .enumerate()
+                .for_each(|(task, chunk)| {
+                    let mut tile = [0f32; MAX_ROWS * 16];
+                    for (i, out) in chunk.chunks_mut(nr * m).enumerate() {
+                        let p = task * ROWS_PER_TASK / nr + i;
+                        (kernel.panel)(x, &w[p * nr * k..(p + 1) * nr * k], &mut tile);
+                        for (j, o) in out.chunks_mut(m).enumerate() {
+                            for (r, o) in o.iter_mut().enumerate() {
+                                *o = tile[r * nr + j];
+                            }
+                        }
+                    }
+                });
+            return transpose(&out_t, n, m);
+        }
         out_t
             .par_chunks_mut(ROWS_PER_TASK * m)
             .enumerate()
@@ -242,7 +267,7 @@ impl Matrix {
                     let row = task * ROWS_PER_TASK + i;
                     let span = row * k..(row + 1) * k;
                     match (&*self.data, &quantized) {
-                        (Data::F32(w), _) => (kernel.f32)(x, &w[span], out),
+                        (Data::F32(_), _) => unreachable!("f32 panels are handled above"),
                         (Data::F16(w), _) => (kernel.f16)(x, &w[span], out),
                         (Data::Bf16(w), _) => (kernel.bf16)(x, &w[span], out),
                         (Data::Q8 { qs, scales }, Some((xq, xd))) => {
@@ -253,21 +278,16 @@ impl Matrix {
                     }
                 }
             });
-        let mut out = vec![0f32; m * n];
-        for o in 0..n {
-            for r in 0..m {
-                out[r * n + o] = out_t[o * m + r];
-            }
-        }
-        out
+        transpose(&out_t, n, m)
     }
 
     fn many_rows(&self, x: &[f32], m: usize) -> Vec<f32> {
         let (n, k) = (self.rows, self.cols);
         let mut out = vec![0f32; m * n];
         if let Data::F32(w) = &*self.data {
-            gemm_xwt(x, m, k, w, n, &mut out, 0, n);
-            return out;
+            if super::gemm::xwt_packed(x, m, k, w, n, &mut out, n) {
+                return out;
+            }
         }
         let mut tile = vec![0f32; TILE_ROWS.min(n) * k];
         for first in (0..n).step_by(TILE_ROWS) {
@@ -282,8 +302,19 @@ impl Matrix {
     }
 }
 
+/// `(n, m)` row-major to `(m, n)`.
+fn transpose(t: &[f32], n: usize, m: usize) -> Vec<f32> {
+    let mut out = vec![0f32; m * n];
+    for o in 0..n {
+        for r in 0..m {
+            out[r * n + o] = t[o * m + r];
+        }
+    }
+    out
+}
+
 /// `out[:, col0..col0 + n] = x · wᵀ` with `x` `(m, k)`, `w` `(n, k)` and `out` rows of
-/// `out_stride`, all row-major.
+/// `out_stride`, all row-major: quill's blocked kernel, or gemm's without AVX2.
 #[allow(clippy::too_many_arguments)]
 fn gemm_xwt(
     x: &[f32],
@@ -297,6 +328,9 @@ fn gemm_xwt(
 ) {
     assert!(x.len() >= m * k && w.len() >= n * k);
     assert!(col0 + n <= out_stride && out.len() >= m * out_stride);
+    if super::gemm::xwt(x, m, k, w, n, &mut out[col0..], out_stride) {
+        return;
+    }
     // SAFETY: the asserts keep every index the strides reach inside the slices: dst (i, j) at
     // i * out_stride + col0 + j, lhs (i, l) at i * k + l, rhs (l, j) at j * k + l.
     unsafe {
@@ -358,10 +392,12 @@ pub fn quantize_q8_0(x: &[f32], ggml_scales: bool) -> (Vec<i8>, Vec<f32>) {
 
 type FloatDots<W> = fn(&[f32], &[W], &mut [f32]);
 type Q8Dots = fn(&[i8], &[f32], &[i8], &[f32], &mut [f32]);
+type PanelDots = fn(&[f32], &[f32], &mut [f32; MAX_ROWS * 16]);
 
 /// The few-row kernels for one number of input rows, chosen once per product.
 struct Kernel {
-    f32: FloatDots<f32>,
+    /// `tile[r * 16 + j] = dot(x[r], row j)` over one 16-row panel of packed f32 weights.
+    panel: PanelDots,
     f16: FloatDots<f16>,
     bf16: FloatDots<bf16>,
     q8: Q8Dots,
@@ -374,7 +410,7 @@ macro_rules! kernel_for_rows {
                 #[cfg(target_arch = "x86_64")]
                 {
                     Kernel {
-                        f32: |x, w, o| unsafe { avx::dots_f32::<$rows>(x, w, o) },
+                        panel: |x, w, o| unsafe { avx::panel_f32::<$rows>(x, w, o) },
                         f16: |x, w, o| unsafe { avx::dots_f16::<$rows>(x, w, o) },
                         bf16: |x, w, o| unsafe { avx::dots_bf16::<$rows>(x, w, o) },
                         q8: |xq, xd, wq, wd, o| unsafe { avx::dots_q8::<$rows>(xq, xd, wq, wd, o) },
@@ -384,7 +420,7 @@ macro_rules! kernel_for_rows {
                 unreachable!()
             } else {
                 Kernel {
-                    f32: portable::dots_float::<$rows, f32>,
+                    panel: portable::panel_f32::<$rows>,
                     f16: portable::dots_float::<$rows, f16>,
                     bf16: portable::dots_float::<$rows, bf16>,
                     q8: portable::dots_q8::<$rows>,
@@ -456,6 +492,24 @@ mod portable {
         }
     }
 
+    /// One packed panel of 16 weight rows (`[k][16]`) against the `M` rows of `x`.
+    pub fn panel_f32<const M: usize>(x: &[f32], panel: &[f32], tile: &mut [f32; 128]) {
+        let k = panel.len() / 16;
+        let mut acc = [[0f32; 16]; M];
+        for l in 0..k {
+            let w = &panel[l * 16..(l + 1) * 16];
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let xv = x[r * k + l];
+                for j in 0..16 {
+                    acc[j] += xv * w[j];
+                }
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            tile[r * 16..(r + 1) * 16].copy_from_slice(acc);
+        }
+    }
+
     /// `out[r] = Σ_blocks wd · xd[r] · dot(wq, xq[r])` for the `M` rows of `xq`.
     pub fn dots_q8<const M: usize>(xq: &[i8], xd: &[f32], wq: &[i8], wd: &[f32], out: &mut [f32]) {
         let k = wq.len();
@@ -489,12 +543,6 @@ mod avx {
         let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
         let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
         _mm_cvtss_f32(s)
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn load_f32(p: *const f32) -> __m256 {
-        _mm256_loadu_ps(p)
     }
 
     #[inline]
@@ -542,7 +590,31 @@ mod avx {
         };
     }
 
-    float_dots!(dots_f32, f32, load_f32);
+    /// One packed panel of 16 weight rows (`[k][16]`) against the `M` rows of `x`: per input,
+    /// two weight loads and a broadcast and two FMAs per row, no horizontal sums.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA; `x` holds `M` rows of `panel.len() / 16`.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn panel_f32<const M: usize>(x: &[f32], panel: &[f32], tile: &mut [f32; 128]) {
+        let k = panel.len() / 16;
+        assert!(x.len() >= M * k && M <= 8);
+        let mut acc = [[_mm256_setzero_ps(); 2]; M];
+        let (xp, wp) = (x.as_ptr(), panel.as_ptr());
+        for l in 0..k {
+            let w0 = _mm256_loadu_ps(wp.add(l * 16));
+            let w1 = _mm256_loadu_ps(wp.add(l * 16 + 8));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let xv = _mm256_broadcast_ss(&*xp.add(r * k + l));
+                acc[0] = _mm256_fmadd_ps(xv, w0, acc[0]);
+                acc[1] = _mm256_fmadd_ps(xv, w1, acc[1]);
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            _mm256_storeu_ps(tile.as_mut_ptr().add(r * 16), acc[0]);
+            _mm256_storeu_ps(tile.as_mut_ptr().add(r * 16 + 8), acc[1]);
+        }
+    }
     float_dots!(dots_f16, f16, load_f16);
     float_dots!(dots_bf16, bf16, load_bf16);
 
@@ -680,11 +752,12 @@ mod tests {
         };
         let wh: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
         let wb: Vec<bf16> = w.iter().map(|&v| bf16::from_f32(v)).collect();
+        let panel = crate::engine::gemm::pack(&random(16 * k, 8), 16, k);
+        let (mut a, mut b) = ([0f32; 128], [0f32; 128]);
+        (simd.panel)(&x, &panel, &mut a);
+        (plain.panel)(&x, &panel, &mut b);
+        assert!(max_diff(&a[..48], &b[..48]) < 1e-4, "f32 panels");
         let pairs = [
-            (
-                run(&|o| (simd.f32)(&x, &w, o)),
-                run(&|o| (plain.f32)(&x, &w, o)),
-            ),
             (
                 run(&|o| (simd.f16)(&x, &wh, o)),
                 run(&|o| (plain.f16)(&x, &wh, o)),

@@ -1,6 +1,7 @@
 //! Models and inference. Knows nothing of LSP: it takes text and token ids, and returns text,
 //! ids and numbers.
 
+pub mod gemm;
 pub mod gguf;
 pub mod gpt2;
 pub mod kernels;
