@@ -27,6 +27,10 @@ fn main() {
         .position(|a| a == "--dtype")
         .and_then(|i| args.get(i + 1).cloned())
         .unwrap_or_else(|| "f32".into());
+    if args.iter().any(|a| a == "--memory") {
+        memory();
+        return;
+    }
     if args.iter().any(|a| a == "--gemm") {
         gemm_shapes();
         return;
@@ -209,4 +213,80 @@ fn gemm_shapes() {
             theirs / ours
         );
     }
+}
+
+/// `--memory`: what a user's process holds. The 124M-shaped checkpoint is written once
+/// (safetensors, f32) and converted with `quill quantize`; each model then completes 16 tokens
+/// after a ~500-token prompt in its own `quill complete` process, whose peak resident set
+/// GNU time reports.
+fn memory() {
+    let dir = std::env::temp_dir().join(format!("quill-bench-mem-{}", std::process::id()));
+    let f32_dir = dir.join("f32");
+    write_checkpoint(&f32_dir);
+    let quill = env!("CARGO_BIN_EXE_quill");
+    let threads = threads().to_string();
+    let prompt = "the river ran slowly past the old mill and the children watched ".repeat(40);
+    println!("quill peak resident memory, GPT-2 124M shapes, `quill complete` of 16 tokens");
+    println!("{:<22} {:>10} {:>12}", "weights", "file MB", "peak RSS MB");
+    let mut results = serde_json::Map::new();
+    for dtype in ["f32", "f16", "q8_0", "q4_k"] {
+        let model_dir = if dtype == "f32" {
+            f32_dir.clone()
+        } else {
+            let out = dir.join(dtype);
+            let status = std::process::Command::new(quill)
+                .args([
+                    "--model",
+                    f32_dir.to_str().unwrap(),
+                    "--dtype",
+                    dtype,
+                    "quantize",
+                ])
+                .arg(&out)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .unwrap();
+            assert!(status.success(), "quantize to {dtype}");
+            out
+        };
+        let file = ["model.gguf", "model.safetensors"]
+            .iter()
+            .find_map(|f| std::fs::metadata(model_dir.join(f)).ok())
+            .unwrap()
+            .len() as f64
+            / 1e6;
+        let out = std::process::Command::new("/usr/bin/time")
+            .args(["-f", "%M", quill, "--model", model_dir.to_str().unwrap()])
+            .args([
+                "--threads",
+                &threads,
+                "complete",
+                "--max-tokens",
+                "16",
+                &prompt,
+            ])
+            .env("QUILL_LOG", "error")
+            .output()
+            .expect("GNU time (apt install time) runs quill");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let kb: f64 = stderr.lines().last().unwrap().trim().parse().unwrap();
+        let label = if dtype == "f32" {
+            "f32 (safetensors)".to_string()
+        } else {
+            format!("{dtype} (gguf)")
+        };
+        println!("{label:<22} {file:>10.1} {:>12.1}", kb / 1e3);
+        results.insert(
+            dtype.into(),
+            serde_json::json!({"file_mb": file, "peak_rss_mb": kb / 1e3}),
+        );
+    }
+    println!("{}", serde_json::Value::Object(results));
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -107,7 +107,7 @@ fn quantize_writes_gguf_that_loads_back_as_the_same_model() {
         &Default::default(),
     )
     .unwrap();
-    for dtype in ["q8_0", "f16", "f32"] {
+    for dtype in ["q8_0", "q4_k", "f16", "f32"] {
         let lm = load("gpt2-tiny", dtype);
         let out = dir.path().join(dtype);
         std::fs::create_dir_all(&out).unwrap();

@@ -229,7 +229,7 @@ fn to_qtensor(t: &Stored<'_>) -> Result<Arc<QTensor>> {
         Stored::Weight(Weight::Quantized(QMatMul::Tensor(t) | QMatMul::TensorF16(t))) => {
             from(GgmlDType::F32, &f32_bytes(t)?, t.dims())
         }
-        Stored::Weight(Weight::Cpu(m)) => {
+        Stored::Weight(Weight::Cpu(m)) | &Stored::Matrix(m) => {
             let dims = [m.rows(), m.cols()];
             if let Some(raw) = m.q8_0_bytes() {
                 return from(GgmlDType::Q8_0, &raw, &dims);

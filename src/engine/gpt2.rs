@@ -24,7 +24,7 @@ type Result<T> = candle_core::Result<T>;
 use candle_nn::{Embedding, LayerNorm, VarBuilder};
 
 use super::kernels;
-use super::matrix::Matrix;
+use super::matrix::{Format, Matrix};
 use super::weight::Weight;
 use crate::models::WeightFormat;
 use serde::Deserialize;
@@ -159,26 +159,27 @@ struct Conv1D {
     bias: Tensor,
 }
 
-/// The token embedding: a table, or on the CPU the rows of the output projection's
-/// [`Matrix`] when the two are tied (one copy of the vocabulary, in the chosen format).
+/// The token embedding: a table, or on the CPU rows of a [`Matrix`]; `true` when that is the
+/// output projection's (tied: one copy of the vocabulary, in the chosen format).
 #[derive(Debug, Clone)]
 enum Embed {
     Table(Embedding),
-    Rows(Matrix),
+    Rows(Matrix, bool),
 }
 
 impl Embed {
     fn forward(&self, ids: &[u32], device: &Device) -> candle_core::Result<Tensor> {
         match self {
             Embed::Table(e) => e.forward(&Tensor::new(ids, device)?),
-            Embed::Rows(m) => Tensor::from_vec(m.gather(ids), (ids.len(), m.cols()), device),
+            Embed::Rows(m, _) => Tensor::from_vec(m.gather(ids), (ids.len(), m.cols()), device),
         }
     }
 
     fn bytes(&self) -> usize {
         match self {
             Embed::Table(e) => e.embeddings().elem_count() * e.embeddings().dtype().size_in_bytes(),
-            Embed::Rows(_) => 0,
+            Embed::Rows(_, true) => 0,
+            Embed::Rows(m, false) => m.bytes(),
         }
     }
 }
@@ -441,17 +442,14 @@ impl Gpt2 {
         let tied = !src.contains("lm_head.weight") || src.same("lm_head.weight", "wte.weight");
         let (lm_head, wte) = if tied {
             match src.matrix("wte.weight", vocab, n, false)? {
-                Weight::Cpu(m) => (Weight::Cpu(m.clone()), Embed::Rows(m)),
-                head => (
-                    head,
-                    Embed::Table(Embedding::new(src.tensor("wte.weight", &[vocab, n])?, n)),
-                ),
+                Weight::Cpu(m) => (Weight::Cpu(m.clone()), Embed::Rows(m, true)),
+                head => (head, embed_table(src.tensor("wte.weight", &[vocab, n])?)?),
             }
         } else {
             let head = src.matrix("lm_head.weight", vocab, n, false)?;
             let wte = match src.matrix("wte.weight", vocab, n, false)? {
-                Weight::Cpu(m) => Embed::Rows(m),
-                _ => Embed::Table(Embedding::new(src.tensor("wte.weight", &[vocab, n])?, n)),
+                Weight::Cpu(m) => Embed::Rows(m, false),
+                _ => embed_table(src.tensor("wte.weight", &[vocab, n])?)?,
             };
             (head, wte)
         };
@@ -473,10 +471,15 @@ impl Gpt2 {
             "wpe.weight".to_string(),
             Stored::Tensor(self.wpe.embeddings()),
         )];
-        match &self.wte {
-            Embed::Table(e) => out.push(("wte.weight".into(), Stored::Tensor(e.embeddings()))),
-            Embed::Rows(_) => out.push(("wte.weight".into(), Stored::Weight(&self.lm_head))),
-        }
+        let shared = matches!(self.wte, Embed::Rows(_, true));
+        out.push((
+            "wte.weight".into(),
+            match &self.wte {
+                Embed::Table(e) => Stored::Tensor(e.embeddings()),
+                Embed::Rows(_, true) => Stored::Weight(&self.lm_head),
+                Embed::Rows(m, false) => Stored::Matrix(m),
+            },
+        ));
         for (i, b) in self.blocks.iter().enumerate() {
             push_norm(format!("h.{i}.ln_1"), &b.ln_1, &mut out);
             push_norm(format!("h.{i}.ln_2"), &b.ln_2, &mut out);
@@ -491,7 +494,7 @@ impl Gpt2 {
             }
         }
         push_norm("ln_f".into(), &self.ln_f, &mut out);
-        if matches!(self.wte, Embed::Table(_)) {
+        if !shared {
             out.push(("lm_head.weight".into(), Stored::Weight(&self.lm_head)));
         }
         out
@@ -646,6 +649,21 @@ impl Gpt2 {
     }
 }
 
+/// A token embedding kept apart from the output projection (which candle's quantized
+/// blocks hold, as for `q4_k`): on the CPU in `q8_0` rows, a quarter of f32's memory (ggml's
+/// `q4_k` files keep it at 6 bits), elsewhere a table.
+fn embed_table(wte: Tensor) -> Result<Embed> {
+    let (vocab, n) = wte.dims2()?;
+    if wte.device().is_cpu() && Format::Q8_0.fits(n) {
+        let w = wte.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        return Ok(Embed::Rows(
+            Matrix::from_f32(&w, vocab, n, Format::Q8_0),
+            false,
+        ));
+    }
+    Ok(Embed::Table(Embedding::new(wte, n)))
+}
+
 fn push_norm<'a>(name: String, l: &'a LayerNorm, out: &mut Vec<(String, Stored<'a>)>) {
     out.push((format!("{name}.weight"), Stored::Tensor(l.weight())));
     if let Some(b) = l.bias() {
@@ -658,6 +676,7 @@ fn push_norm<'a>(name: String, l: &'a LayerNorm, out: &mut Vec<(String, Stored<'
 pub enum Stored<'a> {
     Tensor(&'a Tensor),
     Weight(&'a Weight),
+    Matrix(&'a Matrix),
 }
 
 /// `(t, past + t)` additive mask: query `i` (absolute position `past + i`) sees keys `0..=past+i`.

@@ -10,6 +10,7 @@ pub mod proofread;
 pub mod sampling;
 pub mod scoring;
 pub mod session;
+pub mod stream;
 pub mod t5;
 pub mod t5net;
 pub mod tokens;
@@ -243,6 +244,15 @@ impl LanguageModel {
                     reason: e.to_string(),
                 }
             })?;
+            Gpt2::from_source(&src, &config)
+        } else if device.is_cpu()
+            && weight::cpu_format(format).is_some()
+            && files.weights.iter().all(|w| stream::serves(w))
+        {
+            // One tensor at a time: the file is never resident beside the model.
+            models::check_weights(&files.weights)?;
+            let src = stream::StreamingSource::open(&files.weights, format)
+                .map_err(|e| weights_mismatch(files, e))?;
             Gpt2::from_source(&src, &config)
         } else {
             let vb = load_weights(files, dtype, device)?;

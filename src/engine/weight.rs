@@ -36,6 +36,16 @@ impl Weight {
                 let qt = QTensor::quantize(&w.to_dtype(DType::F32)?, q)?;
                 Ok(Weight::Quantized(QMatMul::from_qtensor(qt)?))
             }
+            // What the blocks do not fit stays in floats: on the CPU in quill's kernels.
+            _ if w.device().is_cpu() => {
+                let data = w.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+                Ok(Weight::Cpu(Matrix::from_f32(
+                    &data,
+                    rows,
+                    cols,
+                    Format::F32,
+                )))
+            }
             _ => Ok(Weight::Float(w)),
         }
     }
@@ -79,7 +89,7 @@ impl Weight {
 }
 
 /// The CPU kernels' format for a weight format, when quill's own kernels serve it.
-fn cpu_format(format: WeightFormat) -> Option<Format> {
+pub fn cpu_format(format: WeightFormat) -> Option<Format> {
     match format {
         WeightFormat::Float(DType::F32) => Some(Format::F32),
         WeightFormat::Float(DType::F16) => Some(Format::F16),
