@@ -27,6 +27,11 @@ fn main() {
         .position(|a| a == "--dtype")
         .and_then(|i| args.get(i + 1).cloned())
         .unwrap_or_else(|| "f32".into());
+    if let Some(dir) = arg("--save-checkpoint") {
+        // The same random weights as every run here, for other programs (llama.cpp) to load.
+        write_checkpoint(std::path::Path::new(&dir));
+        return;
+    }
     if args.iter().any(|a| a == "--memory") {
         memory();
         return;

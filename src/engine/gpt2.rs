@@ -194,7 +194,7 @@ impl Conv1D {
 
     /// x: (rows, in) -> (rows, out)
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        self.weight_t.matmul_t(x)?.broadcast_add(&self.bias)
+        self.weight_t.matmul_t_bias(x, Some(&self.bias))
     }
 }
 

@@ -15,6 +15,7 @@
 
 use std::sync::Arc;
 
+use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
 use rayon::prelude::*;
 
@@ -179,15 +180,17 @@ impl Matrix {
                     *o = super::gemm::packed_at(w, k, first + i / k, i % k);
                 }
             }
-            Data::F16(w) => {
-                for (o, v) in out.iter_mut().zip(&w[range]) {
-                    *o = v.to_f32();
-                }
-            }
+            // half converts slices with F16C where the CPU has it (detected at run time).
+            Data::F16(w) => w[range].convert_to_f32_slice(out),
             Data::Bf16(w) => {
                 for (o, v) in out.iter_mut().zip(&w[range]) {
                     *o = v.to_f32();
                 }
+            }
+            Data::Q8 { qs, scales } if simd() => {
+                let blocks = first * k / QK8_0..;
+                // SAFETY: simd() checked the CPU; the ranges are whole blocks of `out`.
+                unsafe { avx::dequantize_q8(&qs[range], &scales[blocks], out) }
             }
             Data::Q8 { qs, scales } => {
                 for (b, (o, q)) in out
@@ -210,6 +213,20 @@ impl Matrix {
         let mut out = vec![0f32; ids.len() * k];
         for (o, &id) in out.chunks_mut(k).zip(ids) {
             self.rows_f32(id as usize, o);
+        }
+        out
+    }
+
+    /// `x · wᵀ + bias` for `x` `(m, cols)` row-major: `(m, rows)` row-major.
+    pub fn matmul_t_bias(&self, x: &[f32], m: usize, bias: Option<&[f32]>) -> Vec<f32> {
+        let mut out = self.matmul_t(x, m);
+        if let Some(b) = bias {
+            assert_eq!(b.len(), self.rows, "one bias per output");
+            out.par_chunks_mut(self.rows.max(1)).for_each(|row| {
+                for (o, b) in row.iter_mut().zip(b) {
+                    *o += b;
+                }
+            });
         }
         out
     }
@@ -289,14 +306,30 @@ impl Matrix {
                 return out;
             }
         }
-        let mut tile = vec![0f32; TILE_ROWS.min(n) * k];
+        let nr = super::gemm::NR;
+        let mut tile = vec![0f32; TILE_ROWS.min(n).div_ceil(nr) * nr * k];
         for first in (0..n).step_by(TILE_ROWS) {
             let rows = TILE_ROWS.min(n - first);
-            let tile = &mut tile[..rows * k];
-            tile.par_chunks_mut(16 * k)
+            // Converted straight into the gemm's panels; the kernel then reads them as is.
+            let panels = &mut tile[..rows.div_ceil(nr) * nr * k];
+            panels
+                .par_chunks_mut(nr * k)
                 .enumerate()
-                .for_each(|(i, t)| self.rows_f32(first + i * 16, t));
-            gemm_xwt(x, m, k, tile, rows, &mut out, first, n);
+                .for_each(|(p, panel)| {
+                    let mut row = vec![0f32; k];
+                    for j in 0..nr.min(rows - p * nr) {
+                        self.rows_f32(first + p * nr + j, &mut row);
+                        for (l, &v) in row.iter().enumerate() {
+                            panel[l * nr + j] = v;
+                        }
+                    }
+                });
+            let dst = &mut out[first..];
+            if !super::gemm::xwt_packed(x, m, k, panels, rows, dst, n) {
+                let mut rows_major = vec![0f32; rows * k];
+                self.rows_f32(first, &mut rows_major);
+                gemm_xwt(x, m, k, &rows_major, rows, &mut out, first, n);
+            }
         }
         out
     }
@@ -617,6 +650,27 @@ mod avx {
     }
     float_dots!(dots_f16, f16, load_f16);
     float_dots!(dots_bf16, bf16, load_bf16);
+
+    /// `out = d · q` for whole `q8_0` blocks.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2; `out.len() == q.len()`, a multiple of 32, with a scale per block.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dequantize_q8(q: &[i8], scales: &[f32], out: &mut [f32]) {
+        assert!(q.len() == out.len() && q.len() <= scales.len() * QK8_0);
+        for (b, (o, q)) in out
+            .chunks_exact_mut(QK8_0)
+            .zip(q.chunks_exact(QK8_0))
+            .enumerate()
+        {
+            let d = _mm256_set1_ps(scales[b]);
+            for i in 0..4 {
+                let bytes = _mm_loadl_epi64(q.as_ptr().add(i * 8) as *const __m128i);
+                let v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes));
+                _mm256_storeu_ps(o.as_mut_ptr().add(i * 8), _mm256_mul_ps(v, d));
+            }
+        }
+    }
 
     /// `q8_0` dot products: per block, `|w| · (x · sign w)` with `maddubs` (unsigned by
     /// signed bytes into pairs of i16, at most 2 · 128 · 127, no overflow), summed to i32,

@@ -52,16 +52,38 @@ impl Weight {
 
     /// `x · wᵀ`: `(rows, in)` -> `(rows, out)`.
     pub fn matmul_t(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.matmul_t_bias(x, None)
+    }
+
+    /// `x · wᵀ + bias`; on the CPU the bias is added in the same pass over the output.
+    pub fn matmul_t_bias(&self, x: &Tensor, bias: Option<&Tensor>) -> candle_core::Result<Tensor> {
         match self {
-            Weight::Float(w) => x.matmul(&w.t()?),
             Weight::Cpu(w) => {
                 let m = x.dim(0)?;
                 let x = x.to_dtype(DType::F32)?.contiguous()?;
-                let y = kernels::with_f32(&x, |xs| w.matmul_t(xs, m))
-                    .ok_or_else(|| candle_core::Error::Msg("activations not on the CPU".into()))?;
+                let bias = match bias {
+                    Some(b) => Some(b.to_dtype(DType::F32)?.contiguous()?),
+                    None => None,
+                };
+                let y = kernels::with_f32(&x, |xs| match &bias {
+                    Some(b) => kernels::with_f32(b, |bs| w.matmul_t_bias(xs, m, Some(bs))),
+                    None => Some(w.matmul_t(xs, m)),
+                })
+                .flatten()
+                .ok_or_else(|| candle_core::Error::Msg("activations not on the CPU".into()))?;
                 Tensor::from_vec(y, (m, w.rows()), x.device())
             }
-            Weight::Quantized(q) => q.forward(x),
+            _ => {
+                let y = match self {
+                    Weight::Float(w) => x.matmul(&w.t()?)?,
+                    Weight::Quantized(q) => q.forward(x)?,
+                    Weight::Cpu(_) => unreachable!(),
+                };
+                match bias {
+                    Some(b) => y.broadcast_add(b),
+                    None => Ok(y),
+                }
+            }
         }
     }
 
