@@ -42,8 +42,18 @@ fn main() {
     }
     let format = quill::models::parse_format(&dtype).unwrap();
     let config: Gpt2Config = serde_json::from_str(&config_json(50256, 50256)).unwrap();
+    // One set of weights for the model and the f32 reference: `--checkpoint DIR` reads a saved
+    // one (`--save-checkpoint`, what llama.cpp is given), else random ones are made here.
+    let weights = match arg("--checkpoint") {
+        Some(dir) => candle_core::safetensors::load(
+            std::path::Path::new(&dir).join("model.safetensors"),
+            &Device::Cpu,
+        )
+        .unwrap(),
+        None => random_weights(1),
+    };
     let vb = VarBuilder::from_tensors(
-        random_weights(1),
+        weights.clone(),
         format.float_dtype(&Device::Cpu),
         &Device::Cpu,
     );
@@ -129,10 +139,10 @@ fn main() {
     rows.push(("cold_513_ms".into(), cold_ms, "ms"));
     rows.push(("cache_hit_vs_cold".into(), hit_ms / cold_ms, "x"));
 
-    if format.quantized().is_some() {
-        // Quality against f32 on one random 256-token text: does the most likely next token
-        // agree, and how far apart are the log-probabilities of the text's tokens?
-        let vb = VarBuilder::from_tensors(random_weights(1), DType::F32, &Device::Cpu);
+    if dtype != "f32" {
+        // Quality against f32 (the same weights) on one 256-token text: does the most likely
+        // next token agree, and how far apart are the log-probabilities of the text's tokens?
+        let vb = VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu);
         let reference = Gpt2::load(vb, &config).unwrap();
         let text = ids(256, 5);
         let a = quill::engine::scoring::score_ids(&reference, 50256, &text, &cancel).unwrap();

@@ -420,3 +420,35 @@ mod over_lsp {
         assert!(r["result"]["items"].is_array(), "{r}");
     }
 }
+
+#[test]
+fn reduced_precision_t5_stays_close_to_f32() {
+    // T5 takes GPT-2's weight formats: on the CPU its linear layers and head are held in
+    // f16, bf16 or q8_0 and computed in f32. The first decoding step's logits move by the
+    // rounding of the weights (relative to the logits' scale), not more.
+    for name in T5_FIXTURES {
+        let files =
+            models::resolve(&ModelSource::Dir(fixture_dir(name)), &Default::default()).unwrap();
+        let f32 = load_t5(name);
+        let reference = reference(name);
+        let case = &reference["cases"][0];
+        let input_ids = f32.input_ids(case["input"].as_str().unwrap()).unwrap();
+        let exact = f32.first_step_logits(&input_ids).unwrap();
+        let scale = exact.iter().fold(0f32, |m, v| m.max(v.abs()));
+        // The fixtures' large random weights amplify rounding (measured: f16 0.8%, bf16 26%,
+        // q8_0 9% of the logits' scale at worst); a conversion gone wrong moves them by the
+        // whole scale.
+        for (dtype, tol) in [("f16", 0.02), ("bf16", 0.4), ("q8_0", 0.15)] {
+            let format = models::parse_format(dtype).unwrap();
+            let t5 = T5Model::load(&files, &Device::Cpu, format).unwrap();
+            let logits = t5.first_step_logits(&input_ids).unwrap();
+            let d = max_diff(&logits, &exact);
+            eprintln!("{name} {dtype}: first-step logits within {d} (scale {scale})");
+            assert!(d > 0.0, "{name} {dtype}: the weights were not converted");
+            assert!(
+                d <= tol * scale,
+                "{name} {dtype}: logits differ by {d} (scale {scale})"
+            );
+        }
+    }
+}

@@ -29,7 +29,7 @@ pub const QK8_0: usize = 32;
 pub const Q8_0_BLOCK_BYTES: usize = 2 + QK8_0;
 
 /// Weight rows converted to f32 per gemm tile when the weights are not f32.
-const TILE_ROWS: usize = 1024;
+const TILE_ROWS: usize = 4096;
 
 /// Weight rows per parallel task of the few-row kernels.
 const ROWS_PER_TASK: usize = 64;
@@ -180,7 +180,8 @@ impl Matrix {
                     *o = super::gemm::packed_at(w, k, first + i / k, i % k);
                 }
             }
-            // half converts slices with F16C where the CPU has it (detected at run time).
+            // SAFETY: simd() checked the CPU; `out` and the range have the same length.
+            Data::F16(w) if simd() => unsafe { avx::f16_to_f32(&w[range], out) },
             Data::F16(w) => w[range].convert_to_f32_slice(out),
             Data::Bf16(w) => {
                 for (o, v) in out.iter_mut().zip(&w[range]) {
@@ -650,6 +651,22 @@ mod avx {
     }
     float_dots!(dots_f16, f16, load_f16);
     float_dots!(dots_bf16, bf16, load_bf16);
+
+    /// f16 to f32 with F16C, 8 at a time.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and F16C; `w.len() == out.len()`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn f16_to_f32(w: &[f16], out: &mut [f32]) {
+        assert_eq!(w.len(), out.len());
+        let full = w.len() / 8 * 8;
+        for i in (0..full).step_by(8) {
+            _mm256_storeu_ps(out.as_mut_ptr().add(i), load_f16(w.as_ptr().add(i)));
+        }
+        for i in full..w.len() {
+            out[i] = w[i].to_f32();
+        }
+    }
 
     /// `out = d · q` for whole `q8_0` blocks.
     ///
