@@ -270,6 +270,13 @@ impl Settings {
             |v: &usize| (1..=1024).contains(v),
             "must be between 1 and 1024"
         );
+        if self.threads > 1024 {
+            errors.push(format!(
+                "quill.threads: {} must be at most 1024 (0: every core but one)",
+                self.threads
+            ));
+            self.threads = previous.threads;
+        }
         for (name, value, prev) in [
             ("device", &mut self.device, &previous.device),
             ("dtype", &mut self.dtype, &previous.dtype),
@@ -394,5 +401,23 @@ mod tests {
             assert!(all.contains(key), "{key} not named in {all}");
         }
         assert_eq!(errors.len(), 4, "{all}");
+    }
+
+    #[test]
+    fn threads_take_a_count_or_zero_and_refuse_absurd_ones() {
+        let previous = Settings {
+            threads: 3,
+            ..Default::default()
+        };
+        let (s, errors) =
+            Settings::from_json(&json!({"threads": 5000}), &Settings::default(), &previous);
+        assert_eq!(s.threads, 3);
+        assert!(errors.join("\n").contains("quill.threads"), "{errors:?}");
+        let (s, errors) =
+            Settings::from_json(&json!({"threads": 2}), &Settings::default(), &previous);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(s.threads, 2);
+        assert_eq!(crate::engine::compute_threads(2), 2);
+        assert!(crate::engine::compute_threads(0) >= 1);
     }
 }

@@ -7,6 +7,7 @@ export const SERVER_SETTING_KEYS = [
   't5Model',
   'device',
   'dtype',
+  'threads',
   'completion.enabled',
   'completion.maxTokens',
   'completion.numSuggestions',
