@@ -8,6 +8,7 @@
 //! broadcasts and twelve FMAs. Threads take disjoint column blocks, each packing its own
 //! weights, so no two write the same output. CPUs without AVX2 and FMA get gemm's.
 
+use half::f16;
 use rayon::prelude::*;
 
 /// Rows of `x` per kernel tile.
@@ -49,11 +50,30 @@ pub fn xwt_packed(
     product(x, m, k, Weights::Panels(panels), n, out, ldc)
 }
 
+/// `out = x · wᵀ` as [`xwt_packed`] does, for f16 panels: the kernel widens each weight as it
+/// loads it (F16C), so f16 prompts need no f32 copy of the weights. False without F16C.
+pub fn xwt_packed_f16(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    panels: &[f16],
+    n: usize,
+    out: &mut [f32],
+    ldc: usize,
+) -> bool {
+    assert!(panels.len() >= n.div_ceil(NR) * NR * k);
+    #[cfg(target_arch = "x86_64")]
+    if !std::is_x86_feature_detected!("f16c") {
+        return false;
+    }
+    product(x, m, k, Weights::PanelsF16(panels), n, out, ldc)
+}
+
 /// Weights `[n, k]` in panels of [`NR`] rows, each panel `[k][NR]` (rows past `n` zero): the
 /// layout the kernel streams, made once when a model loads.
-pub fn pack(w: &[f32], n: usize, k: usize) -> Vec<f32> {
+pub fn pack<T: Copy + Default + Send + Sync>(w: &[T], n: usize, k: usize) -> Vec<T> {
     assert!(w.len() >= n * k);
-    let mut panels = vec![0f32; n.div_ceil(NR) * NR * k];
+    let mut panels = vec![T::default(); n.div_ceil(NR) * NR * k];
     panels
         .par_chunks_mut(NR * k)
         .enumerate()
@@ -69,7 +89,7 @@ pub fn pack(w: &[f32], n: usize, k: usize) -> Vec<f32> {
 }
 
 /// Weight `(row, col)` of packed panels with `k` inputs.
-pub fn packed_at(panels: &[f32], k: usize, row: usize, col: usize) -> f32 {
+pub fn packed_at<T: Copy>(panels: &[T], k: usize, row: usize, col: usize) -> T {
     panels[(row / NR) * NR * k + col * NR + row % NR]
 }
 
@@ -77,6 +97,14 @@ pub fn packed_at(panels: &[f32], k: usize, row: usize, col: usize) -> f32 {
 enum Weights<'a> {
     Rows(&'a [f32]),
     Panels(&'a [f32]),
+    PanelsF16(&'a [f16]),
+}
+
+/// One block of one panel, as the kernel reads it.
+#[derive(Clone, Copy)]
+enum Panel<'a> {
+    F32(&'a [f32]),
+    F16(&'a [f16]),
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -106,7 +134,7 @@ fn product(
         let panels = cols.div_ceil(NR);
         let mut b = match w {
             Weights::Rows(_) => vec![0f32; KC * panels * NR],
-            Weights::Panels(_) => Vec::new(),
+            Weights::Panels(_) | Weights::PanelsF16(_) => Vec::new(),
         };
         let mut p0 = 0;
         while p0 < k {
@@ -119,12 +147,11 @@ fn product(
                 let ap = &a_block[ir * MR * kc..(ir + 1) * MR * kc];
                 let rows = MR.min(m - ir * MR);
                 for jr in 0..panels {
+                    let start = (j0 / NR + jr) * NR * k + p0 * NR;
                     let bp = match w {
-                        Weights::Rows(_) => &b[jr * kc * NR..(jr + 1) * kc * NR],
-                        Weights::Panels(all) => {
-                            let start = (j0 / NR + jr) * NR * k + p0 * NR;
-                            &all[start..start + kc * NR]
-                        }
+                        Weights::Rows(_) => Panel::F32(&b[jr * kc * NR..(jr + 1) * kc * NR]),
+                        Weights::Panels(all) => Panel::F32(&all[start..start + kc * NR]),
+                        Weights::PanelsF16(all) => Panel::F16(&all[start..start + kc * NR]),
                     };
                     let c0 = j0 + jr * NR;
                     let width = NR.min(n - c0);
@@ -239,7 +266,7 @@ fn pack_w(w: &[f32], k: usize, j0: usize, cols: usize, p0: usize, kc: usize, b: 
 unsafe fn tile(
     kc: usize,
     a: &[f32],
-    b: &[f32],
+    b: Panel<'_>,
     c: *mut f32,
     ldc: usize,
     rows: usize,
@@ -249,7 +276,10 @@ unsafe fn tile(
     #[cfg(target_arch = "x86_64")]
     {
         let mut acc = [0f32; MR * NR];
-        avx::kernel(kc, a, b, &mut acc);
+        match b {
+            Panel::F32(b) => avx::kernel(kc, a, b, &mut acc),
+            Panel::F16(b) => avx::kernel_f16(kc, a, b, &mut acc),
+        }
         for i in 0..rows {
             let dst = std::slice::from_raw_parts_mut(c.add(i * ldc), width);
             let src = &acc[i * NR..i * NR + width];
@@ -272,30 +302,40 @@ unsafe fn tile(
 #[cfg(target_arch = "x86_64")]
 mod avx {
     use super::{MR, NR};
+    use half::f16;
     use std::arch::x86_64::*;
 
-    /// `acc (MR x NR, row-major) = a · b` over `kc` inputs of packed panels.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn kernel(kc: usize, a: &[f32], b: &[f32], acc: &mut [f32; MR * NR]) {
-        assert!(a.len() >= kc * MR && b.len() >= kc * NR);
-        let (mut a_ptr, mut b_ptr) = (a.as_ptr(), b.as_ptr());
-        let mut c = [[_mm256_setzero_ps(); 2]; MR];
-        for _ in 0..kc {
-            let b0 = _mm256_loadu_ps(b_ptr);
-            let b1 = _mm256_loadu_ps(b_ptr.add(8));
-            for (i, c) in c.iter_mut().enumerate() {
-                let ai = _mm256_broadcast_ss(&*a_ptr.add(i));
-                c[0] = _mm256_fmadd_ps(ai, b0, c[0]);
-                c[1] = _mm256_fmadd_ps(ai, b1, c[1]);
+    macro_rules! kernel {
+        ($name:ident, $w:ty, $load:expr) => {
+            /// `acc (MR x NR, row-major) = a · b` over `kc` inputs of packed panels.
+            #[target_feature(enable = "avx2,fma,f16c")]
+            pub unsafe fn $name(kc: usize, a: &[f32], b: &[$w], acc: &mut [f32; MR * NR]) {
+                assert!(a.len() >= kc * MR && b.len() >= kc * NR);
+                let (mut a_ptr, mut b_ptr) = (a.as_ptr(), b.as_ptr());
+                let mut c = [[_mm256_setzero_ps(); 2]; MR];
+                for _ in 0..kc {
+                    let b0 = $load(b_ptr);
+                    let b1 = $load(b_ptr.add(8));
+                    for (i, c) in c.iter_mut().enumerate() {
+                        let ai = _mm256_broadcast_ss(&*a_ptr.add(i));
+                        c[0] = _mm256_fmadd_ps(ai, b0, c[0]);
+                        c[1] = _mm256_fmadd_ps(ai, b1, c[1]);
+                    }
+                    a_ptr = a_ptr.add(MR);
+                    b_ptr = b_ptr.add(NR);
+                }
+                for (i, c) in c.iter().enumerate() {
+                    _mm256_storeu_ps(acc.as_mut_ptr().add(i * NR), c[0]);
+                    _mm256_storeu_ps(acc.as_mut_ptr().add(i * NR + 8), c[1]);
+                }
             }
-            a_ptr = a_ptr.add(MR);
-            b_ptr = b_ptr.add(NR);
-        }
-        for (i, c) in c.iter().enumerate() {
-            _mm256_storeu_ps(acc.as_mut_ptr().add(i * NR), c[0]);
-            _mm256_storeu_ps(acc.as_mut_ptr().add(i * NR + 8), c[1]);
-        }
+        };
     }
+
+    kernel!(kernel, f32, |p: *const f32| _mm256_loadu_ps(p));
+    kernel!(kernel_f16, f16, |p: *const f16| _mm256_cvtph_ps(
+        _mm_loadu_si128(p as *const __m128i)
+    ));
 }
 
 #[cfg(test)]
@@ -327,6 +367,21 @@ mod tests {
             let mut again = vec![f32::NAN; m * n];
             assert!(xwt_packed(&x, m, k, &panels, n, &mut again, n));
             assert_eq!(out, again, "packed at load or per call: the same sums");
+            let halves: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
+            let widened: Vec<f32> = halves.iter().map(|v| v.to_f32()).collect();
+            let mut want = vec![f32::NAN; m * n];
+            assert!(xwt(&x, m, k, &widened, n, &mut want, n));
+            let mut got = vec![f32::NAN; m * n];
+            assert!(xwt_packed_f16(
+                &x,
+                m,
+                k,
+                &pack(&halves, n, k),
+                n,
+                &mut got,
+                n
+            ));
+            assert_eq!(got, want, "f16 panels: the widened weights' sums");
             assert_eq!(packed_at(&panels, k, n - 1, k - 1), w[n * k - 1]);
             for i in 0..m {
                 for j in 0..n {

@@ -234,7 +234,7 @@ fn to_qtensor(t: &Stored<'_>) -> Result<Arc<QTensor>> {
             if let Some(raw) = m.q8_0_bytes() {
                 return from(GgmlDType::Q8_0, &raw, &dims);
             }
-            if let Some(w) = m.f16_data() {
+            if let Some(w) = m.f16_rows() {
                 let raw: Vec<u8> = w.iter().flat_map(|x| x.to_le_bytes()).collect();
                 return from(GgmlDType::F16, &raw, &dims);
             }

@@ -15,7 +15,6 @@
 
 use std::sync::Arc;
 
-use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
 use rayon::prelude::*;
 
@@ -54,6 +53,7 @@ enum Data {
     /// In the panels of [`super::gemm::pack`], which both the gemm and the few-row kernel
     /// stream.
     F32(Vec<f32>),
+    /// Panels too: the kernels widen each weight as they load it.
     F16(Vec<f16>),
     Bf16(Vec<bf16>),
     /// `qs` row-major like the weights; `scales[row * cols / 32 + block]`.
@@ -79,7 +79,10 @@ impl Matrix {
         assert!(format.fits(cols), "{cols} inputs are not whole q8_0 blocks");
         let data = match format {
             Format::F32 => Data::F32(super::gemm::pack(w, rows, cols)),
-            Format::F16 => Data::F16(w.par_iter().map(|&v| f16::from_f32(v)).collect()),
+            Format::F16 => {
+                let halves: Vec<f16> = w.par_iter().map(|&v| f16::from_f32(v)).collect();
+                Data::F16(super::gemm::pack(&halves, rows, cols))
+            }
             Format::Bf16 => Data::Bf16(w.par_iter().map(|&v| bf16::from_f32(v)).collect()),
             Format::Q8_0 => {
                 let (qs, scales) = quantize_q8_0(w, true);
@@ -99,7 +102,7 @@ impl Matrix {
         Self {
             rows,
             cols,
-            data: Arc::new(Data::F16(w)),
+            data: Arc::new(Data::F16(super::gemm::pack(&w, rows, cols))),
         }
     }
 
@@ -135,12 +138,17 @@ impl Matrix {
         Some(out)
     }
 
-    /// The weights as stored, if they are f16.
-    pub fn f16_data(&self) -> Option<&[f16]> {
-        match &*self.data {
-            Data::F16(w) => Some(w),
-            _ => None,
-        }
+    /// The weights row-major, if they are f16.
+    pub fn f16_rows(&self) -> Option<Vec<f16>> {
+        let Data::F16(w) = &*self.data else {
+            return None;
+        };
+        let k = self.cols;
+        Some(
+            (0..self.rows * k)
+                .map(|i| super::gemm::packed_at(w, k, i / k, i % k))
+                .collect(),
+        )
     }
 
     pub fn format(&self) -> Format {
@@ -180,9 +188,11 @@ impl Matrix {
                     *o = super::gemm::packed_at(w, k, first + i / k, i % k);
                 }
             }
-            // SAFETY: simd() checked the CPU; `out` and the range have the same length.
-            Data::F16(w) if simd() => unsafe { avx::f16_to_f32(&w[range], out) },
-            Data::F16(w) => w[range].convert_to_f32_slice(out),
+            Data::F16(w) => {
+                for (i, o) in out.iter_mut().enumerate() {
+                    *o = super::gemm::packed_at(w, k, first + i / k, i % k).to_f32();
+                }
+            }
             Data::Bf16(w) => {
                 for (o, v) in out.iter_mut().zip(&w[range]) {
                     *o = v.to_f32();
@@ -258,7 +268,7 @@ impl Matrix {
         let kernel = Kernel::pick(m);
         // out_t is (n, m): each weight row gives m values, written together.
         let mut out_t = vec![0f32; n * m];
-        if let Data::F32(w) = &*self.data {
+        if let Data::F32(_) | Data::F16(_) = &*self.data {
             let nr = super::gemm::NR;
             out_t
                 .par_chunks_mut(ROWS_PER_TASK * m)
@@ -267,7 +277,12 @@ impl Matrix {
                     let mut tile = [0f32; MAX_ROWS * 16];
                     for (i, out) in chunk.chunks_mut(nr * m).enumerate() {
                         let p = task * ROWS_PER_TASK / nr + i;
-                        (kernel.panel)(x, &w[p * nr * k..(p + 1) * nr * k], &mut tile);
+                        let span = p * nr * k..(p + 1) * nr * k;
+                        match &*self.data {
+                            Data::F32(w) => (kernel.panel)(x, &w[span], &mut tile),
+                            Data::F16(w) => (kernel.panel_f16)(x, &w[span], &mut tile),
+                            _ => unreachable!("panels are f32 or f16"),
+                        }
                         for (j, o) in out.chunks_mut(m).enumerate() {
                             for (r, o) in o.iter_mut().enumerate() {
                                 *o = tile[r * nr + j];
@@ -286,7 +301,7 @@ impl Matrix {
                     let span = row * k..(row + 1) * k;
                     match (&*self.data, &quantized) {
                         (Data::F32(_), _) => unreachable!("f32 panels are handled above"),
-                        (Data::F16(w), _) => (kernel.f16)(x, &w[span], out),
+                        (Data::F16(_), _) => unreachable!("f16 panels are handled above"),
                         (Data::Bf16(w), _) => (kernel.bf16)(x, &w[span], out),
                         (Data::Q8 { qs, scales }, Some((xq, xd))) => {
                             let blocks = row * k / QK8_0..(row + 1) * k / QK8_0;
@@ -302,10 +317,13 @@ impl Matrix {
     fn many_rows(&self, x: &[f32], m: usize) -> Vec<f32> {
         let (n, k) = (self.rows, self.cols);
         let mut out = vec![0f32; m * n];
-        if let Data::F32(w) = &*self.data {
-            if super::gemm::xwt_packed(x, m, k, w, n, &mut out, n) {
-                return out;
-            }
+        let done = match &*self.data {
+            Data::F32(w) => super::gemm::xwt_packed(x, m, k, w, n, &mut out, n),
+            Data::F16(w) => super::gemm::xwt_packed_f16(x, m, k, w, n, &mut out, n),
+            _ => false,
+        };
+        if done {
+            return out;
         }
         let nr = super::gemm::NR;
         let mut tile = vec![0f32; TILE_ROWS.min(n).div_ceil(nr) * nr * k];
@@ -427,12 +445,13 @@ pub fn quantize_q8_0(x: &[f32], ggml_scales: bool) -> (Vec<i8>, Vec<f32>) {
 type FloatDots<W> = fn(&[f32], &[W], &mut [f32]);
 type Q8Dots = fn(&[i8], &[f32], &[i8], &[f32], &mut [f32]);
 type PanelDots = fn(&[f32], &[f32], &mut [f32; MAX_ROWS * 16]);
+type PanelDotsF16 = fn(&[f32], &[f16], &mut [f32; MAX_ROWS * 16]);
 
 /// The few-row kernels for one number of input rows, chosen once per product.
 struct Kernel {
     /// `tile[r * 16 + j] = dot(x[r], row j)` over one 16-row panel of packed f32 weights.
     panel: PanelDots,
-    f16: FloatDots<f16>,
+    panel_f16: PanelDotsF16,
     bf16: FloatDots<bf16>,
     q8: Q8Dots,
 }
@@ -445,7 +464,7 @@ macro_rules! kernel_for_rows {
                 {
                     Kernel {
                         panel: |x, w, o| unsafe { avx::panel_f32::<$rows>(x, w, o) },
-                        f16: |x, w, o| unsafe { avx::dots_f16::<$rows>(x, w, o) },
+                        panel_f16: |x, w, o| unsafe { avx::panel_f16::<$rows>(x, w, o) },
                         bf16: |x, w, o| unsafe { avx::dots_bf16::<$rows>(x, w, o) },
                         q8: |xq, xd, wq, wd, o| unsafe { avx::dots_q8::<$rows>(xq, xd, wq, wd, o) },
                     }
@@ -454,8 +473,8 @@ macro_rules! kernel_for_rows {
                 unreachable!()
             } else {
                 Kernel {
-                    panel: portable::panel_f32::<$rows>,
-                    f16: portable::dots_float::<$rows, f16>,
+                    panel: portable::panel::<$rows, f32>,
+                    panel_f16: portable::panel::<$rows, f16>,
                     bf16: portable::dots_float::<$rows, bf16>,
                     q8: portable::dots_q8::<$rows>,
                 }
@@ -527,11 +546,11 @@ mod portable {
     }
 
     /// One packed panel of 16 weight rows (`[k][16]`) against the `M` rows of `x`.
-    pub fn panel_f32<const M: usize>(x: &[f32], panel: &[f32], tile: &mut [f32; 128]) {
+    pub fn panel<const M: usize, W: ToF32>(x: &[f32], panel: &[W], tile: &mut [f32; 128]) {
         let k = panel.len() / 16;
         let mut acc = [[0f32; 16]; M];
         for l in 0..k {
-            let w = &panel[l * 16..(l + 1) * 16];
+            let w: [f32; 16] = std::array::from_fn(|j| panel[l * 16 + j].f32());
             for (r, acc) in acc.iter_mut().enumerate() {
                 let xv = x[r * k + l];
                 for j in 0..16 {
@@ -624,49 +643,46 @@ mod avx {
         };
     }
 
-    /// One packed panel of 16 weight rows (`[k][16]`) against the `M` rows of `x`: per input,
-    /// two weight loads and a broadcast and two FMAs per row, no horizontal sums.
-    ///
-    /// # Safety
-    /// The CPU must have AVX2 and FMA; `x` holds `M` rows of `panel.len() / 16`.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn panel_f32<const M: usize>(x: &[f32], panel: &[f32], tile: &mut [f32; 128]) {
-        let k = panel.len() / 16;
-        assert!(x.len() >= M * k && M <= 8);
-        let mut acc = [[_mm256_setzero_ps(); 2]; M];
-        let (xp, wp) = (x.as_ptr(), panel.as_ptr());
-        for l in 0..k {
-            let w0 = _mm256_loadu_ps(wp.add(l * 16));
-            let w1 = _mm256_loadu_ps(wp.add(l * 16 + 8));
-            for (r, acc) in acc.iter_mut().enumerate() {
-                let xv = _mm256_broadcast_ss(&*xp.add(r * k + l));
-                acc[0] = _mm256_fmadd_ps(xv, w0, acc[0]);
-                acc[1] = _mm256_fmadd_ps(xv, w1, acc[1]);
+    macro_rules! panel_dots {
+        ($name:ident, $w:ty, $load:ident) => {
+            /// One packed panel of 16 weight rows (`[k][16]`) against the `M` rows of `x`: per
+            /// input, two weight loads and a broadcast and two FMAs per row, no horizontal sums.
+            ///
+            /// # Safety
+            /// The CPU must have AVX2, FMA and F16C; `x` holds `M` rows of `panel.len() / 16`.
+            #[target_feature(enable = "avx2,fma,f16c")]
+            pub unsafe fn $name<const M: usize>(x: &[f32], panel: &[$w], tile: &mut [f32; 128]) {
+                let k = panel.len() / 16;
+                assert!(x.len() >= M * k && M <= 8);
+                let mut acc = [[_mm256_setzero_ps(); 2]; M];
+                let (xp, wp) = (x.as_ptr(), panel.as_ptr());
+                for l in 0..k {
+                    let w0 = $load(wp.add(l * 16));
+                    let w1 = $load(wp.add(l * 16 + 8));
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        let xv = _mm256_broadcast_ss(&*xp.add(r * k + l));
+                        acc[0] = _mm256_fmadd_ps(xv, w0, acc[0]);
+                        acc[1] = _mm256_fmadd_ps(xv, w1, acc[1]);
+                    }
+                }
+                for (r, acc) in acc.iter().enumerate() {
+                    _mm256_storeu_ps(tile.as_mut_ptr().add(r * 16), acc[0]);
+                    _mm256_storeu_ps(tile.as_mut_ptr().add(r * 16 + 8), acc[1]);
+                }
             }
-        }
-        for (r, acc) in acc.iter().enumerate() {
-            _mm256_storeu_ps(tile.as_mut_ptr().add(r * 16), acc[0]);
-            _mm256_storeu_ps(tile.as_mut_ptr().add(r * 16 + 8), acc[1]);
-        }
+        };
     }
-    float_dots!(dots_f16, f16, load_f16);
-    float_dots!(dots_bf16, bf16, load_bf16);
 
-    /// f16 to f32 with F16C, 8 at a time.
-    ///
-    /// # Safety
-    /// The CPU must have AVX2 and F16C; `w.len() == out.len()`.
+    #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn f16_to_f32(w: &[f16], out: &mut [f32]) {
-        assert_eq!(w.len(), out.len());
-        let full = w.len() / 8 * 8;
-        for i in (0..full).step_by(8) {
-            _mm256_storeu_ps(out.as_mut_ptr().add(i), load_f16(w.as_ptr().add(i)));
-        }
-        for i in full..w.len() {
-            out[i] = w[i].to_f32();
-        }
+    unsafe fn load_f32(p: *const f32) -> __m256 {
+        _mm256_loadu_ps(p)
     }
+
+    panel_dots!(panel_f32, f32, load_f32);
+    panel_dots!(panel_f16, f16, load_f16);
+
+    float_dots!(dots_bf16, bf16, load_bf16);
 
     /// `out = d · q` for whole `q8_0` blocks.
     ///
@@ -821,18 +837,17 @@ mod tests {
             f(&mut o);
             o
         };
-        let wh: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
         let wb: Vec<bf16> = w.iter().map(|&v| bf16::from_f32(v)).collect();
         let panel = crate::engine::gemm::pack(&random(16 * k, 8), 16, k);
         let (mut a, mut b) = ([0f32; 128], [0f32; 128]);
         (simd.panel)(&x, &panel, &mut a);
         (plain.panel)(&x, &panel, &mut b);
         assert!(max_diff(&a[..48], &b[..48]) < 1e-4, "f32 panels");
+        let halves: Vec<f16> = panel.iter().map(|&v| f16::from_f32(v)).collect();
+        (simd.panel_f16)(&x, &halves, &mut a);
+        (plain.panel_f16)(&x, &halves, &mut b);
+        assert!(max_diff(&a[..48], &b[..48]) < 1e-4, "f16 panels");
         let pairs = [
-            (
-                run(&|o| (simd.f16)(&x, &wh, o)),
-                run(&|o| (plain.f16)(&x, &wh, o)),
-            ),
             (
                 run(&|o| (simd.bf16)(&x, &wb, o)),
                 run(&|o| (plain.bf16)(&x, &wb, o)),
