@@ -314,36 +314,10 @@ pub fn quantize(model: &ModelOptions, dir: &Path, out: &mut dyn Write) -> anyhow
     let files = model.resolve(&model.model)?;
     eprintln!("quill: loading {} as {}", files.name, model.dtype);
     let lm = LanguageModel::load_format(&files, &device, format)?;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let target = dir.join(models::GGUF_WEIGHTS);
-    // Written beside and renamed, so that a failed run never leaves half a model behind.
-    let partial = dir.join(format!("{}.partial", models::GGUF_WEIGHTS));
-    let mut file = std::io::BufWriter::new(
-        std::fs::File::create(&partial)
-            .with_context(|| format!("creating {}", partial.display()))?,
-    );
-    eprintln!("quill: writing {}", target.display());
-    crate::engine::gguf::write(
-        lm.gpt2(),
-        &files.name,
-        &files.tokenizer,
-        lm.bos(),
-        lm.eos(),
-        &mut file,
-    )
-    .with_context(|| format!("writing {}", partial.display()))?;
-    file.flush()?;
-    drop(file);
-    for (from, name) in [
-        (&files.config, "config.json"),
-        (&files.tokenizer, "tokenizer.json"),
-    ] {
-        let to = dir.join(name);
-        if from.canonicalize().ok() != to.canonicalize().ok() {
-            std::fs::copy(from, &to).with_context(|| format!("writing {}", to.display()))?;
-        }
-    }
-    std::fs::rename(&partial, &target)?;
+    eprintln!("quill: writing {}", dir.display());
+    let target = lm
+        .save_gguf_dir(&files, dir)
+        .with_context(|| format!("writing the model into {}", dir.display()))?;
     let size = std::fs::metadata(&target)?.len();
     writeln!(
         out,

@@ -110,20 +110,7 @@ fn quantize_writes_gguf_that_loads_back_as_the_same_model() {
     for dtype in ["q8_0", "q4_k", "f16", "f32"] {
         let lm = load("gpt2-tiny", dtype);
         let out = dir.path().join(dtype);
-        std::fs::create_dir_all(&out).unwrap();
-        std::fs::copy(&files.config, out.join("config.json")).unwrap();
-        std::fs::copy(&files.tokenizer, out.join("tokenizer.json")).unwrap();
-        let mut file = std::fs::File::create(out.join("model.gguf")).unwrap();
-        quill::engine::gguf::write(
-            lm.gpt2(),
-            "t",
-            &files.tokenizer,
-            lm.bos(),
-            lm.eos(),
-            &mut file,
-        )
-        .unwrap();
-        drop(file);
+        lm.save_gguf_dir(&files, &out).unwrap();
         let back_files =
             models::resolve(&ModelSource::Dir(out.clone()), &Default::default()).unwrap();
         assert!(back_files.is_gguf());
@@ -159,21 +146,11 @@ fn a_truncated_gguf_file_is_named_with_the_reason() {
         &Default::default(),
     )
     .unwrap();
-    let lm = load("gpt2-tiny", "q8_0");
-    let mut bytes = std::io::Cursor::new(Vec::new());
-    quill::engine::gguf::write(
-        lm.gpt2(),
-        "t",
-        &files.tokenizer,
-        lm.bos(),
-        lm.eos(),
-        &mut bytes,
-    )
-    .unwrap();
-    let bytes = bytes.into_inner();
-    std::fs::copy(&files.config, dir.path().join("config.json")).unwrap();
-    std::fs::copy(&files.tokenizer, dir.path().join("tokenizer.json")).unwrap();
-    std::fs::write(dir.path().join("model.gguf"), &bytes[..bytes.len() - 1000]).unwrap();
+    let gguf = load("gpt2-tiny", "q8_0")
+        .save_gguf_dir(&files, dir.path())
+        .unwrap();
+    let bytes = std::fs::read(&gguf).unwrap();
+    std::fs::write(&gguf, &bytes[..bytes.len() - 1000]).unwrap();
     let back = models::resolve(&ModelSource::Dir(dir.path().into()), &Default::default()).unwrap();
     let err = LanguageModel::load_format(&back, &Device::Cpu, models::parse_format("f32").unwrap())
         .err()

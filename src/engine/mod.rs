@@ -17,6 +17,7 @@ pub mod tokens;
 pub mod weight;
 pub mod worker;
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -265,6 +266,39 @@ impl LanguageModel {
             bos,
             eos,
         })
+    }
+
+    /// Writes the model as a directory that loads as it is: `model.gguf` (in its current
+    /// format, llama.cpp's layout) beside the checkpoint's `config.json` and `tokenizer.json`.
+    /// The GGUF file is written beside and renamed, so that a failed run never leaves half a
+    /// model behind. Returns the GGUF file's path.
+    pub fn save_gguf_dir(&self, files: &ModelFiles, dir: &Path) -> std::io::Result<PathBuf> {
+        std::fs::create_dir_all(dir)?;
+        let target = dir.join(models::GGUF_WEIGHTS);
+        let partial = dir.join(format!("{}.partial", models::GGUF_WEIGHTS));
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&partial)?);
+        gguf::write(
+            &self.model,
+            &files.name,
+            &files.tokenizer,
+            self.bos,
+            self.eos,
+            &mut file,
+        )
+        .map_err(std::io::Error::other)?;
+        std::io::Write::flush(&mut file)?;
+        drop(file);
+        for (from, name) in [
+            (&files.config, "config.json"),
+            (&files.tokenizer, "tokenizer.json"),
+        ] {
+            let to = dir.join(name);
+            if from.canonicalize().ok() != to.canonicalize().ok() {
+                std::fs::copy(from, &to)?;
+            }
+        }
+        std::fs::rename(&partial, &target)?;
+        Ok(target)
     }
 
     pub fn gpt2(&self) -> &Gpt2 {
