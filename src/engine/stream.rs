@@ -14,7 +14,6 @@ use std::sync::Mutex;
 use candle_core::{DType, Device, Tensor};
 
 use super::gpt2::TensorSource;
-use super::matrix::Matrix;
 use super::weight::{cpu_format, Weight};
 use crate::models::WeightFormat;
 
@@ -158,12 +157,6 @@ impl TensorSource for StreamingSource {
     }
 
     fn matrix(&self, name: &str, out: usize, inp: usize, conv1d: bool) -> Result<Weight> {
-        let format = cpu_format(self.format).expect("checked when opened");
-        let format = if format.fits(inp) {
-            format
-        } else {
-            super::matrix::Format::F32
-        };
         let w = if conv1d {
             let stored = self.read_f32(name, &[inp, out])?;
             let mut t = vec![0f32; out * inp];
@@ -176,7 +169,7 @@ impl TensorSource for StreamingSource {
         } else {
             self.read_f32(name, &[out, inp])?
         };
-        Ok(Weight::Cpu(Matrix::from_f32(&w, out, inp, format)))
+        Ok(Weight::cpu(&w, out, inp, self.format))
     }
 
     fn contains(&self, name: &str) -> bool {

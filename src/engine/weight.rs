@@ -24,30 +24,28 @@ impl Weight {
     /// blocks stays in floats.
     pub fn new(w: Tensor, format: WeightFormat) -> candle_core::Result<Self> {
         let (rows, cols) = w.dims2()?;
-        if w.device().is_cpu() {
-            if let Some(f) = cpu_format(format) {
-                let f = if f.fits(cols) { f } else { Format::F32 };
-                let data = w.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-                return Ok(Weight::Cpu(Matrix::from_f32(&data, rows, cols, f)));
-            }
-        }
-        match format {
-            WeightFormat::Quantized(q) if cols.is_multiple_of(q.block_size()) => {
+        // ggml blocks without a quill kernel (q4_k), or any on a GPU, go to candle.
+        if let WeightFormat::Quantized(q) = format {
+            let on_candle = cpu_format(format).is_none() || !w.device().is_cpu();
+            if on_candle && cols.is_multiple_of(q.block_size()) {
                 let qt = QTensor::quantize(&w.to_dtype(DType::F32)?, q)?;
-                Ok(Weight::Quantized(QMatMul::from_qtensor(qt)?))
+                return Ok(Weight::Quantized(QMatMul::from_qtensor(qt)?));
             }
-            // What the blocks do not fit stays in floats: on the CPU in quill's kernels.
-            _ if w.device().is_cpu() => {
-                let data = w.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-                Ok(Weight::Cpu(Matrix::from_f32(
-                    &data,
-                    rows,
-                    cols,
-                    Format::F32,
-                )))
-            }
-            _ => Ok(Weight::Float(w)),
         }
+        if w.device().is_cpu() {
+            let data = w.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            return Ok(Self::cpu(&data, rows, cols, format));
+        }
+        Ok(Weight::Float(w))
+    }
+
+    /// Row-major f32 weights `[rows, cols]` held by quill's CPU kernels in `format`, or in f32
+    /// where the format has no CPU kernel or its blocks do not fit the rows.
+    pub fn cpu(data: &[f32], rows: usize, cols: usize, format: WeightFormat) -> Self {
+        let f = cpu_format(format)
+            .filter(|f| f.fits(cols))
+            .unwrap_or(Format::F32);
+        Weight::Cpu(Matrix::from_f32(data, rows, cols, f))
     }
 
     /// `x · wᵀ`: `(rows, in)` -> `(rows, out)`.
