@@ -198,28 +198,8 @@ fn gemm_shapes() {
         let ours = median_ms(5, || {
             quill::engine::gemm::xwt(&x, m, k, &w, n, &mut out, n);
         });
-        let theirs = median_ms(5, || unsafe {
-            gemm::gemm(
-                m,
-                n,
-                k,
-                out.as_mut_ptr(),
-                1,
-                n as isize,
-                false,
-                x.as_ptr(),
-                1,
-                k as isize,
-                w.as_ptr(),
-                k as isize,
-                1,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::Rayon(threads),
-            );
+        let theirs = median_ms(5, || {
+            quill::engine::gemm::xwt_gemm_crate(&x, m, k, &w, n, &mut out, n);
         });
         println!(
             "{m:>4}x{k:<4}x{n:<6} {what:<28} {:7.1} {:7.1}  ({:.2}x)",

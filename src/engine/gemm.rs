@@ -69,6 +69,46 @@ pub fn xwt_packed_f16(
     product(x, m, k, Weights::PanelsF16(panels), n, out, ldc)
 }
 
+/// `out = x · wᵀ` as [`xwt`] does, by the gemm crate (what candle's matmul calls): for CPUs
+/// without AVX2 and FMA, and for comparison in `cargo bench --bench engine -- --gemm`.
+pub fn xwt_gemm_crate(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    w: &[f32],
+    n: usize,
+    out: &mut [f32],
+    ldc: usize,
+) {
+    assert!(x.len() >= m * k && w.len() >= n * k && ldc >= n);
+    assert!(m == 0 || out.len() >= (m - 1) * ldc + n);
+    // SAFETY: the asserts keep every index the strides reach inside the slices: dst (i, j) at
+    // i * ldc + j, lhs (i, l) at i * k + l, rhs (l, j) at j * k + l.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            ldc as isize,
+            false,
+            x.as_ptr(),
+            1,
+            k as isize,
+            w.as_ptr(),
+            k as isize,
+            1,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::Rayon(rayon::current_num_threads()),
+        );
+    }
+}
+
 /// Weights `[n, k]` in panels of [`NR`] rows, each panel `[k][NR]` (rows past `n` zero): the
 /// layout the kernel streams, made once when a model loads.
 pub fn pack<T: Copy + Default + Send + Sync>(w: &[T], n: usize, k: usize) -> Vec<T> {

@@ -347,7 +347,7 @@ impl Matrix {
             if !super::gemm::xwt_packed(x, m, k, panels, rows, dst, n) {
                 let mut rows_major = vec![0f32; rows * k];
                 self.rows_f32(first, &mut rows_major);
-                gemm_xwt(x, m, k, &rows_major, rows, &mut out, first, n);
+                super::gemm::xwt_gemm_crate(x, m, k, &rows_major, rows, &mut out[first..], n);
             }
         }
         out
@@ -363,51 +363,6 @@ fn transpose(t: &[f32], n: usize, m: usize) -> Vec<f32> {
         }
     }
     out
-}
-
-/// `out[:, col0..col0 + n] = x · wᵀ` with `x` `(m, k)`, `w` `(n, k)` and `out` rows of
-/// `out_stride`, all row-major: quill's blocked kernel, or gemm's without AVX2.
-#[allow(clippy::too_many_arguments)]
-fn gemm_xwt(
-    x: &[f32],
-    m: usize,
-    k: usize,
-    w: &[f32],
-    n: usize,
-    out: &mut [f32],
-    col0: usize,
-    out_stride: usize,
-) {
-    assert!(x.len() >= m * k && w.len() >= n * k);
-    assert!(col0 + n <= out_stride && out.len() >= m * out_stride);
-    if super::gemm::xwt(x, m, k, w, n, &mut out[col0..], out_stride) {
-        return;
-    }
-    // SAFETY: the asserts keep every index the strides reach inside the slices: dst (i, j) at
-    // i * out_stride + col0 + j, lhs (i, l) at i * k + l, rhs (l, j) at j * k + l.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr().add(col0),
-            1,
-            out_stride as isize,
-            false,
-            x.as_ptr(),
-            1,
-            k as isize,
-            w.as_ptr(),
-            k as isize,
-            1,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::Rayon(rayon::current_num_threads()),
-        );
-    }
 }
 
 /// Quantizes rows of 32-value blocks to `q8_0`: `d = max|x| / 127`, `q = round(x / d)`.
