@@ -442,21 +442,53 @@ impl DownloadProgress for ChannelProgress {
     }
 }
 
-fn make_t5_loader(settings: &Settings, options: &ServeOptions) -> T5Loader {
-    let model = settings.t5_model.clone();
-    let device = settings.device.clone();
-    let dtype = settings.dtype.clone();
-    let revision = options.revision.clone();
-    let offline = options.offline;
-    Box::new(move |progress| {
-        let device = models::parse_device(&device)?;
-        let format = models::parse_format(&dtype)?;
-        let source = ModelSource::parse(&model, revision.as_deref());
+/// What a loader needs to find a model, taken from the settings when the load is asked for.
+struct ModelSpec {
+    model: String,
+    device: String,
+    dtype: String,
+    revision: Option<String>,
+    offline: bool,
+}
+
+impl ModelSpec {
+    fn new(model: &str, settings: &Settings, options: &ServeOptions) -> Self {
+        Self {
+            model: model.to_string(),
+            device: settings.device.clone(),
+            dtype: settings.dtype.clone(),
+            revision: options.revision.clone(),
+            offline: options.offline,
+        }
+    }
+
+    /// The device, weight format and files (downloading them if needed).
+    fn resolve(
+        &self,
+        progress: Arc<dyn DownloadProgress>,
+    ) -> Result<
+        (
+            candle_core::Device,
+            models::WeightFormat,
+            models::ModelFiles,
+        ),
+        models::ModelError,
+    > {
+        let device = models::parse_device(&self.device)?;
+        let format = models::parse_format(&self.dtype)?;
+        let source = ModelSource::parse(&self.model, self.revision.as_deref());
         let fetch = FetchOptions {
-            offline,
+            offline: self.offline,
             progress: Some(progress),
         };
-        let files = models::resolve(&source, &fetch)?;
+        Ok((device, format, models::resolve(&source, &fetch)?))
+    }
+}
+
+fn make_t5_loader(settings: &Settings, options: &ServeOptions) -> T5Loader {
+    let spec = ModelSpec::new(&settings.t5_model, settings, options);
+    Box::new(move |progress| {
+        let (device, format, files) = spec.resolve(progress)?;
         Ok(T5Model::load(&files, &device, format)?)
     })
 }
@@ -466,20 +498,9 @@ fn make_loader(
     options: &ServeOptions,
     progress: Arc<dyn DownloadProgress>,
 ) -> Loader {
-    let model = settings.model.clone();
-    let device = settings.device.clone();
-    let dtype = settings.dtype.clone();
-    let revision = options.revision.clone();
-    let offline = options.offline;
+    let spec = ModelSpec::new(&settings.model, settings, options);
     Box::new(move || {
-        let device = models::parse_device(&device)?;
-        let format = models::parse_format(&dtype)?;
-        let source = ModelSource::parse(&model, revision.as_deref());
-        let fetch = FetchOptions {
-            offline,
-            progress: Some(progress),
-        };
-        let files = models::resolve(&source, &fetch)?;
+        let (device, format, files) = spec.resolve(progress)?;
         Ok(LanguageModel::load_format(&files, &device, format)?)
     })
 }
