@@ -62,6 +62,8 @@ import sys
 import time
 from pathlib import Path
 
+from benchutil import cpu_name
+
 DTYPES = ("f32", "f16", "q8_0", "q4_k")
 FORMAT_VERSION = 1  # bump when the GGUF writing changes, so stale files in --work are rewritten
 CHECK_TOKENS = 16
@@ -550,18 +552,6 @@ def reference_logits(ckpt, n):
         return model(input_ids=ids).logits[0].numpy()
 
 
-def _cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-    return platform.processor() or platform.machine()
-
-
 def build_info():
     import ctypes
 
@@ -641,7 +631,7 @@ def main():
         "q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "quantized_from": "f32",
         "checkpoint": str(Path(args.checkpoint).resolve()), "vocabulary": vdesc,
         "n_layer": cfg.get("n_layer"), "n_embd": cfg.get("n_embd"), "vocab_size": cfg.get("vocab_size"),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
     })
 
     ref = None

@@ -23,6 +23,8 @@ import statistics
 import sys
 import time
 
+from benchutil import cpu_name
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -146,7 +148,7 @@ def main():
         "torch": torch.__version__, "transformers": transformers.__version__,
         "threads": args.threads, "repeats": args.repeats, "decode_steps": args.steps,
         "attn": args.attn, "logits": "all" if args.all_logits else "last", "params": n_params,
-        "dtype": "float32", "cpu": _cpu_name(),
+        "dtype": "float32", "cpu": cpu_name(),
     }
     out = {"meta": meta, "results": res}
 
@@ -173,18 +175,6 @@ def main():
         print(json.dumps(out, indent=2))
     else:
         print(table)
-
-
-def _cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

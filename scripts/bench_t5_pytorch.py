@@ -23,6 +23,8 @@ import statistics
 import sys
 import time
 
+from benchutil import cpu_name
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -106,7 +108,7 @@ def main():
         "torch": torch.__version__, "transformers": transformers.__version__,
         "threads": args.threads, "repeats": args.repeats, "input_tokens": args.input_tokens,
         "decode_steps": args.steps, "attn": args.attn, "params": n_params, "dtype": "float32",
-        "model": "t5-small shapes (random init)", "cpu": _cpu_name(),
+        "model": "t5-small shapes (random init)", "cpu": cpu_name(),
     }
     out = {"meta": meta, "results": res}
     lines = [
@@ -126,18 +128,6 @@ def main():
         print(json.dumps(out, indent=2))
     else:
         print(table)
-
-
-def _cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":
