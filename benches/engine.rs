@@ -208,6 +208,32 @@ fn gemm_shapes() {
             theirs / ours
         );
     }
+    use quill::engine::matrix::{Format, Matrix};
+    let formats = [Format::F32, Format::F16, Format::Q8_0, Format::Q4K];
+    println!("quill's Matrix x·wT per weight format, GFLOP/s: {formats:?}");
+    for (m, k, n) in [
+        (512, 768, 2304),
+        (512, 768, 768),
+        (512, 768, 3072),
+        (512, 3072, 768),
+        (1, 768, 3072),
+        (3, 3072, 768),
+    ] {
+        let x: Vec<f32> = (0..m * k).map(|i| ((i % 13) as f32 - 6.0) * 0.01).collect();
+        let w: Vec<f32> = (0..n * k).map(|i| ((i % 7) as f32 - 3.0) * 0.01).collect();
+        let flops = 2.0 * (m * k * n) as f64;
+        let rates: Vec<String> = formats
+            .iter()
+            .map(|&f| {
+                let matrix = Matrix::from_f32(&w, n, k, f);
+                let ms = median_ms(if m > 8 { 5 } else { 50 }, || {
+                    std::hint::black_box(matrix.matmul_t(&x, m));
+                });
+                format!("{:7.1}", flops / ms / 1e6)
+            })
+            .collect();
+        println!("{m:>4}x{k:<4}x{n:<6} {}", rates.join(" "));
+    }
 }
 
 /// `--memory`: what a user's process holds. The 124M-shaped checkpoint is written once

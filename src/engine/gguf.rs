@@ -135,6 +135,7 @@ impl TensorSource for GgufSource {
         if self.device.is_cpu() {
             let matrix = match info.ggml_dtype {
                 GgmlDType::Q8_0 => Matrix::from_q8_0_bytes(&self.raw(info)?, out, inp),
+                GgmlDType::Q4K => Matrix::from_q4_k_bytes(self.raw(info)?, out, inp),
                 GgmlDType::F16 => {
                     let w = self
                         .raw(info)?
@@ -198,6 +199,7 @@ fn file_type(model: &Gpt2) -> u32 {
                     Format::F32 => 0,
                     Format::F16 => 1,
                     Format::Q8_0 => 7,
+                    Format::Q4K => 15,
                     Format::Bf16 => 32,
                 },
                 Weight::Quantized(QMatMul::QTensor(q)) if q.dtype() == GgmlDType::Q4K => 15,
@@ -233,6 +235,9 @@ fn to_qtensor(t: &Stored<'_>) -> Result<Arc<QTensor>> {
             let dims = [m.rows(), m.cols()];
             if let Some(raw) = m.q8_0_bytes() {
                 return from(GgmlDType::Q8_0, &raw, &dims);
+            }
+            if let Some(raw) = m.q4_k_bytes() {
+                return from(GgmlDType::Q4K, raw, &dims);
             }
             if let Some(w) = m.f16_rows() {
                 let raw: Vec<u8> = w.iter().flat_map(|x| x.to_le_bytes()).collect();

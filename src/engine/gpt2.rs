@@ -650,8 +650,8 @@ impl Gpt2 {
 }
 
 /// A token embedding kept apart from the output projection (which candle's quantized
-/// blocks hold, as for `q4_k`): on the CPU in `q8_0` rows, a quarter of f32's memory (ggml's
-/// `q4_k` files keep it at 6 bits), elsewhere a table.
+/// blocks hold, as for a GGUF file's `q6_K`): on the CPU in `q8_0` rows, a quarter of f32's
+/// memory, elsewhere a table.
 fn embed_table(wte: Tensor) -> Result<Embed> {
     let (vocab, n) = wte.dims2()?;
     if wte.device().is_cpu() && Format::Q8_0.fits(n) {

@@ -8,6 +8,9 @@
 //!   products the activations are quantized to the same blocks and the sums are integer dot
 //!   products (AVX2 `maddubs`), each block scaled once: the weights are read at a quarter of
 //!   f32's bytes, which is what decoding is bound by.
+//! - `q4_k`: ggml's 256-weight blocks of 4-bit quants with 6-bit sub-block scales and mins
+//!   ([`super::q4k`]), multiplied by integer dot products with activations in `q8_K`, prompts
+//!   included.
 //!
 //! Decoding multiplies one row per sequence ([`MAX_ROWS`] at most): every weight row is read
 //! once for all input rows, on every core. Longer inputs (prompts, scoring) go to gemm, the
@@ -17,6 +20,8 @@ use std::sync::Arc;
 
 use half::{bf16, f16};
 use rayon::prelude::*;
+
+use super::q4k;
 
 /// Input rows up to which the few-row kernels run; more go to gemm.
 pub const MAX_ROWS: usize = 8;
@@ -39,12 +44,22 @@ pub enum Format {
     F16,
     Bf16,
     Q8_0,
+    Q4K,
 }
 
 impl Format {
     /// Whether a matrix with rows of `cols` weights can be held in this format.
     pub fn fits(self, cols: usize) -> bool {
-        self != Format::Q8_0 || cols.is_multiple_of(QK8_0)
+        match self {
+            Format::Q8_0 => cols.is_multiple_of(QK8_0),
+            Format::Q4K => cols.is_multiple_of(q4k::QK_K),
+            _ => true,
+        }
+    }
+
+    /// Whether the weights are held in quantized blocks.
+    pub fn is_quantized(self) -> bool {
+        matches!(self, Format::Q8_0 | Format::Q4K)
     }
 }
 
@@ -61,6 +76,8 @@ enum Data {
         qs: Vec<i8>,
         scales: Vec<f32>,
     },
+    /// ggml's `q4_K` blocks, row after row.
+    Q4K(Vec<u8>),
 }
 
 /// A `[rows, cols]` weight matrix (`rows` outputs of `cols` inputs), cheap to clone.
@@ -76,7 +93,10 @@ impl Matrix {
     /// shape (see [`Format::fits`]) or `w` is not `rows * cols` long.
     pub fn from_f32(w: &[f32], rows: usize, cols: usize, format: Format) -> Self {
         assert_eq!(w.len(), rows * cols, "weights do not match their shape");
-        assert!(format.fits(cols), "{cols} inputs are not whole q8_0 blocks");
+        assert!(
+            format.fits(cols),
+            "{cols} inputs are not whole {format:?} blocks"
+        );
         let data = match format {
             Format::F32 => Data::F32(super::gemm::pack(w, rows, cols)),
             Format::F16 => {
@@ -88,6 +108,7 @@ impl Matrix {
                 let (qs, scales) = quantize_q8_0(w, true);
                 Data::Q8 { qs, scales }
             }
+            Format::Q4K => Data::Q4K(q4k::quantize(w, cols)),
         };
         Self {
             rows,
@@ -125,6 +146,25 @@ impl Matrix {
         })
     }
 
+    /// `q4_K` blocks in ggml's byte layout.
+    pub fn from_q4_k_bytes(bytes: Vec<u8>, rows: usize, cols: usize) -> Option<Self> {
+        let fits =
+            Format::Q4K.fits(cols) && bytes.len() == rows * cols / q4k::QK_K * q4k::BLOCK_BYTES;
+        fits.then(|| Self {
+            rows,
+            cols,
+            data: Arc::new(Data::Q4K(bytes)),
+        })
+    }
+
+    /// The `q4_K` blocks in ggml's byte layout, if the matrix is `q4_k`.
+    pub fn q4_k_bytes(&self) -> Option<&[u8]> {
+        match &*self.data {
+            Data::Q4K(b) => Some(b),
+            _ => None,
+        }
+    }
+
     /// The `q8_0` blocks in ggml's byte layout, if the matrix is `q8_0`.
     pub fn q8_0_bytes(&self) -> Option<Vec<u8>> {
         let Data::Q8 { qs, scales } = &*self.data else {
@@ -157,6 +197,7 @@ impl Matrix {
             Data::F16(_) => Format::F16,
             Data::Bf16(_) => Format::Bf16,
             Data::Q8 { .. } => Format::Q8_0,
+            Data::Q4K(_) => Format::Q4K,
         }
     }
 
@@ -175,6 +216,7 @@ impl Matrix {
             Data::F16(w) => w.len() * 2,
             Data::Bf16(w) => w.len() * 2,
             Data::Q8 { qs, scales } => qs.len() + scales.len() * 4,
+            Data::Q4K(b) => b.len(),
         }
     }
 
@@ -214,6 +256,11 @@ impl Matrix {
                         *o = d * q as f32;
                     }
                 }
+            }
+            Data::Q4K(b) => {
+                let bytes = k / q4k::QK_K * q4k::BLOCK_BYTES;
+                let blocks = &b[first * bytes..first * bytes + out.len() / k * bytes];
+                q4k::dequantize(blocks, out)
             }
         }
     }
@@ -266,6 +313,17 @@ impl Matrix {
             _ => None,
         };
         let kernel = Kernel::pick(m);
+        if let Data::Q4K(b) = &*self.data {
+            let xa = q4k::quantize_activations(x);
+            let bytes = k / q4k::QK_K * q4k::BLOCK_BYTES;
+            let at = q4k::Layout { row: 1, col: m };
+            let mut out_t = vec![0f32; n * m];
+            out_t
+                .par_chunks_mut(ROWS_PER_TASK * m)
+                .zip(b.par_chunks(ROWS_PER_TASK * bytes))
+                .for_each(|(out, w)| (kernel.q4k)(&xa, 0, w, out, at, k));
+            return transpose(&out_t, n, m);
+        }
         // out_t is (n, m): each weight row gives m values, written together.
         let mut out_t = vec![0f32; n * m];
         if let Data::F32(_) | Data::F16(_) = &*self.data {
@@ -300,14 +358,12 @@ impl Matrix {
                     let row = task * ROWS_PER_TASK + i;
                     let span = row * k..(row + 1) * k;
                     match (&*self.data, &quantized) {
-                        (Data::F32(_), _) => unreachable!("f32 panels are handled above"),
-                        (Data::F16(_), _) => unreachable!("f16 panels are handled above"),
                         (Data::Bf16(w), _) => (kernel.bf16)(x, &w[span], out),
                         (Data::Q8 { qs, scales }, Some((xq, xd))) => {
                             let blocks = row * k / QK8_0..(row + 1) * k / QK8_0;
                             (kernel.q8)(xq, xd, &qs[span], &scales[blocks], out)
                         }
-                        (Data::Q8 { .. }, None) => unreachable!("inputs are quantized for q8_0"),
+                        _ => unreachable!("panels and q4_k are handled above"),
                     }
                 }
             });
@@ -320,6 +376,10 @@ impl Matrix {
         let done = match &*self.data {
             Data::F32(w) => super::gemm::xwt_packed(x, m, k, w, n, &mut out, n),
             Data::F16(w) => super::gemm::xwt_packed_f16(x, m, k, w, n, &mut out, n),
+            Data::Q4K(b) if simd() => {
+                self.many_rows_q4k(x, m, b, &mut out);
+                true
+            }
             _ => false,
         };
         if done {
@@ -351,6 +411,62 @@ impl Matrix {
             }
         }
         out
+    }
+}
+
+impl Matrix {
+    /// `q4_k` with many input rows. The mins term of every product is one small f32 product
+    /// (`k / 32` wide) of the activations' scaled 32-value sums with the weights' `-dmin · m`;
+    /// the scales term is added by the integer kernel, each task taking a few input rows
+    /// (output rows) over all the weights, four input rows at a time over tiles of weight rows
+    /// small enough to stay in cache.
+    #[cfg(target_arch = "x86_64")]
+    fn many_rows_q4k(&self, x: &[f32], m: usize, blocks: &[u8], out: &mut [f32]) {
+        const GROUP: usize = 4;
+        let (n, k) = (self.rows, self.cols);
+        let nb = k / q4k::QK_K;
+        let bytes = nb * q4k::BLOCK_BYTES;
+        let xa = q4k::quantize_activations(x);
+        let unpacked = q4k::Unpacked::new(blocks);
+        let (mins_x, mins_w) = (xa.min_terms(), &unpacked.neg_mins);
+        if !super::gemm::xwt(&mins_x, m, k / 32, mins_w, n, out, n) {
+            super::gemm::xwt_gemm_crate(&mins_x, m, k / 32, mins_w, n, out, n);
+        }
+        // ~64 KiB of weights a tile, a quarter of the smallest L2 of the CPUs this targets.
+        let tile = (65536 / bytes).clamp(8, 256);
+        // Enough tasks for every thread twice, at most 16 input rows each.
+        let per_task = (m / (2 * rayon::current_num_threads())).clamp(GROUP, 16) / GROUP * GROUP;
+        out.par_chunks_mut(per_task * n)
+            .enumerate()
+            .for_each(|(task, out)| {
+                let rows = out.len() / n;
+                for (t, w) in blocks.chunks(tile * bytes).enumerate() {
+                    let span = t * tile * nb..;
+                    let (d, sc) = (&unpacked.d[span.clone()], &unpacked.scales[span]);
+                    for g in (0..rows).step_by(GROUP) {
+                        let first = task * per_task + g;
+                        let out = &mut out[g * n + t * tile..];
+                        macro_rules! run {
+                            ($($m:literal)+) => {
+                                match GROUP.min(rows - g) {
+                                    // SAFETY: many_rows checked simd(); the kernel asserts
+                                    // the shapes.
+                                    $($m => unsafe {
+                                        q4k::avx::scaled_sums::<$m>(&xa, first, w, d, sc, out, n, k)
+                                    },)+
+                                    _ => unreachable!(),
+                                }
+                            };
+                        }
+                        run!(1 2 3 4)
+                    }
+                }
+            });
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    fn many_rows_q4k(&self, _: &[f32], _: usize, _: &[u8], _: &mut [f32]) {
+        unreachable!("the q4_k gemm needs AVX2")
     }
 }
 
@@ -401,6 +517,7 @@ type FloatDots<W> = fn(&[f32], &[W], &mut [f32]);
 type Q8Dots = fn(&[i8], &[f32], &[i8], &[f32], &mut [f32]);
 type PanelDots = fn(&[f32], &[f32], &mut [f32; MAX_ROWS * 16]);
 type PanelDotsF16 = fn(&[f32], &[f16], &mut [f32; MAX_ROWS * 16]);
+type Q4kDots = q4k::Dots;
 
 /// The few-row kernels for one number of input rows, chosen once per product.
 struct Kernel {
@@ -409,6 +526,8 @@ struct Kernel {
     panel_f16: PanelDotsF16,
     bf16: FloatDots<bf16>,
     q8: Q8Dots,
+    /// One weight row's `q4_K` blocks against input rows `first..first + m`.
+    q4k: Q4kDots,
 }
 
 macro_rules! kernel_for_rows {
@@ -422,6 +541,9 @@ macro_rules! kernel_for_rows {
                         panel_f16: |x, w, o| unsafe { avx::panel_f16::<$rows>(x, w, o) },
                         bf16: |x, w, o| unsafe { avx::dots_bf16::<$rows>(x, w, o) },
                         q8: |xq, xd, wq, wd, o| unsafe { avx::dots_q8::<$rows>(xq, xd, wq, wd, o) },
+                        q4k: |x, first, w, o, at, k| unsafe {
+                            q4k::avx::dots::<$rows>(x, first, w, o, at, k)
+                        },
                     }
                 }
                 #[cfg(not(target_arch = "x86_64"))]
@@ -432,6 +554,7 @@ macro_rules! kernel_for_rows {
                     panel_f16: portable::panel::<$rows, f16>,
                     bf16: portable::dots_float::<$rows, bf16>,
                     q8: portable::dots_q8::<$rows>,
+                    q4k: q4k::dots::<$rows>,
                 }
             },)+
             _ => unreachable!("{} rows go to gemm", $m),
@@ -746,10 +869,22 @@ mod tests {
             (8, 32, 5),
             (9, 64, 33),
             (40, 128, 2100),
+            // q4_k: few rows, and many (whole groups of four and a remainder).
+            (1, 256, 70),
+            (8, 512, 33),
+            (11, 256, 300),
+            (16, 512, 17),
         ] {
             let x = random(m * k, 1);
             let w = random(n * k, 2);
-            for format in [Format::F32, Format::F16, Format::Bf16, Format::Q8_0] {
+            let formats = [
+                Format::F32,
+                Format::F16,
+                Format::Bf16,
+                Format::Q8_0,
+                Format::Q4K,
+            ];
+            for format in formats.into_iter().filter(|f| f.fits(k)) {
                 let matrix = Matrix::from_f32(&w, n, k, format);
                 // The weights as the format holds them, in f32.
                 let mut rounded = vec![0f32; n * k];
@@ -757,7 +892,7 @@ mod tests {
                 let got = matrix.matmul_t(&x, m);
                 let tol = match format {
                     // The activations are quantized too: ~1/254 of each block's largest.
-                    Format::Q8_0 => 0.02 * (k as f32).sqrt(),
+                    Format::Q8_0 | Format::Q4K => 0.02 * (k as f32).sqrt(),
                     _ => 1e-4 * k as f32,
                 };
                 let d = max_diff(&got, &reference(&x, m, &rounded, n, k));

@@ -7,6 +7,7 @@ pub mod gpt2;
 pub mod kernels;
 pub mod matrix;
 pub mod proofread;
+pub mod q4k;
 pub mod sampling;
 pub mod scoring;
 pub mod session;

@@ -38,7 +38,7 @@ pub struct StreamingSource {
 
 impl StreamingSource {
     /// Reads the headers of `files` (one checkpoint, possibly sharded). `format` must be one
-    /// that quill's CPU kernels hold (f32, f16, bf16, q8_0).
+    /// that quill's CPU kernels hold (f32, f16, bf16, q8_0, q4_k).
     pub fn open(files: &[PathBuf], format: WeightFormat) -> Result<Self> {
         if cpu_format(format).is_none() {
             candle_core::bail!("streaming loads serve the CPU formats only");

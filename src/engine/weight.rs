@@ -1,6 +1,7 @@
 //! A weight matrix `[out, in]` as the models hold it, in the format the user chose, and its
-//! product with activations. On the CPU quill's own [`Matrix`] kernels serve f32, f16, bf16
-//! and q8_0; elsewhere (and for `q4_k`) candle's tensors and quantized matmul do.
+//! product with activations. On the CPU quill's own [`Matrix`] kernels serve f32, f16, bf16,
+//! q8_0 and q4_k; elsewhere (and for GGUF blocks without a quill kernel, such as q6_K)
+//! candle's tensors and quantized matmul do.
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Module, Tensor};
@@ -9,9 +10,8 @@ use super::kernels;
 use super::matrix::{Format, Matrix};
 use crate::models::WeightFormat;
 
-/// A `[out, in]` weight. On the CPU, quill's own [`Matrix`] (f32, f16, bf16 or q8_0 weights
-/// with f32 activations); elsewhere candle's tensors; `q4_k` (any device) in candle's quantized
-/// blocks.
+/// A `[out, in]` weight. On the CPU, quill's own [`Matrix`] (f32, f16, bf16, q8_0 or q4_k
+/// weights with f32 activations); elsewhere candle's tensors or quantized blocks.
 #[derive(Debug, Clone)]
 pub enum Weight {
     Float(Tensor),
@@ -24,7 +24,7 @@ impl Weight {
     /// blocks stays in floats.
     pub fn new(w: Tensor, format: WeightFormat) -> candle_core::Result<Self> {
         let (rows, cols) = w.dims2()?;
-        // ggml blocks without a quill kernel (q4_k), or any on a GPU, go to candle.
+        // ggml blocks without a quill kernel, or any on a GPU, go to candle.
         if let WeightFormat::Quantized(q) = format {
             let on_candle = cpu_format(format).is_none() || !w.device().is_cpu();
             if on_candle && cols.is_multiple_of(q.block_size()) {
@@ -87,7 +87,7 @@ impl Weight {
 
     pub fn is_quantized(&self) -> bool {
         match self {
-            Weight::Cpu(m) => m.format() == Format::Q8_0,
+            Weight::Cpu(m) => m.format().is_quantized(),
             Weight::Quantized(_) => true,
             Weight::Float(_) => false,
         }
@@ -115,6 +115,7 @@ pub fn cpu_format(format: WeightFormat) -> Option<Format> {
         WeightFormat::Float(DType::F16) => Some(Format::F16),
         WeightFormat::Float(DType::BF16) => Some(Format::Bf16),
         WeightFormat::Quantized(GgmlDType::Q8_0) => Some(Format::Q8_0),
+        WeightFormat::Quantized(GgmlDType::Q4K) => Some(Format::Q4K),
         _ => None,
     }
 }
