@@ -80,6 +80,65 @@ unsafe fn rows_dot_fma(xs: &[f32], w: &[f32], out: &mut [f32]) {
     rows_dot_body!(xs, w, out, |a: f32, b: f32, c: f32| a.mul_add(b, c))
 }
 
+/// `x = e^x` for each value, eight at a time with AVX2 where the CPU has it (libm's `expf` one
+/// at a time was 6% of a prompt's time, in GELU and softmax).
+fn exp_in_place(xs: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has the features the function is compiled for.
+            unsafe { exp_avx2(xs) };
+            return;
+        }
+    }
+    for x in xs {
+        *x = x.exp();
+    }
+}
+
+/// `e^x = 2^n · e^r` with `n = round(x / ln 2)` and `|r| <= ln 2 / 2`, `e^r` by Cephes'
+/// degree-6 polynomial (within 2 ulp of `expf` over the clamped range; below `-87.3` it gives
+/// about 1e-38 instead of 0, above 88.3 about 2e38 instead of infinity).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn exp_avx2(xs: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let full = xs.len() / 8 * 8;
+    let set = _mm256_set1_ps;
+    for chunk in xs[..full].chunks_exact_mut(8) {
+        let x = _mm256_loadu_ps(chunk.as_ptr());
+        let x = _mm256_min_ps(_mm256_max_ps(x, set(-87.3)), set(88.3));
+        let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+            _mm256_mul_ps(x, set(std::f32::consts::LOG2_E)),
+        );
+        // ln 2 in two parts, so that n · ln 2 is exact enough.
+        let r = _mm256_fnmadd_ps(n, set(0.693_359_4), x);
+        let r = _mm256_fnmadd_ps(n, set(-2.121_944_4e-4), r);
+        let mut p = set(1.987_569_1e-4);
+        for c in [
+            1.398_199_9e-3,
+            8.333_452e-3,
+            4.166_579_6e-2,
+            0.166_666_65,
+            0.5,
+        ] {
+            p = _mm256_fmadd_ps(p, r, set(c));
+        }
+        let e = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, set(1.0)));
+        let pow2 = _mm256_slli_epi32::<23>(_mm256_add_epi32(
+            _mm256_cvtps_epi32(n),
+            _mm256_set1_epi32(127),
+        ));
+        _mm256_storeu_ps(
+            chunk.as_mut_ptr(),
+            _mm256_mul_ps(e, _mm256_castsi256_ps(pow2)),
+        );
+    }
+    for x in &mut xs[full..] {
+        *x = x.exp();
+    }
+}
+
 /// GPT-2's GELU, the tanh approximation, with `tanh(z) = 1 - 2 / (exp(2z) + 1)`.
 pub fn gelu_tanh(x: &Tensor) -> candle_core::Result<Option<Tensor>> {
     let x = x.contiguous()?;
@@ -90,8 +149,11 @@ pub fn gelu_tanh(x: &Tensor) -> candle_core::Result<Option<Tensor>> {
             .zip(xs.par_chunks(4096))
             .for_each(|(o, i)| {
                 for (y, &v) in o.iter_mut().zip(i) {
-                    let z = SQRT_2_OVER_PI * (v + 0.044_715 * v * v * v);
-                    let tanh = 1.0 - 2.0 / ((2.0 * z).exp() + 1.0);
+                    *y = 2.0 * SQRT_2_OVER_PI * (v + 0.044_715 * v * v * v);
+                }
+                exp_in_place(o);
+                for (y, &v) in o.iter_mut().zip(i) {
+                    let tanh = 1.0 - 2.0 / (*y + 1.0);
                     *y = 0.5 * v * (1.0 + tanh);
                 }
             });
@@ -122,11 +184,11 @@ pub fn causal_softmax(
             let seen = past + i + 1;
             let x = &xs[row * s..row * s + seen];
             let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) * scale;
-            let mut sum = 0f32;
             for (y, &v) in o[..seen].iter_mut().zip(x) {
-                *y = (v * scale - max).exp();
-                sum += *y;
+                *y = v * scale - max;
             }
+            exp_in_place(&mut o[..seen]);
+            let sum: f32 = o[..seen].iter().sum();
             let inv = 1.0 / sum;
             for y in &mut o[..seen] {
                 *y *= inv;
@@ -226,7 +288,7 @@ mod tests {
         let x = Tensor::randn(0f32, 3.0, (7, 1000), &Device::Cpu).unwrap();
         close(&gelu_tanh(&x).unwrap().unwrap(), &x.gelu().unwrap(), 1e-5);
         let extreme = Tensor::new(
-            &[-100f32, -10.0, -1e-6, 0.0, 1e-6, 10.0, 100.0],
+            &[-100f32, -10.0, -1e-6, 0.0, 1e-6, 10.0, 100.0, -5.0, 5.0],
             &Device::Cpu,
         )
         .unwrap();
@@ -235,6 +297,32 @@ mod tests {
             &extreme.gelu().unwrap(),
             1e-6,
         );
+    }
+
+    #[test]
+    fn exp_is_within_two_ulp_of_libm() {
+        let xs: Vec<f32> = (0..20_000).map(|i| -87.0 + i as f32 * 0.00875).collect();
+        let mut got = xs.clone();
+        exp_in_place(&mut got);
+        for (&x, &e) in xs.iter().zip(&got) {
+            let want = x.exp();
+            assert!(
+                (e - want).abs() <= 2.5e-7 * want,
+                "exp({x}) = {e}, libm {want}"
+            );
+        }
+        // Past the clamp: tiny and finite, never NaN or infinite.
+        let mut far = [-1e4f32, -100.0, -88.0, 89.0, 100.0, 1e4, 0.0, 1.0];
+        exp_in_place(&mut far);
+        assert!(
+            far[..3].iter().all(|&v| (0.0..2e-38).contains(&v)),
+            "{far:?}"
+        );
+        assert!(
+            far[3..6].iter().all(|&v| v.is_finite() && v > 1e38),
+            "{far:?}"
+        );
+        assert_eq!(&far[6..], &[1.0, std::f32::consts::E]);
     }
 
     #[test]
