@@ -953,6 +953,36 @@ mod tests {
     }
 
     #[test]
+    fn q4_k_products_agree_with_ggmls() {
+        // candle's port of ggml's q4_K x q8_K dot product is the reference: the same
+        // blocks, the activations quantized to q8_K as ggml does them (to within a rare
+        // rounding of a value at the block's maximum), so the sums agree to f32 rounding.
+        use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+        use candle_core::{Device, Module, Tensor};
+        let (k, n) = (512, 40);
+        let w = random(n * k, 12);
+        let wt = Tensor::from_vec(w.clone(), (n, k), &Device::Cpu).unwrap();
+        let qt = QTensor::quantize(&wt, GgmlDType::Q4K).unwrap();
+        let ours = Matrix::from_q4_k_bytes(qt.data().unwrap().into_owned(), n, k).unwrap();
+        let quantized_here = Matrix::from_f32(&w, n, k, Format::Q4K);
+        assert_eq!(ours.q4_k_bytes(), quantized_here.q4_k_bytes());
+        let theirs = QMatMul::from_qtensor(qt).unwrap();
+        for m in [1, 3, 21] {
+            let x = random(m * k, 11);
+            let xt = Tensor::from_vec(x.clone(), (m, k), &Device::Cpu).unwrap();
+            let want: Vec<f32> = theirs
+                .forward(&xt)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let d = max_diff(&ours.matmul_t(&x, m), &want);
+            assert!(d < 1e-3, "{m} rows: differs by {d}");
+        }
+    }
+
+    #[test]
     fn q8_0_bytes_round_trip_and_gather_dequantizes() {
         let (n, k) = (5, 64);
         let w = random(n * k, 7);
