@@ -454,6 +454,15 @@ fn check_gguf(path: &Path) -> Result<(), String> {
     let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let len = file.metadata().map_err(|e| e.to_string())?.len();
     let content = Content::read(&mut file).map_err(|e| format!("not a GGUF file ({e})"))?;
+    gguf_tensors_fit(&content, len)
+}
+
+/// Checks that every tensor a GGUF header lists lies within the file's `len` bytes, naming
+/// the first that does not.
+pub fn gguf_tensors_fit(
+    content: &candle_core::quantized::gguf_file::Content,
+    len: u64,
+) -> Result<(), String> {
     for (name, info) in &content.tensor_infos {
         let bytes =
             info.shape.elem_count() / info.ggml_dtype.block_size() * info.ggml_dtype.type_size();

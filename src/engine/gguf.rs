@@ -62,9 +62,15 @@ pub struct GgufSource {
 }
 
 impl GgufSource {
+    /// Reads the header, checking that it is GPT-2's and that every tensor lies within the
+    /// file (a truncated download is named here, before any tensor is read).
     pub fn open(path: &Path, device: &Device) -> Result<Self> {
-        let mut file = BufReader::new(File::open(path)?);
-        let content = gguf_file::Content::read(&mut file)?;
+        let file = File::open(path)?;
+        let len = file.metadata()?.len();
+        let mut file = BufReader::new(file);
+        let content = gguf_file::Content::read(&mut file)
+            .map_err(|e| candle_core::Error::Msg(format!("not a GGUF file ({e})")))?;
+        crate::models::gguf_tensors_fit(&content, len).map_err(candle_core::Error::Msg)?;
         let arch = content
             .metadata
             .get("general.architecture")
