@@ -1,5 +1,5 @@
 //! GPT-2 in GGUF, in llama.cpp's layout (architecture `gpt2`): reading a `model.gguf` with its
-//! matrices kept in their stored format (`q8_0`, `f16`, `bf16`, `f32` go to quill's kernels,
+//! matrices kept in their stored format (`q8_0`, `q4_K`, `f16`, `bf16`, `f32` go to quill's kernels,
 //! other ggml types to candle's quantized matmul), and writing one from a loaded model, with
 //! llama.cpp's tokenizer metadata, so that `quill quantize` makes files both can run.
 //!
