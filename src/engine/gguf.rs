@@ -1,7 +1,8 @@
 //! GPT-2 in GGUF, in llama.cpp's layout (architecture `gpt2`): reading a `model.gguf` with its
-//! matrices kept in their stored format (`q8_0`, `q4_K`, `f16`, `bf16`, `f32` go to quill's kernels,
-//! other ggml types to candle's quantized matmul), and writing one from a loaded model, with
-//! llama.cpp's tokenizer metadata, so that `quill quantize` makes files both can run.
+//! matrices kept in their stored format (`q8_0`, `q4_K`, `f16`, `bf16`, `f32` go to quill's
+//! kernels, other ggml types to candle's quantized matmul), and writing one from a loaded
+//! model, with llama.cpp's tokenizer metadata, so that `quill quantize` makes files both can
+//! run.
 //!
 //! Tensor names map one to one onto the hub checkpoint's (see [`gguf_name`]); GGUF stores the
 //! linear layers `[out, in]`, which is how quill holds them.
