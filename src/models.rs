@@ -72,7 +72,8 @@ pub enum ModelError {
     NoSuchDir(PathBuf),
     #[error(
         "`{path}` is missing. A model directory needs config.json, model.safetensors (or \
-         model.safetensors.index.json and its shards) and tokenizer.json{hint}"
+         model.safetensors.index.json and its shards) and tokenizer.json, or a GPT-2 \
+         model.gguf{hint}"
     )]
     MissingFile { path: PathBuf, hint: String },
     #[error(
@@ -175,9 +176,17 @@ fn resolve_dir(dir: &Path) -> Result<ModelFiles, ModelError> {
             })
         }
     };
-    let config = need("config.json")?;
-    let tokenizer = need("tokenizer.json")?;
-    let weights = if dir.join(GGUF_WEIGHTS).is_file() {
+    let gguf = dir.join(GGUF_WEIGHTS);
+    let (config, tokenizer) = match (need("config.json"), need("tokenizer.json")) {
+        (Ok(c), Ok(t)) => (c, t),
+        // llama.cpp's GGUF files carry both in their metadata.
+        (c, t) if gguf.is_file() => {
+            let (derived_c, derived_t) = gguf_companions(&gguf)?;
+            (c.unwrap_or(derived_c), t.unwrap_or(derived_t))
+        }
+        (c, t) => (c?, t?),
+    };
+    let weights = if gguf.is_file() {
         vec![dir.join(GGUF_WEIGHTS)]
     } else if dir.join(WEIGHTS).is_file() {
         vec![dir.join(WEIGHTS)]
@@ -201,6 +210,174 @@ fn resolve_dir(dir: &Path) -> Result<ModelFiles, ModelError> {
         tokenizer,
         weights,
     })
+}
+
+/// A `config.json` and a `tokenizer.json` made from a GGUF file's metadata, for a model
+/// directory that holds `model.gguf` alone (as llama.cpp's converter writes them): GPT-2's
+/// hyperparameters from `gpt2.*`, its byte-level BPE from `tokenizer.ggml.*`. They are written
+/// once into a directory named after the file's path, size and modification time under the
+/// system's temporary directory, and read from there as any model's files.
+fn gguf_companions(gguf: &Path) -> Result<(PathBuf, PathBuf), ModelError> {
+    use candle_core::quantized::gguf_file::{Content, Value};
+    use std::hash::{Hash, Hasher};
+    let bad = |reason: String| ModelError::BadWeights {
+        path: gguf.to_path_buf(),
+        reason,
+    };
+    let lacks = |reason: String| ModelError::BadConfig {
+        path: gguf.to_path_buf(),
+        reason: format!(
+            "{reason}; without config.json and tokenizer.json beside it, a GGUF file must \
+             carry GPT-2's hyperparameters and tokenizer in its metadata"
+        ),
+    };
+    let mut file = std::fs::File::open(gguf).map_err(|e| bad(e.to_string()))?;
+    let meta = file.metadata().map_err(|e| bad(e.to_string()))?;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (
+        gguf.canonicalize().unwrap_or_else(|_| gguf.to_path_buf()),
+        meta.len(),
+        meta.modified().ok(),
+    )
+        .hash(&mut hasher);
+    let dir = std::env::temp_dir().join(format!("quill-gguf-{:016x}", hasher.finish()));
+    let (config_path, tokenizer_path) = (dir.join("config.json"), dir.join("tokenizer.json"));
+    if config_path.is_file() && tokenizer_path.is_file() {
+        return Ok((config_path, tokenizer_path));
+    }
+    let content = Content::read(&mut file).map_err(|e| bad(format!("not a GGUF file ({e})")))?;
+    let get = |key: &str| content.metadata.get(key);
+    let number = |key: &str| -> Result<u64, ModelError> {
+        match get(key) {
+            Some(Value::U32(v)) => Ok(*v as u64),
+            Some(Value::U64(v)) => Ok(*v),
+            Some(Value::I32(v)) if *v >= 0 => Ok(*v as u64),
+            Some(Value::I64(v)) if *v >= 0 => Ok(*v as u64),
+            _ => Err(lacks(format!("it has no number `{key}`"))),
+        }
+    };
+    let arch = match get("general.architecture") {
+        Some(Value::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    if arch != "gpt2" {
+        return Err(lacks(format!("its architecture is `{arch}`, not gpt2")));
+    }
+    let strings = |key: &str| -> Result<Vec<String>, ModelError> {
+        match get(key) {
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => Ok(s.clone()),
+                    _ => Err(lacks(format!("`{key}` holds something other than strings"))),
+                })
+                .collect(),
+            _ => Err(lacks(format!("it has no list `{key}`"))),
+        }
+    };
+    match get("tokenizer.ggml.model") {
+        Some(Value::String(m)) if m == "gpt2" => {}
+        Some(other) => {
+            return Err(lacks(format!(
+                "its `tokenizer.ggml.model` is {other:?}, not GPT-2's byte-level BPE (`gpt2`)"
+            )))
+        }
+        None => return Err(lacks("it has no `tokenizer.ggml.model`".into())),
+    }
+    let tokens = strings("tokenizer.ggml.tokens")?;
+    let merges = strings("tokenizer.ggml.merges")?;
+    let types: Vec<i64> = match get("tokenizer.ggml.token_type") {
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| match v {
+                Value::I32(t) => *t as i64,
+                Value::U32(t) => *t as i64,
+                _ => 1,
+            })
+            .collect(),
+        _ => vec![1; tokens.len()],
+    };
+    let vocab_size = content
+        .tensor_infos
+        .get("token_embd.weight")
+        .map(|t| t.shape.dims()[0])
+        .unwrap_or(tokens.len());
+    let eos = number("tokenizer.ggml.eos_token_id").ok();
+    let bos = number("tokenizer.ggml.bos_token_id").ok().or(eos);
+    let eps = match get("gpt2.attention.layer_norm_epsilon") {
+        Some(Value::F32(e)) => *e as f64,
+        Some(Value::F64(e)) => *e,
+        _ => 1e-5,
+    };
+    let config = serde_json::json!({
+        "model_type": "gpt2",
+        "architectures": ["GPT2LMHeadModel"],
+        "vocab_size": vocab_size,
+        "n_positions": number("gpt2.context_length")?,
+        "n_embd": number("gpt2.embedding_length")?,
+        "n_layer": number("gpt2.block_count")?,
+        "n_head": number("gpt2.attention.head_count")?,
+        "n_inner": number("gpt2.feed_forward_length").ok(),
+        "layer_norm_epsilon": eps,
+        "activation_function": "gelu_new",
+        "bos_token_id": bos,
+        "eos_token_id": eos,
+    });
+    // ggml's token types: 1 normal, 3 control (special), 4 user-defined, 5 unused (the
+    // padding `[PAD<id>]` that converters write up to the embedding's rows: left out, so that
+    // such ids decode to nothing, as with the original tokenizer.json).
+    let mut vocab = serde_json::Map::new();
+    let mut added = Vec::new();
+    for (id, token) in tokens.iter().enumerate() {
+        let kind = types.get(id).copied().unwrap_or(1);
+        if kind == 5 {
+            continue;
+        }
+        vocab.insert(token.clone(), id.into());
+        if kind == 3 || kind == 4 {
+            added.push(serde_json::json!({
+                "id": id, "content": token, "single_word": false, "lstrip": false,
+                "rstrip": false, "normalized": kind == 4, "special": kind == 3,
+            }));
+        }
+    }
+    // As in the hub's GPT-2 tokenizer.json.
+    let byte_level = |prefix: bool, trim: bool| {
+        serde_json::json!({
+            "type": "ByteLevel", "add_prefix_space": prefix, "trim_offsets": trim,
+            "use_regex": true,
+        })
+    };
+    let tokenizer = serde_json::json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added,
+        "normalizer": null,
+        "pre_tokenizer": byte_level(false, true),
+        "post_processor": byte_level(true, false),
+        "decoder": byte_level(true, true),
+        "model": {
+            "type": "BPE", "dropout": null, "unk_token": null,
+            "continuing_subword_prefix": null, "end_of_word_suffix": null, "fuse_unk": false,
+            "byte_fallback": false, "vocab": vocab, "merges": merges,
+        },
+    });
+    // Written aside and renamed, so that another process never reads half a file.
+    let write = |path: &Path, json: &serde_json::Value| {
+        let part = path.with_extension(format!("part{}", std::process::id()));
+        std::fs::write(
+            &part,
+            serde_json::to_vec(json).expect("JSON values serialize"),
+        )
+        .and_then(|()| std::fs::rename(&part, path))
+        .map_err(|e| bad(format!("cannot write {}: {e}", path.display())))
+    };
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| bad(format!("cannot create {}: {e}", dir.display())))?;
+    write(&config_path, &config)?;
+    write(&tokenizer_path, &tokenizer)?;
+    Ok((config_path, tokenizer_path))
 }
 
 /// The shard file names listed by a `model.safetensors.index.json`, in order, without repeats.
@@ -287,19 +464,50 @@ fn resolve_hub(id: &str, revision: &str, opts: &FetchOptions) -> Result<ModelFil
         endpoint: endpoint.clone(),
         reason: "the hub has no such file (404)".to_string(),
     };
-    let config = get("config.json")?.ok_or_else(|| missing("config.json"))?;
-    let tokenizer = get("tokenizer.json")?.ok_or_else(|| missing("tokenizer.json"))?;
-    let weights = match get(WEIGHTS) {
-        Ok(Some(path)) => vec![path],
-        Ok(None) | Err(ModelError::NotCached { .. }) => {
-            let index = get(WEIGHTS_INDEX)?.ok_or_else(|| missing(WEIGHTS))?;
-            let mut shards = Vec::new();
-            for f in shard_names(&index)? {
-                shards.push(get(&f)?.ok_or_else(|| missing(&f))?);
-            }
-            shards
+    // A file the hub lacks, or (offline) the cache lacks: None, to try the next layout.
+    let optional = |file: &str| match get(file) {
+        Err(ModelError::NotCached { .. }) => Ok(None),
+        other => other,
+    };
+    // Why a file the model needs cannot be had: not cached (offline) or not on the hub.
+    let absent = |file: &str| match get(file) {
+        Err(e) => e,
+        Ok(_) => missing(file),
+    };
+    let config = optional("config.json")?;
+    let tokenizer = optional("tokenizer.json")?;
+    let (config, tokenizer) = match (config, tokenizer) {
+        (Some(c), Some(t)) => (c, t),
+        // Only a GGUF file carries its own config and tokenizer (llama.cpp's repositories).
+        (c, t) => {
+            let Some(gguf) = optional(GGUF_WEIGHTS)? else {
+                return Err(absent(if c.is_none() {
+                    "config.json"
+                } else {
+                    "tokenizer.json"
+                }));
+            };
+            let (derived_c, derived_t) = gguf_companions(&gguf)?;
+            return Ok(ModelFiles {
+                name: id.to_string(),
+                config: c.unwrap_or(derived_c),
+                tokenizer: t.unwrap_or(derived_t),
+                weights: vec![gguf],
+            });
         }
-        Err(e) => return Err(e),
+    };
+    let weights = if let Some(path) = optional(WEIGHTS)? {
+        vec![path]
+    } else if let Some(index) = optional(WEIGHTS_INDEX)? {
+        let mut shards = Vec::new();
+        for f in shard_names(&index)? {
+            shards.push(get(&f)?.ok_or_else(|| missing(&f))?);
+        }
+        shards
+    } else if let Some(gguf) = optional(GGUF_WEIGHTS)? {
+        vec![gguf]
+    } else {
+        return Err(absent(WEIGHTS));
     };
     Ok(ModelFiles {
         name: id.to_string(),

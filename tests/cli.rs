@@ -421,3 +421,43 @@ fn quantize_writes_a_model_directory_that_later_runs_load_as_is() {
     ])));
     assert_ne!(f32, loaded, "and it is not the f32 model");
 }
+
+#[test]
+fn a_hub_repository_of_a_gguf_file_alone_loads_and_then_runs_offline() {
+    // As llama.cpp's GPT-2 repositories are: model.gguf and no config.json or tokenizer.json.
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    let model = model_arg("gpt2-tiny");
+    let repo_arg = repo.display().to_string();
+    let out = run(&mut quill(&[
+        "--model", &model, "--dtype", "q8_0", "quantize", &repo_arg,
+    ]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_file(repo.join("config.json")).unwrap();
+    std::fs::remove_file(repo.join("tokenizer.json")).unwrap();
+    let server = HubServer::start(&[("quill-test/tiny-gguf", repo.clone())]);
+    let home = tempfile::tempdir().unwrap();
+    let text = "The quick brown fox <|endoftext|> jumps.";
+    let score = |endpoint: &str, offline: bool| {
+        let mut cmd = quill(&["--model", "quill-test/tiny-gguf", "score", "--json", text]);
+        cmd.env("HF_HOME", home.path()).env("HF_ENDPOINT", endpoint);
+        if offline {
+            cmd.arg("--offline");
+        }
+        stdout_json(&run(&mut cmd))
+    };
+    let direct = stdout_json(&run(&mut quill(&[
+        "--model", &model, "--dtype", "q8_0", "score", "--json", text,
+    ])));
+    assert_eq!(score(&server.endpoint, false), direct);
+    assert_eq!(
+        server.downloads.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "only model.gguf is there to download"
+    );
+    assert_eq!(score("http://127.0.0.1:9", true), direct, "from the cache");
+}

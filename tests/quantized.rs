@@ -161,3 +161,63 @@ fn a_truncated_gguf_file_is_named_with_the_reason() {
         "{err}"
     );
 }
+
+#[test]
+fn a_gguf_file_alone_brings_its_config_and_tokenizer() {
+    // llama.cpp's converter writes model.gguf alone: quill rebuilds config.json and
+    // tokenizer.json from its metadata, which must give the same tokens and log-probs.
+    let dir = tempfile::tempdir().unwrap();
+    let files = models::resolve(
+        &ModelSource::Dir(fixture_dir("gpt2-tiny")),
+        &Default::default(),
+    )
+    .unwrap();
+    let lm = load("gpt2-tiny", "q8_0");
+    lm.save_gguf_dir(&files, dir.path()).unwrap();
+    std::fs::remove_file(dir.path().join("config.json")).unwrap();
+    std::fs::remove_file(dir.path().join("tokenizer.json")).unwrap();
+    let alone = models::resolve(&ModelSource::Dir(dir.path().into()), &Default::default()).unwrap();
+    assert!(alone.is_gguf() && !alone.config.starts_with(dir.path()));
+    let back =
+        LanguageModel::load_format(&alone, &Device::Cpu, models::parse_format("f32").unwrap())
+            .unwrap();
+    assert_eq!((back.bos(), back.eos()), (lm.bos(), lm.eos()));
+    let inner = |lm: &LanguageModel| {
+        let c = lm.gpt2().config();
+        c.n_inner.unwrap_or(4 * c.n_embd)
+    };
+    assert_eq!(inner(&back), inner(&lm));
+    assert_eq!(logprobs(&back, "gpt2-tiny"), logprobs(&lm, "gpt2-tiny"));
+    // Offsets, special tokens and bytes that are no whole character come out the same.
+    let text = "Hello, world!<|endoftext|> tabs\tand ünïcödé 12345";
+    let (a, b) = (
+        lm.score(text, &Cancel::new()).unwrap(),
+        back.score(text, &Cancel::new()).unwrap(),
+    );
+    let spans = |s: &quill::engine::ScoredText| -> Vec<(u32, usize, usize, String)> {
+        s.tokens
+            .iter()
+            .map(|t| (t.id, t.start, t.end, t.text.clone()))
+            .collect()
+    };
+    assert_eq!(spans(&a), spans(&b));
+    assert!(a.tokens.iter().any(|t| t.text == "<|endoftext|>"));
+}
+
+#[test]
+fn a_gguf_file_without_tokenizer_metadata_is_named_with_the_key() {
+    use candle_core::quantized::gguf_file::{self, Value};
+    let dir = tempfile::tempdir().unwrap();
+    let meta = [("general.architecture", Value::String("gpt2".into()))];
+    let meta: Vec<(&str, &Value)> = meta.iter().map(|(k, v)| (*k, v)).collect();
+    let mut file = std::fs::File::create(dir.path().join("model.gguf")).unwrap();
+    gguf_file::write(&mut file, &meta, &[]).unwrap();
+    drop(file);
+    let err = models::resolve(&ModelSource::Dir(dir.path().into()), &Default::default())
+        .expect_err("no tokenizer, no model")
+        .to_string();
+    assert!(
+        err.contains("model.gguf") && err.contains("tokenizer.ggml.model"),
+        "{err}"
+    );
+}
