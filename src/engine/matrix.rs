@@ -389,6 +389,13 @@ impl Matrix {
         let mut tile = vec![0f32; TILE_ROWS.min(n).div_ceil(nr) * nr * k];
         for first in (0..n).step_by(TILE_ROWS) {
             let rows = TILE_ROWS.min(n - first);
+            if !simd() {
+                // Without AVX2 the gemm crate multiplies, and it reads rows, not panels.
+                let rows_major = &mut tile[..rows * k];
+                self.rows_f32(first, rows_major);
+                super::gemm::xwt_gemm_crate(x, m, k, rows_major, rows, &mut out[first..], n);
+                continue;
+            }
             // Converted straight into the gemm's panels; the kernel then reads them as is.
             let panels = &mut tile[..rows.div_ceil(nr) * nr * k];
             panels
@@ -403,12 +410,8 @@ impl Matrix {
                         }
                     }
                 });
-            let dst = &mut out[first..];
-            if !super::gemm::xwt_packed(x, m, k, panels, rows, dst, n) {
-                let mut rows_major = vec![0f32; rows * k];
-                self.rows_f32(first, &mut rows_major);
-                super::gemm::xwt_gemm_crate(x, m, k, &rows_major, rows, &mut out[first..], n);
-            }
+            let packed = super::gemm::xwt_packed(x, m, k, panels, rows, &mut out[first..], n);
+            assert!(packed, "simd() checked the CPU for the packed gemm");
         }
         out
     }
@@ -568,8 +571,17 @@ impl Kernel {
     }
 }
 
+/// Set by a test to run the portable paths on a CPU with AVX2 (either path gives the same
+/// products, so other tests running meanwhile are unaffected but for speed).
+#[cfg(test)]
+static PORTABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Whether the AVX2 kernels can run here (they also need FMA and F16C).
 fn simd() -> bool {
+    #[cfg(test)]
+    if PORTABLE.load(std::sync::atomic::Ordering::Relaxed) {
+        return false;
+    }
     #[cfg(target_arch = "x86_64")]
     {
         std::is_x86_feature_detected!("avx2")
@@ -897,6 +909,37 @@ mod tests {
                 };
                 let d = max_diff(&got, &reference(&x, m, &rounded, n, k));
                 assert!(d <= tol, "{format:?} {m}x{k}x{n}: differs by {d}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_format_multiplies_the_same_without_avx2() {
+        let (k, n) = (512, 40);
+        let w = random(n * k, 13);
+        for m in [2, 12] {
+            let x = random(m * k, 14);
+            for format in [
+                Format::F32,
+                Format::F16,
+                Format::Bf16,
+                Format::Q8_0,
+                Format::Q4K,
+            ] {
+                let matrix = Matrix::from_f32(&w, n, k, format);
+                let fast = matrix.matmul_t(&x, m);
+                PORTABLE.store(true, std::sync::atomic::Ordering::Relaxed);
+                let plain = matrix.matmul_t(&x, m);
+                PORTABLE.store(false, std::sync::atomic::Ordering::Relaxed);
+                // Without AVX2 q4_k prompts multiply f32 activations by the widened weights,
+                // with it quantized ones (q8_K) by the blocks: they differ by that rounding.
+                let tol = if format == Format::Q4K && m > MAX_ROWS {
+                    0.02 * (k as f32).sqrt()
+                } else {
+                    1e-3
+                };
+                let d = max_diff(&fast, &plain);
+                assert!(d < tol, "{format:?}, {m} rows: differs by {d}");
             }
         }
     }
