@@ -73,7 +73,9 @@ fn main() {
     }))
     .unwrap();
     let vb = VarBuilder::from_tensors(weights(), DType::F32, &Device::Cpu);
-    let model = T5Net::load(vb, &config, quill::models::WeightFormat::Float(DType::F32)).unwrap();
+    let dtype = common::arg("--dtype").unwrap_or_else(|| "f32".into());
+    let format = quill::models::parse_format(&dtype).unwrap();
+    let model = T5Net::load(vb, &config, format).unwrap();
     let ids: Vec<u32> = (0..512u32)
         .map(|i| 2 + (i * 7919) % (VOCAB as u32 - 2))
         .collect();
@@ -107,7 +109,7 @@ fn main() {
             serde_json::json!({"encode_512_ms": e, "decode_60_ms": d, "total_ms": e + d})
         );
     } else {
-        println!("quill T5, t5-small shapes, f32");
+        println!("quill T5, t5-small shapes, {dtype}");
         println!("encode 512 tokens     {e:>9.1} ms");
         println!(
             "decode 60 tokens      {d:>9.1} ms ({:.1} ms/token)",
