@@ -114,6 +114,9 @@ pub fn xwt_gemm_crate(
 pub fn pack<T: Copy + Default + Send + Sync>(w: &[T], n: usize, k: usize) -> Vec<T> {
     assert!(w.len() >= n * k);
     let mut panels = vec![T::default(); n.div_ceil(NR) * NR * k];
+    if k == 0 {
+        return panels;
+    }
     panels
         .par_chunks_mut(NR * k)
         .enumerate()

@@ -296,8 +296,9 @@ impl Matrix {
             m * self.cols,
             "input rows do not match the weights"
         );
-        if m == 0 {
-            return Vec::new();
+        if m == 0 || self.rows == 0 || self.cols == 0 {
+            // Empty sums (the kernels' tiles and chunks assume a non-empty matrix).
+            return vec![0f32; m * self.rows];
         }
         if m <= MAX_ROWS {
             self.few_rows(x, m)
@@ -941,6 +942,22 @@ mod tests {
                 let d = max_diff(&fast, &plain);
                 assert!(d < tol, "{format:?}, {m} rows: differs by {d}");
             }
+        }
+    }
+
+    #[test]
+    fn empty_matrices_give_empty_sums() {
+        for format in [
+            Format::F32,
+            Format::F16,
+            Format::Bf16,
+            Format::Q8_0,
+            Format::Q4K,
+        ] {
+            let no_inputs = Matrix::from_f32(&[], 3, 0, format);
+            assert_eq!(no_inputs.matmul_t(&[], 12), vec![0f32; 36], "{format:?}");
+            let no_outputs = Matrix::from_f32(&[], 0, 256, format);
+            assert!(no_outputs.matmul_t(&random(12 * 256, 1), 12).is_empty());
         }
     }
 
