@@ -8,9 +8,12 @@
 //!
 //! Products quantize the activations to ggml's `q8_K` (one f32 scale per 256 values, signed
 //! bytes, and the sum of each 32 bytes): per block the integer sums `Σ sc[j] · Σ q·a` and
-//! `Σ m[j] · Σ a` are scaled once. The AVX2 kernel runs up to [`super::matrix::MAX_ROWS`]
-//! activation rows against one weight row, unpacking each run of quants once for all of them;
-//! prompts run it four activation rows at a time over tiles of weight rows that stay in cache.
+//! `Σ m[j] · Σ a` are scaled once. The AVX2 decoding kernel runs up to
+//! [`super::matrix::MAX_ROWS`] activation rows against each weight row, unpacking each run of
+//! quants once for all of them. Prompts unpack every block's scales once per product
+//! ([`Unpacked`]), take the mins' share of all products as one f32 product
+//! ([`Activations::min_terms`]), and add the scales' share four activation rows at a time
+//! ([`avx::scaled_sums`]) over tiles of weight rows that stay in cache.
 
 use candle_core::quantized::k_quants::{BlockQ4K, GgmlType};
 use half::f16;
@@ -288,7 +291,7 @@ pub mod avx {
     }
 
     /// [`super::dots`] with AVX2, for decoding: each block's scales unpacked as it is read,
-    /// its integer sums ([`block_sums`]) scaled into f32 once, with its mins term (`madd` of
+    /// its integer sums (`block_sums`) scaled into f32 once, with its mins term (`madd` of
     /// the mins by the activations' 32-value sums). The loop over weight rows is inside, so
     /// that nothing is called per row.
     ///
