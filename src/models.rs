@@ -35,8 +35,8 @@ pub enum ModelSource {
 }
 
 impl ModelSource {
-    /// A spec that names an existing directory, or looks like a path, is a directory; anything
-    /// else is a hub id.
+    /// A spec that names an existing directory or file, or looks like a path, is local (a
+    /// model directory, or a GPT-2 `.gguf` file); anything else is a hub id.
     pub fn parse(spec: &str, revision: Option<&str>) -> Self {
         let path = Path::new(spec);
         let looks_like_path = spec.starts_with('.')
@@ -44,7 +44,7 @@ impl ModelSource {
             || spec.starts_with('~')
             || spec.matches('/').count() > 1
             || spec.contains('\\');
-        if path.is_dir() || looks_like_path {
+        if path.is_dir() || path.is_file() || looks_like_path {
             ModelSource::Dir(path.to_path_buf())
         } else {
             ModelSource::Hub {
@@ -65,9 +65,10 @@ impl ModelSource {
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     #[error(
-        "the model directory `{0}` does not exist. Pass --model (setting `model`) a directory \
-         that holds config.json, model.safetensors and tokenizer.json, or a hub id such as \
-         openai-community/gpt2"
+        "the model `{0}` does not exist (no such directory or file). Pass --model (setting \
+         `model`) a directory \
+         that holds config.json, model.safetensors and tokenizer.json, a GPT-2 .gguf file, or \
+         a hub id such as openai-community/gpt2"
     )]
     NoSuchDir(PathBuf),
     #[error(
@@ -162,6 +163,9 @@ pub fn resolve(source: &ModelSource, opts: &FetchOptions) -> Result<ModelFiles, 
 }
 
 fn resolve_dir(dir: &Path) -> Result<ModelFiles, ModelError> {
+    if dir.is_file() && dir.extension().is_some_and(|e| e == "gguf") {
+        return resolve_gguf_file(dir);
+    }
     if !dir.is_dir() {
         return Err(ModelError::NoSuchDir(dir.to_path_buf()));
     }
@@ -209,6 +213,29 @@ fn resolve_dir(dir: &Path) -> Result<ModelFiles, ModelError> {
         config,
         tokenizer,
         weights,
+    })
+}
+
+/// A GGUF file named directly (llama.cpp's files are named after their format, such as
+/// `gpt2.Q8_0.gguf`): `config.json` and `tokenizer.json` beside it are used if present, else
+/// made from its metadata.
+fn resolve_gguf_file(path: &Path) -> Result<ModelFiles, ModelError> {
+    let beside = |name: &str| {
+        let p = path.with_file_name(name);
+        p.is_file().then_some(p)
+    };
+    let (config, tokenizer) = match (beside("config.json"), beside("tokenizer.json")) {
+        (Some(c), Some(t)) => (c, t),
+        (c, t) => {
+            let (derived_c, derived_t) = gguf_companions(path)?;
+            (c.unwrap_or(derived_c), t.unwrap_or(derived_t))
+        }
+    };
+    Ok(ModelFiles {
+        name: path.display().to_string(),
+        config,
+        tokenizer,
+        weights: vec![path.to_path_buf()],
     })
 }
 

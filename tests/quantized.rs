@@ -205,6 +205,29 @@ fn a_gguf_file_alone_brings_its_config_and_tokenizer() {
 }
 
 #[test]
+fn a_gguf_file_named_directly_loads_as_its_directory_would() {
+    // llama.cpp's files are named after their format, and users pass the file itself.
+    let dir = tempfile::tempdir().unwrap();
+    let files = models::resolve(
+        &ModelSource::Dir(fixture_dir("gpt2-tiny")),
+        &Default::default(),
+    )
+    .unwrap();
+    let lm = load("gpt2-tiny", "q8_0");
+    let written = lm.save_gguf_dir(&files, &dir.path().join("out")).unwrap();
+    let file = dir.path().join("gpt2-tiny.Q8_0.gguf");
+    std::fs::rename(&written, &file).unwrap();
+    let source = ModelSource::parse(file.to_str().unwrap(), None);
+    assert_eq!(source, ModelSource::Dir(file.clone()));
+    let named = models::resolve(&source, &Default::default()).unwrap();
+    assert!(named.is_gguf() && named.weights == [file]);
+    let back =
+        LanguageModel::load_format(&named, &Device::Cpu, models::parse_format("f32").unwrap())
+            .unwrap();
+    assert_eq!(logprobs(&back, "gpt2-tiny"), logprobs(&lm, "gpt2-tiny"));
+}
+
+#[test]
 fn a_gguf_file_without_tokenizer_metadata_is_named_with_the_key() {
     use candle_core::quantized::gguf_file::{self, Value};
     let dir = tempfile::tempdir().unwrap();
