@@ -382,6 +382,19 @@ fn a_settings_change_without_our_section_keeps_or_pulls_the_settings() {
         greedy_settings(),
     );
     client.open(URI, "python", "The cat");
+    // Completions come back empty while the model loads: wait for one, so that an empty
+    // answer below can only mean the pulled settings applied.
+    let loaded = (0..200).any(|_| {
+        let r = completion(&mut client, 0, 7);
+        let ready = r["result"]["items"]
+            .as_array()
+            .is_some_and(|i| !i.is_empty());
+        if !ready {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        ready
+    });
+    assert!(loaded, "the model never answered with a completion");
     let mut off = greedy_settings();
     off["completion"]["enabled"] = json!(false);
     client.configuration = off;
