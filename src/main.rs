@@ -22,7 +22,7 @@ struct Cli {
 
 #[derive(Args, Clone)]
 struct ModelArgs {
-    /// GPT-2-architecture model: a hub id or a local directory in the hub layout.
+    /// GPT-2-architecture model: a hub id, a local directory in the hub layout, or a .gguf file.
     #[arg(long, global = true, default_value = "openai-community/gpt2")]
     model: String,
     /// T5 model: a hub id or a local directory.
