@@ -327,7 +327,7 @@ fn gguf_companions(gguf: &Path) -> Result<(PathBuf, PathBuf), ModelError> {
     let vocab_size = content
         .tensor_infos
         .get("token_embd.weight")
-        .map(|t| t.shape.dims()[0])
+        .and_then(|t| t.shape.dims().first().copied())
         .unwrap_or(tokens.len());
     let eos = number("tokenizer.ggml.eos_token_id").ok();
     let bos = number("tokenizer.ggml.bos_token_id").ok().or(eos);
