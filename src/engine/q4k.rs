@@ -238,16 +238,8 @@ pub fn dots<const M: usize>(
 #[cfg(target_arch = "x86_64")]
 pub mod avx {
     use super::{scales_mins, Activations, Layout, BLOCK_BYTES, QK_K};
+    use crate::engine::matrix::avx::hsum;
     use std::arch::x86_64::*;
-
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    fn hsum(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-        _mm_cvtss_f32(s)
-    }
 
     /// One block's integer sums `Σ_j sc[j] · (q · a)_j` for `M` activation rows, in i32
     /// lanes: per run of 32 quant bytes two nibble masks, then per row two `maddubs`
