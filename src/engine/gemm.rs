@@ -426,17 +426,14 @@ mod tests {
             ));
             assert_eq!(got, want, "f16 panels: the widened weights' sums");
             assert_eq!(packed_at(&panels, k, n - 1, k - 1), w[n * k - 1]);
-            for i in 0..m {
-                for j in 0..n {
-                    let want: f64 = (0..k)
-                        .map(|l| x[i * k + l] as f64 * w[j * k + l] as f64)
-                        .sum();
-                    let got = out[i * n + j] as f64;
-                    assert!(
-                        (got - want).abs() < 1e-4 * k as f64,
-                        "{m}x{k}x{n} at ({i},{j})"
-                    );
-                }
+            let want = crate::engine::testutil::reference_xwt(&x, m, &w, n, k);
+            for (at, (got, want)) in out.iter().zip(&want).enumerate() {
+                assert!(
+                    (got - want).abs() < 1e-4 * k as f32,
+                    "{m}x{k}x{n} at ({},{})",
+                    at / n,
+                    at % n
+                );
             }
         }
     }

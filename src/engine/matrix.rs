@@ -48,6 +48,14 @@ pub enum Format {
 }
 
 impl Format {
+    pub const ALL: [Format; 5] = [
+        Format::F32,
+        Format::F16,
+        Format::Bf16,
+        Format::Q8_0,
+        Format::Q4K,
+    ];
+
     /// Whether a matrix with rows of `cols` weights can be held in this format.
     pub fn fits(self, cols: usize) -> bool {
         match self {
@@ -838,41 +846,7 @@ pub(super) mod avx {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn random(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
-
-    /// `x · wᵀ` in f64 from f32 weights.
-    fn reference(x: &[f32], m: usize, w: &[f32], n: usize, k: usize) -> Vec<f32> {
-        let mut out = vec![0f32; m * n];
-        for i in 0..m {
-            for j in 0..n {
-                out[i * n + j] = (0..k)
-                    .map(|l| x[i * k + l] as f64 * w[j * k + l] as f64)
-                    .sum::<f64>() as f32;
-            }
-        }
-        out
-    }
-
-    fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-        assert_eq!(a.len(), b.len());
-        a.iter()
-            .zip(b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0, f32::max)
-    }
+    use crate::engine::testutil::{max_diff, random, reference_xwt as reference};
 
     #[test]
     fn every_format_multiplies_like_its_rounded_weights() {
@@ -891,14 +865,7 @@ mod tests {
         ] {
             let x = random(m * k, 1);
             let w = random(n * k, 2);
-            let formats = [
-                Format::F32,
-                Format::F16,
-                Format::Bf16,
-                Format::Q8_0,
-                Format::Q4K,
-            ];
-            for format in formats.into_iter().filter(|f| f.fits(k)) {
+            for format in Format::ALL.into_iter().filter(|f| f.fits(k)) {
                 let matrix = Matrix::from_f32(&w, n, k, format);
                 // The weights as the format holds them, in f32.
                 let mut rounded = vec![0f32; n * k];
@@ -921,13 +888,7 @@ mod tests {
         let w = random(n * k, 13);
         for m in [2, 12] {
             let x = random(m * k, 14);
-            for format in [
-                Format::F32,
-                Format::F16,
-                Format::Bf16,
-                Format::Q8_0,
-                Format::Q4K,
-            ] {
+            for format in Format::ALL {
                 let matrix = Matrix::from_f32(&w, n, k, format);
                 let fast = matrix.matmul_t(&x, m);
                 PORTABLE.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -948,13 +909,7 @@ mod tests {
 
     #[test]
     fn empty_matrices_give_empty_sums() {
-        for format in [
-            Format::F32,
-            Format::F16,
-            Format::Bf16,
-            Format::Q8_0,
-            Format::Q4K,
-        ] {
+        for format in Format::ALL {
             let no_inputs = Matrix::from_f32(&[], 3, 0, format);
             assert_eq!(no_inputs.matmul_t(&[], 12), vec![0f32; 36], "{format:?}");
             let no_outputs = Matrix::from_f32(&[], 0, 256, format);

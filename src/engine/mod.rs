@@ -14,6 +14,8 @@ pub mod session;
 pub mod stream;
 pub mod t5;
 pub mod t5net;
+#[cfg(test)]
+mod testutil;
 pub mod tokens;
 pub mod weight;
 pub mod worker;
