@@ -5,13 +5,30 @@ mod support;
 
 use candle_core::Device;
 use quill::engine::{Cancel, LanguageModel};
-use quill::models::{self, ModelSource};
+use quill::models::{self, ModelFiles, ModelSource};
+use std::path::{Path, PathBuf};
 use support::*;
 
+fn resolve(path: &Path) -> ModelFiles {
+    models::resolve(&ModelSource::Dir(path.into()), &Default::default()).unwrap()
+}
+
+fn load_files(files: &ModelFiles, dtype: &str) -> Result<LanguageModel, models::ModelError> {
+    LanguageModel::load_format(files, &Device::Cpu, models::parse_format(dtype).unwrap())
+}
+
 fn load(name: &str, dtype: &str) -> LanguageModel {
-    let files = models::resolve(&ModelSource::Dir(fixture_dir(name)), &Default::default()).unwrap();
-    let format = models::parse_format(dtype).unwrap();
-    LanguageModel::load_format(&files, &Device::Cpu, format).unwrap()
+    load_files(&resolve(&fixture_dir(name)), dtype).unwrap()
+}
+
+/// gpt2-tiny loaded in `dtype` and written by `save_gguf_dir` into `dir`: the model and the
+/// GGUF file's path.
+fn gpt2_tiny_gguf(dtype: &str, dir: &Path) -> (LanguageModel, PathBuf) {
+    let lm = load("gpt2-tiny", dtype);
+    let gguf = lm
+        .save_gguf_dir(&resolve(&fixture_dir("gpt2-tiny")), dir)
+        .unwrap();
+    (lm, gguf)
 }
 
 /// (top-1 agreement, mean |log-prob error|) of `b` against `a` over the fixture's texts.
@@ -102,25 +119,13 @@ fn half_precisions_round_only_the_weights() {
 #[test]
 fn quantize_writes_gguf_that_loads_back_as_the_same_model() {
     let dir = tempfile::tempdir().unwrap();
-    let files = models::resolve(
-        &ModelSource::Dir(fixture_dir("gpt2-tiny")),
-        &Default::default(),
-    )
-    .unwrap();
     for dtype in ["q8_0", "q4_k", "f16", "f32"] {
-        let lm = load("gpt2-tiny", dtype);
         let out = dir.path().join(dtype);
-        lm.save_gguf_dir(&files, &out).unwrap();
-        let back_files =
-            models::resolve(&ModelSource::Dir(out.clone()), &Default::default()).unwrap();
+        let (lm, _) = gpt2_tiny_gguf(dtype, &out);
+        let back_files = resolve(&out);
         assert!(back_files.is_gguf());
         // --dtype does not apply to a GGUF file: its matrices load as written.
-        let back = LanguageModel::load_format(
-            &back_files,
-            &Device::Cpu,
-            models::parse_format("f32").unwrap(),
-        )
-        .unwrap();
+        let back = load_files(&back_files, "f32").unwrap();
         assert_eq!(
             back.gpt2().quantized_matrices(),
             lm.gpt2().quantized_matrices()
@@ -141,18 +146,10 @@ fn quantize_writes_gguf_that_loads_back_as_the_same_model() {
 #[test]
 fn a_truncated_gguf_file_is_named_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let files = models::resolve(
-        &ModelSource::Dir(fixture_dir("gpt2-tiny")),
-        &Default::default(),
-    )
-    .unwrap();
-    let gguf = load("gpt2-tiny", "q8_0")
-        .save_gguf_dir(&files, dir.path())
-        .unwrap();
+    let (_, gguf) = gpt2_tiny_gguf("q8_0", dir.path());
     let bytes = std::fs::read(&gguf).unwrap();
     std::fs::write(&gguf, &bytes[..bytes.len() - 1000]).unwrap();
-    let back = models::resolve(&ModelSource::Dir(dir.path().into()), &Default::default()).unwrap();
-    let err = LanguageModel::load_format(&back, &Device::Cpu, models::parse_format("f32").unwrap())
+    let err = load_files(&resolve(dir.path()), "f32")
         .err()
         .expect("a truncated file must not load")
         .to_string();
@@ -167,20 +164,12 @@ fn a_gguf_file_alone_brings_its_config_and_tokenizer() {
     // llama.cpp's converter writes model.gguf alone: quill rebuilds config.json and
     // tokenizer.json from its metadata, which must give the same tokens and log-probs.
     let dir = tempfile::tempdir().unwrap();
-    let files = models::resolve(
-        &ModelSource::Dir(fixture_dir("gpt2-tiny")),
-        &Default::default(),
-    )
-    .unwrap();
-    let lm = load("gpt2-tiny", "q8_0");
-    lm.save_gguf_dir(&files, dir.path()).unwrap();
+    let (lm, _) = gpt2_tiny_gguf("q8_0", dir.path());
     std::fs::remove_file(dir.path().join("config.json")).unwrap();
     std::fs::remove_file(dir.path().join("tokenizer.json")).unwrap();
-    let alone = models::resolve(&ModelSource::Dir(dir.path().into()), &Default::default()).unwrap();
+    let alone = resolve(dir.path());
     assert!(alone.is_gguf() && !alone.config.starts_with(dir.path()));
-    let back =
-        LanguageModel::load_format(&alone, &Device::Cpu, models::parse_format("f32").unwrap())
-            .unwrap();
+    let back = load_files(&alone, "f32").unwrap();
     assert_eq!((back.bos(), back.eos()), (lm.bos(), lm.eos()));
     let inner = |lm: &LanguageModel| {
         let c = lm.gpt2().config();
@@ -208,22 +197,14 @@ fn a_gguf_file_alone_brings_its_config_and_tokenizer() {
 fn a_gguf_file_named_directly_loads_as_its_directory_would() {
     // llama.cpp's files are named after their format, and users pass the file itself.
     let dir = tempfile::tempdir().unwrap();
-    let files = models::resolve(
-        &ModelSource::Dir(fixture_dir("gpt2-tiny")),
-        &Default::default(),
-    )
-    .unwrap();
-    let lm = load("gpt2-tiny", "q8_0");
-    let written = lm.save_gguf_dir(&files, &dir.path().join("out")).unwrap();
+    let (lm, written) = gpt2_tiny_gguf("q8_0", &dir.path().join("out"));
     let file = dir.path().join("gpt2-tiny.Q8_0.gguf");
     std::fs::rename(&written, &file).unwrap();
     let source = ModelSource::parse(file.to_str().unwrap(), None);
     assert_eq!(source, ModelSource::Dir(file.clone()));
     let named = models::resolve(&source, &Default::default()).unwrap();
     assert!(named.is_gguf() && named.weights == [file]);
-    let back =
-        LanguageModel::load_format(&named, &Device::Cpu, models::parse_format("f32").unwrap())
-            .unwrap();
+    let back = load_files(&named, "f32").unwrap();
     assert_eq!(logprobs(&back, "gpt2-tiny"), logprobs(&lm, "gpt2-tiny"));
 }
 
