@@ -62,7 +62,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchutil import cpu_name
+from benchutil import cpu_name, emit
 
 DTYPES = ("f32", "f16", "q8_0", "q4_k")
 FORMAT_VERSION = 1  # bump when the GGUF writing changes, so stale files in --work are rewritten
@@ -690,12 +690,7 @@ def main():
                     lines.append(f"    {d:5s} ({what:26s}) last token {r[f'check_{tag}max_abs_diff_last']:.2e}, "
                                  f"all positions {r[f'check_{tag}max_abs_diff_all']:.2e}, "
                                  f"argmax agrees {r[f'check_{tag}argmax_agree']}/{CHECK_TOKENS}")
-    table = "\n".join(lines)
-    if args.json:
-        print(table, file=sys.stderr)
-        print(json.dumps(out, indent=2))
-    else:
-        print(table)
+    emit(lines, out, args.json)
 
 
 if __name__ == "__main__":

@@ -20,10 +20,9 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
 
-from benchutil import cpu_name
+from benchutil import cpu_name, emit
 
 
 def main():
@@ -169,12 +168,7 @@ def main():
     if "score" in res:
         lines.append(f"  {'score ' + str(res['score']['paragraphs']) + ' paragraphs, all logits':34s} "
                      f"{res['score']['tokens_per_s']:9.1f} tok/s  ({res['score']['seconds']:.2f} s)")
-    table = "\n".join(lines)
-    if args.json:
-        print(table, file=sys.stderr)
-        print(json.dumps(out, indent=2))
-    else:
-        print(table)
+    emit(lines, out, args.json)
 
 
 if __name__ == "__main__":

@@ -17,13 +17,11 @@ Usage:  /work/venv/bin/python scripts/bench_t5_pytorch.py [--threads 2] [--repea
 """
 
 import argparse
-import json
 import os
 import statistics
-import sys
 import time
 
-from benchutil import cpu_name
+from benchutil import cpu_name, emit
 
 
 def main():
@@ -122,12 +120,7 @@ def main():
         f"(min {res['decode']['min_ms']:.1f}; {res['decode']['ms_per_token']:.2f} ms/token)",
         f"  {'total':28s} {res['total']['ms']:9.1f} ms  (min {res['total']['min_ms']:.1f})",
     ]
-    table = "\n".join(lines)
-    if args.json:
-        print(table, file=sys.stderr)
-        print(json.dumps(out, indent=2))
-    else:
-        print(table)
+    emit(lines, out, args.json)
 
 
 if __name__ == "__main__":

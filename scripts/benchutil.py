@@ -1,5 +1,8 @@
 """Shared by the benchmark scripts (run from scripts/, so a plain import finds it)."""
 
+import json
+import sys
+
 
 def cpu_name():
     """The CPU's model name, for the benchmark's metadata."""
@@ -12,3 +15,14 @@ def cpu_name():
         pass
     import platform
     return platform.processor() or platform.machine()
+
+
+def emit(lines, out, as_json):
+    """The results: the table on stdout, or with --json the table on stderr and `out` as JSON
+    on stdout."""
+    table = "\n".join(lines)
+    if as_json:
+        print(table, file=sys.stderr)
+        print(json.dumps(out, indent=2))
+    else:
+        print(table)
