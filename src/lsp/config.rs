@@ -210,6 +210,14 @@ impl Settings {
     /// Values of the right type but out of range keep their previous value.
     fn check_ranges(&mut self, previous: &Settings, errors: &mut Vec<String>) {
         macro_rules! check {
+            ($field:ident, $ok:expr, $why:literal) => {{
+                let v = &self.$field;
+                #[allow(clippy::redundant_closure_call)]
+                if !($ok)(v) {
+                    errors.push(format!("quill.{}: {:?} {}", stringify!($field), v, $why));
+                    self.$field = previous.$field.clone();
+                }
+            }};
             ($field:ident . $sub:ident, $ok:expr, $why:literal) => {{
                 let v = &self.$field.$sub;
                 #[allow(clippy::redundant_closure_call)]
@@ -270,13 +278,11 @@ impl Settings {
             |v: &usize| (1..=1024).contains(v),
             "must be between 1 and 1024"
         );
-        if self.threads > 1024 {
-            errors.push(format!(
-                "quill.threads: {} must be at most 1024 (0: every core but one)",
-                self.threads
-            ));
-            self.threads = previous.threads;
-        }
+        check!(
+            threads,
+            |v: &usize| *v <= 1024,
+            "must be at most 1024 (0: every core but one)"
+        );
         for (name, value, prev) in [
             ("device", &mut self.device, &previous.device),
             ("dtype", &mut self.dtype, &previous.dtype),
