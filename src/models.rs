@@ -692,6 +692,11 @@ fn check_gguf(path: &Path) -> Result<(), String> {
     gguf_tensors_fit(&content, len)
 }
 
+/// The bytes a GGUF tensor's data takes.
+pub fn gguf_tensor_bytes(info: &candle_core::quantized::gguf_file::TensorInfo) -> usize {
+    info.shape.elem_count() / info.ggml_dtype.block_size() * info.ggml_dtype.type_size()
+}
+
 /// Checks that every tensor a GGUF header lists lies within the file's `len` bytes, naming
 /// the first that does not.
 pub fn gguf_tensors_fit(
@@ -699,9 +704,7 @@ pub fn gguf_tensors_fit(
     len: u64,
 ) -> Result<(), String> {
     for (name, info) in &content.tensor_infos {
-        let bytes =
-            info.shape.elem_count() / info.ggml_dtype.block_size() * info.ggml_dtype.type_size();
-        let end = content.tensor_data_offset + info.offset + bytes as u64;
+        let end = content.tensor_data_offset + info.offset + gguf_tensor_bytes(info) as u64;
         if end > len {
             return Err(format!(
                 "tensor `{name}` ends at byte {end}, past the end of the file ({len} bytes): \

@@ -23,6 +23,7 @@ use half::f16;
 use super::gpt2::{Gpt2, Gpt2Config, Stored, TensorSource};
 use super::matrix::{Format, Matrix};
 use super::weight::Weight;
+use crate::models::gguf_tensor_bytes;
 
 type Result<T> = candle_core::Result<T>;
 
@@ -98,9 +99,7 @@ impl GgufSource {
     }
 
     fn raw(&self, info: &gguf_file::TensorInfo) -> Result<Vec<u8>> {
-        let bytes =
-            info.shape.elem_count() / info.ggml_dtype.block_size() * info.ggml_dtype.type_size();
-        let mut raw = vec![0u8; bytes];
+        let mut raw = vec![0u8; gguf_tensor_bytes(info)];
         let mut file = self.file.borrow_mut();
         file.seek(SeekFrom::Start(
             self.content.tensor_data_offset + info.offset,
