@@ -441,9 +441,8 @@ impl Matrix {
         let xa = q4k::quantize_activations(x);
         let unpacked = q4k::Unpacked::new(blocks);
         let (mins_x, mins_w) = (xa.min_terms(), &unpacked.neg_mins);
-        if !super::gemm::xwt(&mins_x, m, k / 32, mins_w, n, out, n) {
-            super::gemm::xwt_gemm_crate(&mins_x, m, k / 32, mins_w, n, out, n);
-        }
+        let done = super::gemm::xwt(&mins_x, m, k / 32, mins_w, n, out, n);
+        assert!(done, "many_rows checked simd() for the gemm");
         // ~64 KiB of weights a tile, a quarter of the smallest L2 of the CPUs this targets.
         let tile = (65536 / bytes).clamp(8, 256);
         // Enough tasks for every thread twice, at most 16 input rows each.
