@@ -296,8 +296,8 @@ pub fn fetch(model: &ModelOptions, out: &mut dyn Write) -> anyhow::Result<()> {
             .resolve(spec)
             .with_context(|| format!("fetching `{spec}`"))?;
         models::check_weights(&files.weights)?;
-        let dir = files
-            .config
+        // The weights' directory: a GGUF file's config may be rebuilt elsewhere.
+        let dir = files.weights[0]
             .parent()
             .map(|p| p.display().to_string())
             .unwrap_or_default();

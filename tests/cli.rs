@@ -460,4 +460,23 @@ fn a_hub_repository_of_a_gguf_file_alone_loads_and_then_runs_offline() {
         "only model.gguf is there to download"
     );
     assert_eq!(score("http://127.0.0.1:9", true), direct, "from the cache");
+    // `quill fetch` names the cached repository, not where the config was rebuilt.
+    let t5 = model_arg("t5-tiny");
+    let mut fetch = quill(&[
+        "--model",
+        "quill-test/tiny-gguf",
+        "--t5-model",
+        &t5,
+        "fetch",
+    ]);
+    fetch
+        .env("HF_HOME", home.path())
+        .env("HF_ENDPOINT", "http://127.0.0.1:9");
+    let out = run(fetch.arg("--offline"));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("models--quill-test--tiny-gguf"),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
