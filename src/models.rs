@@ -164,7 +164,7 @@ pub fn resolve(source: &ModelSource, opts: &FetchOptions) -> Result<ModelFiles, 
 
 fn resolve_dir(dir: &Path) -> Result<ModelFiles, ModelError> {
     if dir.is_file() && dir.extension().is_some_and(|e| e == "gguf") {
-        return resolve_gguf_file(dir);
+        return resolve_gguf_file(dir, dir.display().to_string());
     }
     if !dir.is_dir() {
         return Err(ModelError::NoSuchDir(dir.to_path_buf()));
@@ -181,18 +181,12 @@ fn resolve_dir(dir: &Path) -> Result<ModelFiles, ModelError> {
         }
     };
     let gguf = dir.join(GGUF_WEIGHTS);
-    let (config, tokenizer) = match (need("config.json"), need("tokenizer.json")) {
-        (Ok(c), Ok(t)) => (c, t),
-        // llama.cpp's GGUF files carry both in their metadata.
-        (c, t) if gguf.is_file() => {
-            let (derived_c, derived_t) = gguf_companions(&gguf)?;
-            (c.unwrap_or(derived_c), t.unwrap_or(derived_t))
-        }
-        (c, t) => (c?, t?),
-    };
-    let weights = if gguf.is_file() {
-        vec![dir.join(GGUF_WEIGHTS)]
-    } else if dir.join(WEIGHTS).is_file() {
+    if gguf.is_file() {
+        return resolve_gguf_file(&gguf, dir.display().to_string());
+    }
+    let config = need("config.json")?;
+    let tokenizer = need("tokenizer.json")?;
+    let weights = if dir.join(WEIGHTS).is_file() {
         vec![dir.join(WEIGHTS)]
     } else if dir.join(WEIGHTS_INDEX).is_file() {
         let index = dir.join(WEIGHTS_INDEX);
@@ -216,26 +210,36 @@ fn resolve_dir(dir: &Path) -> Result<ModelFiles, ModelError> {
     })
 }
 
-/// A GGUF file named directly (llama.cpp's files are named after their format, such as
-/// `gpt2.Q8_0.gguf`): `config.json` and `tokenizer.json` beside it are used if present, else
-/// made from its metadata.
-fn resolve_gguf_file(path: &Path) -> Result<ModelFiles, ModelError> {
-    let beside = |name: &str| {
-        let p = path.with_file_name(name);
+/// A GGUF file in a directory (`model.gguf`, or named directly as llama.cpp names its files,
+/// such as `gpt2.Q8_0.gguf`): `config.json` and `tokenizer.json` beside it are used if present.
+fn resolve_gguf_file(path: &Path, name: String) -> Result<ModelFiles, ModelError> {
+    let beside = |file: &str| {
+        let p = path.with_file_name(file);
         p.is_file().then_some(p)
     };
-    let (config, tokenizer) = match (beside("config.json"), beside("tokenizer.json")) {
+    gguf_model(name, path, beside("config.json"), beside("tokenizer.json"))
+}
+
+/// A model of one GGUF file: `config` and `tokenizer` where given, the rest made from the
+/// file's metadata ([`gguf_companions`]: llama.cpp's GGUF files carry both).
+fn gguf_model(
+    name: String,
+    gguf: &Path,
+    config: Option<PathBuf>,
+    tokenizer: Option<PathBuf>,
+) -> Result<ModelFiles, ModelError> {
+    let (config, tokenizer) = match (config, tokenizer) {
         (Some(c), Some(t)) => (c, t),
         (c, t) => {
-            let (derived_c, derived_t) = gguf_companions(path)?;
+            let (derived_c, derived_t) = gguf_companions(gguf)?;
             (c.unwrap_or(derived_c), t.unwrap_or(derived_t))
         }
     };
     Ok(ModelFiles {
-        name: path.display().to_string(),
+        name,
         config,
         tokenizer,
-        weights: vec![path.to_path_buf()],
+        weights: vec![gguf.to_path_buf()],
     })
 }
 
@@ -514,13 +518,7 @@ fn resolve_hub(id: &str, revision: &str, opts: &FetchOptions) -> Result<ModelFil
                     "tokenizer.json"
                 }));
             };
-            let (derived_c, derived_t) = gguf_companions(&gguf)?;
-            return Ok(ModelFiles {
-                name: id.to_string(),
-                config: c.unwrap_or(derived_c),
-                tokenizer: t.unwrap_or(derived_t),
-                weights: vec![gguf],
-            });
+            return gguf_model(id.to_string(), &gguf, c, t);
         }
     };
     let weights = if let Some(path) = optional(WEIGHTS)? {
