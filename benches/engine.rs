@@ -7,8 +7,8 @@ mod common;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use quill::engine::gpt2::{Gpt2, Gpt2Config};
-use quill::engine::session::Session;
+use quill::engine::nets::gpt2::{Gpt2, Gpt2Config};
+use quill::engine::tasks::session::Session;
 use quill::engine::Cancel;
 
 use common::*;
@@ -146,8 +146,9 @@ fn main() {
         let vb = VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu);
         let reference = Gpt2::load(vb, &config).unwrap();
         let text = ids(256, 5);
-        let a = quill::engine::scoring::score_ids(&reference, 50256, &text, &cancel).unwrap();
-        let b = quill::engine::scoring::score_ids(&model, 50256, &text, &cancel).unwrap();
+        let a =
+            quill::engine::tasks::scoring::score_ids(&reference, 50256, &text, &cancel).unwrap();
+        let b = quill::engine::tasks::scoring::score_ids(&model, 50256, &text, &cancel).unwrap();
         let agree = a
             .iter()
             .zip(&b)
@@ -197,10 +198,10 @@ fn gemm_shapes() {
         let mut out = vec![0f32; m * n];
         let flops = 2.0 * (m * k * n) as f64;
         let ours = median_ms(5, || {
-            quill::engine::gemm::xwt(&x, m, k, &w, n, &mut out, n);
+            quill::engine::cpu::gemm::xwt(&x, m, k, &w, n, &mut out, n);
         });
         let theirs = median_ms(5, || {
-            quill::engine::gemm::xwt_gemm_crate(&x, m, k, &w, n, &mut out, n);
+            quill::engine::cpu::gemm::xwt_gemm_crate(&x, m, k, &w, n, &mut out, n);
         });
         println!(
             "{m:>4}x{k:<4}x{n:<6} {what:<28} {:7.1} {:7.1}  ({:.2}x)",
@@ -209,7 +210,7 @@ fn gemm_shapes() {
             theirs / ours
         );
     }
-    use quill::engine::matrix::{Format, Matrix};
+    use quill::engine::cpu::matrix::{Format, Matrix};
     let formats = [Format::F32, Format::F16, Format::Q8_0, Format::Q4K];
     println!("quill's Matrix x·wT per weight format, GFLOP/s: {formats:?}");
     for (m, k, n) in [

@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use quill::engine::sampling::argmax;
-use quill::engine::t5net::{T5Config, T5Net};
+use quill::engine::nets::t5net::{T5Config, T5Net};
+use quill::engine::tasks::sampling::argmax;
 
 const D_MODEL: usize = 512;
 const D_KV: usize = 64;

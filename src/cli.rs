@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use serde_json::json;
 
-use crate::engine::sampling::{SamplingParams, StopAt};
+use crate::engine::tasks::sampling::{SamplingParams, StopAt};
 use crate::engine::{Cancel, GenerateParams, LanguageModel};
 use crate::models::{self, DownloadProgress, FetchOptions, ModelFiles, ModelSource};
 
@@ -188,7 +188,7 @@ pub struct CheckOptions {
     pub json: bool,
     /// The language id; by default from the file's extension.
     pub language: Option<String>,
-    pub proofread: crate::engine::proofread::ProofreadOptions,
+    pub proofread: crate::engine::tasks::proofread::ProofreadOptions,
     pub prose_languages: Vec<String>,
 }
 
@@ -265,7 +265,7 @@ pub fn check(
 /// Inputs longer than T5's 512 tokens are chunked; progress goes to stderr.
 pub fn t5_task(
     model: &ModelOptions,
-    task: &crate::engine::t5::Task,
+    task: &crate::engine::tasks::t5::Task,
     text: &str,
     max_tokens: usize,
     out: &mut dyn Write,
@@ -273,7 +273,7 @@ pub fn t5_task(
     let device = models::parse_device(&model.device)?;
     let format = models::parse_format(&model.dtype)?;
     let files = model.resolve(&model.t5_model)?;
-    let mut t5 = crate::engine::t5::T5Model::load(&files, &device, format)?;
+    let mut t5 = crate::engine::tasks::t5::T5Model::load(&files, &device, format)?;
     let result = t5.run(
         task,
         text,

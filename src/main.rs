@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use quill::cli::{self, CompleteOptions, ModelOptions};
-use quill::engine::t5::{Language, Task};
+use quill::engine::tasks::t5::{Language, Task};
 
 #[derive(Parser)]
 #[command(
@@ -249,7 +249,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             let opts = cli::CheckOptions {
                 json,
                 language,
-                proofread: quill::engine::proofread::ProofreadOptions {
+                proofread: quill::engine::tasks::proofread::ProofreadOptions {
                     min_token_logprob,
                     min_gap,
                     max_sentence_perplexity,

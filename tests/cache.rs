@@ -4,8 +4,8 @@
 mod support;
 
 use proptest::prelude::*;
-use quill::engine::sampling::{SamplingParams, StopAt};
-use quill::engine::session::WindowPolicy;
+use quill::engine::tasks::sampling::{SamplingParams, StopAt};
+use quill::engine::tasks::session::WindowPolicy;
 use quill::engine::{Cancel, GenerateParams, LanguageModel};
 use support::*;
 
@@ -80,7 +80,7 @@ fn apply(text: &mut String, e: &Edit) {
 
 fn check_equal(
     lm: &LanguageModel,
-    warm: &mut quill::engine::session::Session,
+    warm: &mut quill::engine::tasks::session::Session,
     text: &str,
 ) -> Result<(), TestCaseError> {
     let policy = WindowPolicy {

@@ -6,7 +6,7 @@ mod support;
 
 use std::process::{Command, Stdio};
 
-use quill::engine::proofread::{word_spans, ProofreadOptions};
+use quill::engine::tasks::proofread::{word_spans, ProofreadOptions};
 use quill::engine::Cancel;
 use serde_json::{json, Value};
 use support::lsp::LspClient;
@@ -369,7 +369,7 @@ fn sentences_of_high_perplexity_get_one_hint_each() {
         let got = lm.proofread(text, &opts, &Cancel::new()).unwrap();
         // By the transformers log-probs: each sentence's tokens, their perplexity.
         let mut want = Vec::new();
-        for (a, b) in quill::engine::proofread::sentence_spans(text) {
+        for (a, b) in quill::engine::tasks::proofread::sentence_spans(text) {
             let lp: Vec<f64> = (0..lps.len())
                 .filter(|&i| starts[i] as usize >= a && ends[i] as usize <= b)
                 .map(|i| lps[i] as f64)

@@ -4,7 +4,7 @@
 mod support;
 
 use candle_core::{DType, Device};
-use quill::engine::t5::T5Model;
+use quill::engine::tasks::t5::T5Model;
 use quill::engine::Cancel;
 use quill::models::{self, ModelSource, WeightFormat};
 use support::*;
@@ -192,11 +192,11 @@ fn long_inputs_are_chunked_and_summaries_summarized_again() {
     )
     .to_string();
     let text = vec![paragraph.as_str(); 30].join("\n\n");
-    assert!(t5.count_tokens(&text).unwrap() > 2 * quill::engine::t5::MAX_INPUT_TOKENS);
+    assert!(t5.count_tokens(&text).unwrap() > 2 * quill::engine::tasks::t5::MAX_INPUT_TOKENS);
     let mut steps = Vec::new();
     let out = t5
         .run(
-            &quill::engine::t5::Task::Summarize,
+            &quill::engine::tasks::t5::Task::Summarize,
             &text,
             20,
             &Cancel::new(),
@@ -211,7 +211,7 @@ fn long_inputs_are_chunked_and_summaries_summarized_again() {
     assert!(!out.is_empty());
     let single = t5
         .run(
-            &quill::engine::t5::Task::Summarize,
+            &quill::engine::tasks::t5::Task::Summarize,
             &paragraph,
             20,
             &Cancel::new(),

@@ -5,8 +5,8 @@ mod support;
 
 use std::sync::mpsc;
 
-use quill::engine::sampling::{SamplingParams, StopAt};
-use quill::engine::session::WindowPolicy;
+use quill::engine::tasks::sampling::{SamplingParams, StopAt};
+use quill::engine::tasks::session::WindowPolicy;
 use quill::engine::worker::{CompleteRequest, Engine, ModelState};
 use quill::engine::{Cancel, EngineError, GenerateParams};
 use support::*;
@@ -139,7 +139,7 @@ fn an_input_error_leaves_the_thread_serving() {
 
 #[test]
 fn a_completion_preempts_running_proofreading_which_then_resumes() {
-    use quill::engine::proofread::ProofreadOptions;
+    use quill::engine::tasks::proofread::ProofreadOptions;
     let engine = Engine::start();
     let _ready = engine.reload(Box::new(|| Ok(load_fixture("gpt2-tiny"))));
     let text =

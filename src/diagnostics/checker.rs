@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use super::prose::{self, Paragraph};
-use crate::engine::proofread::Proofread;
+use crate::engine::tasks::proofread::Proofread;
 
 /// What was found, in document byte offsets.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,23 +1,10 @@
 //! Models and inference. Knows nothing of LSP: it takes text and token ids, and returns text,
 //! ids and numbers.
 
-pub mod gemm;
-pub mod gguf;
-pub mod gpt2;
-pub mod kernels;
-pub mod matrix;
-pub mod proofread;
-pub mod q4k;
-pub mod sampling;
-pub mod scoring;
-pub mod session;
-pub mod stream;
-pub mod t5;
-pub mod t5net;
-#[cfg(test)]
-mod testutil;
-pub mod tokens;
-pub mod weight;
+pub mod checkpoint;
+pub mod cpu;
+pub mod nets;
+pub mod tasks;
 pub mod worker;
 
 /// Keeps freed activation-sized buffers in the process for the next forward pass. glibc
@@ -42,10 +29,12 @@ use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 
 use crate::models::{self, ModelError, ModelFiles};
-use gpt2::{Gpt2, Gpt2Config};
-use sampling::{log_prob, Sampler, SamplingParams, StopAt};
-use session::{PrimeStats, Session, WindowPolicy};
-use tokens::TextTokenizer;
+use checkpoint::{gguf, stream, weight};
+use nets::gpt2::{Gpt2, Gpt2Config};
+use tasks::sampling::{log_prob, Sampler, SamplingParams, StopAt};
+use tasks::scoring;
+use tasks::session::{self, PrimeStats, Session, WindowPolicy};
+use tasks::tokens::TextTokenizer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {

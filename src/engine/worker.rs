@@ -10,9 +10,9 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::proofread::{Proofread, ProofreadOptions};
-use super::session::{Session, WindowPolicy};
-use super::t5::{T5Model, Task};
+use super::tasks::proofread::{Proofread, ProofreadOptions};
+use super::tasks::session::{Session, WindowPolicy};
+use super::tasks::t5::{T5Model, Task};
 use super::{Cancel, CompletionOutput, EngineError, GenerateParams, LanguageModel, ScoredText};
 use crate::models::DownloadProgress;
 

@@ -11,7 +11,7 @@ use tower_lsp_server::jsonrpc;
 use tower_lsp_server::ls_types::*;
 
 use super::{convert, engine_error, invalid_params, lock, random_suffix, CancelOnDrop, Inner};
-use crate::engine::t5::{Language, Task};
+use crate::engine::tasks::t5::{Language, Task};
 use crate::engine::worker::{T5Event, T5Request};
 use crate::engine::{Cancel, EngineError};
 

@@ -77,8 +77,8 @@ impl Severity {
 }
 
 impl DiagnosticsSettings {
-    pub fn proofread_options(&self) -> crate::engine::proofread::ProofreadOptions {
-        crate::engine::proofread::ProofreadOptions {
+    pub fn proofread_options(&self) -> crate::engine::tasks::proofread::ProofreadOptions {
+        crate::engine::tasks::proofread::ProofreadOptions {
             min_token_logprob: self.min_token_logprob,
             min_gap: self.min_alternative_gap,
             max_alternatives: 3,

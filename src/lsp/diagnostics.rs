@@ -11,7 +11,7 @@ use tower_lsp_server::ls_types::*;
 
 use super::{convert, lock, Inner};
 use crate::diagnostics::checker::{self, Cache, Finding, FindingKind};
-use crate::engine::proofread::ProofreadOptions;
+use crate::engine::tasks::proofread::ProofreadOptions;
 use crate::engine::{Cancel, EngineError};
 
 /// Per-server diagnostics state.

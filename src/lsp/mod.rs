@@ -20,9 +20,9 @@ use tower_lsp_server::{Client, LanguageServer, LspService};
 
 use crate::document::{Document, PositionEncoding};
 use crate::engine;
-use crate::engine::sampling::{SamplingParams, StopAt};
-use crate::engine::session::WindowPolicy;
-use crate::engine::t5::T5Model;
+use crate::engine::tasks::sampling::{SamplingParams, StopAt};
+use crate::engine::tasks::session::WindowPolicy;
+use crate::engine::tasks::t5::T5Model;
 use crate::engine::worker::{CompleteRequest, Engine, Loader, T5Loader};
 use crate::engine::{Cancel, Completion, EngineError, GenerateParams, LanguageModel};
 use crate::models::{self, DownloadProgress, FetchOptions, ModelSource};

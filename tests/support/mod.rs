@@ -7,7 +7,7 @@ pub mod lsp;
 use std::path::PathBuf;
 
 use candle_core::{DType, Device};
-use quill::engine::sampling::{SamplingParams, StopAt};
+use quill::engine::tasks::sampling::{SamplingParams, StopAt};
 use quill::engine::{Cancel, Completion, GenerateParams, LanguageModel};
 use quill::models::{self, ModelSource};
 

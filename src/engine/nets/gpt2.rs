@@ -23,9 +23,9 @@ use candle_core::{DType, Device, Module, Tensor, D};
 type Result<T> = candle_core::Result<T>;
 use candle_nn::{Embedding, LayerNorm, VarBuilder};
 
-use super::kernels;
-use super::matrix::{Format, Matrix};
-use super::weight::Weight;
+use crate::engine::checkpoint::weight::Weight;
+use crate::engine::cpu::kernels;
+use crate::engine::cpu::matrix::{Format, Matrix};
 use crate::models::WeightFormat;
 use serde::Deserialize;
 

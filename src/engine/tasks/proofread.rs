@@ -4,7 +4,7 @@
 
 use super::sampling::{argmax, log_prob};
 use super::session::Session;
-use super::{Cancel, EngineError, LanguageModel, ScoredText};
+use crate::engine::{Cancel, EngineError, LanguageModel, ScoredText};
 
 /// When a word or a sentence is unlikely enough to report.
 #[derive(Debug, Clone, PartialEq)]

@@ -14,8 +14,8 @@ use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{Embedding, VarBuilder};
 use serde::Deserialize;
 
-use super::kernels;
-use super::weight::Weight;
+use crate::engine::checkpoint::weight::Weight;
+use crate::engine::cpu::kernels;
 use crate::models::WeightFormat;
 
 /// A mirror of a T5 `config.json`, with transformers' defaults for missing fields.

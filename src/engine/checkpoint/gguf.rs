@@ -20,9 +20,9 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Tensor};
 use half::f16;
 
-use super::gpt2::{Gpt2, Gpt2Config, Stored, TensorSource};
-use super::matrix::{Format, Matrix};
 use super::weight::Weight;
+use crate::engine::cpu::matrix::{Format, Matrix};
+use crate::engine::nets::gpt2::{Gpt2, Gpt2Config, Stored, TensorSource};
 use crate::models::gguf_tensor_bytes;
 
 type Result<T> = candle_core::Result<T>;

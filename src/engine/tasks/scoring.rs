@@ -4,8 +4,8 @@
 
 use candle_core::Tensor;
 
-use super::gpt2::Gpt2;
-use super::{Cancel, EngineError};
+use crate::engine::nets::gpt2::Gpt2;
+use crate::engine::{Cancel, EngineError};
 
 /// Rows of logits computed at once (a row is a vocabulary's worth of floats).
 const LOGIT_ROWS: usize = 512;

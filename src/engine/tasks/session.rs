@@ -9,8 +9,8 @@
 
 use candle_core::Tensor;
 
-use super::gpt2::{Gpt2, KvCache};
-use super::{Cancel, EngineError};
+use crate::engine::nets::gpt2::{Gpt2, KvCache};
+use crate::engine::{Cancel, EngineError};
 
 /// Prompt tokens fed to the model per forward pass; cancellation is checked between them.
 const PREFILL_CHUNK: usize = 256;

@@ -238,7 +238,7 @@ pub fn dots<const M: usize>(
 #[cfg(target_arch = "x86_64")]
 pub mod avx {
     use super::{scales_mins, Activations, Layout, BLOCK_BYTES, QK_K};
-    use crate::engine::matrix::avx::hsum;
+    use crate::engine::cpu::matrix::avx::hsum;
     use std::arch::x86_64::*;
 
     /// One block's integer sums `Σ_j sc[j] · (q · a)_j` for `M` activation rows, in i32
@@ -385,7 +385,7 @@ pub mod avx {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::testutil::random;
+    use crate::engine::cpu::testutil::random;
 
     #[test]
     fn blocks_dequantize_as_ggml_does() {

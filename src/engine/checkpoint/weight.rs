@@ -6,8 +6,8 @@
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Module, Tensor};
 
-use super::kernels;
-use super::matrix::{Format, Matrix};
+use crate::engine::cpu::kernels;
+use crate::engine::cpu::matrix::{Format, Matrix};
 use crate::models::WeightFormat;
 
 /// A `[out, in]` weight. On the CPU, quill's own [`Matrix`] (f32, f16, bf16, q8_0 or q4_k

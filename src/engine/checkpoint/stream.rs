@@ -13,8 +13,8 @@ use std::sync::Mutex;
 
 use candle_core::{DType, Device, Tensor};
 
-use super::gpt2::TensorSource;
 use super::weight::{cpu_format, Weight};
+use crate::engine::nets::gpt2::TensorSource;
 use crate::models::WeightFormat;
 
 type Result<T> = candle_core::Result<T>;

@@ -2,7 +2,7 @@
 //! Text-to-Text Transformer"): one model for many tasks, named by a prefix of the input:
 //! `summarize: …`, `question: … context: …`, `translate English to German: …`.
 //!
-//! The network is in [`super::t5net`] (v1.0 with ReLU and tied embeddings, v1.1 / flan-t5 with
+//! The network is in [`crate::engine::nets::t5net`] (v1.0 with ReLU and tied embeddings, v1.1 / flan-t5 with
 //! gated GELU and a separate `lm_head`, as `config.json` says); this module adds the tokenizer,
 //! greedy decoding with the decoder's KV cache, cancellation, and the chunking of inputs longer
 //! than the 512 tokens T5 was trained on.
@@ -10,9 +10,9 @@
 use candle_core::{Device, Tensor};
 
 use super::sampling::{argmax, log_prob};
-use super::t5net::{T5Config, T5Net};
 use super::tokens::TextTokenizer;
-use super::{Cancel, EngineError};
+use crate::engine::nets::t5net::{T5Config, T5Net};
+use crate::engine::{Cancel, EngineError};
 use crate::models::{ModelError, ModelFiles, WeightFormat};
 
 /// Input tokens T5 was trained on; longer inputs are chunked.
@@ -107,10 +107,10 @@ impl T5Model {
         let config: T5Config = serde_json::from_value(raw)
             .map_err(|e| bad_config(format!("not a T5 config.json ({e})")))?;
         config.validate().map_err(bad_config)?;
-        let tokenizer = super::load_tokenizer(files)?;
-        let vb = super::load_weights(files, format.float_dtype(device), device)?;
-        let model =
-            T5Net::load(vb, &config, format).map_err(|e| super::weights_mismatch(files, e))?;
+        let tokenizer = crate::engine::load_tokenizer(files)?;
+        let vb = crate::engine::load_weights(files, format.float_dtype(device), device)?;
+        let model = T5Net::load(vb, &config, format)
+            .map_err(|e| crate::engine::weights_mismatch(files, e))?;
         Ok(Self {
             model,
             tokenizer,

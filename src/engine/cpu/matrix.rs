@@ -845,7 +845,7 @@ pub(super) mod avx {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::testutil::{max_diff, random, reference_xwt as reference};
+    use crate::engine::cpu::testutil::{max_diff, random, reference_xwt as reference};
 
     #[test]
     fn every_format_multiplies_like_its_rounded_weights() {
@@ -943,7 +943,7 @@ mod tests {
             o
         };
         let wb: Vec<bf16> = w.iter().map(|&v| bf16::from_f32(v)).collect();
-        let panel = crate::engine::gemm::pack(&random(16 * k, 8), 16, k);
+        let panel = crate::engine::cpu::gemm::pack(&random(16 * k, 8), 16, k);
         let (mut a, mut b) = ([0f32; 128], [0f32; 128]);
         (simd.panel)(&x, &panel, &mut a);
         (plain.panel)(&x, &panel, &mut b);

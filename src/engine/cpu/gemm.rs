@@ -426,7 +426,7 @@ mod tests {
             ));
             assert_eq!(got, want, "f16 panels: the widened weights' sums");
             assert_eq!(packed_at(&panels, k, n - 1, k - 1), w[n * k - 1]);
-            let want = crate::engine::testutil::reference_xwt(&x, m, &w, n, k);
+            let want = crate::engine::cpu::testutil::reference_xwt(&x, m, &w, n, k);
             for (at, (got, want)) in out.iter().zip(&want).enumerate() {
                 assert!(
                     (got - want).abs() < 1e-4 * k as f32,
