@@ -9,6 +9,8 @@ use std::sync::Arc;
 
 use candle_core::{DType, Device};
 
+use crate::engine::checkpoint::gguf;
+
 /// Files a model is made of.
 #[derive(Debug, Clone)]
 pub struct ModelFiles {
@@ -221,7 +223,7 @@ fn resolve_gguf_file(path: &Path, name: String) -> Result<ModelFiles, ModelError
 }
 
 /// A model of one GGUF file: `config` and `tokenizer` where given, the rest made from the
-/// file's metadata ([`gguf_companions`]: llama.cpp's GGUF files carry both).
+/// file's metadata ([`gguf::companions`]: llama.cpp's GGUF files carry both).
 fn gguf_model(
     name: String,
     gguf: &Path,
@@ -231,7 +233,7 @@ fn gguf_model(
     let (config, tokenizer) = match (config, tokenizer) {
         (Some(c), Some(t)) => (c, t),
         (c, t) => {
-            let (derived_c, derived_t) = gguf_companions(gguf)?;
+            let (derived_c, derived_t) = gguf::companions(gguf)?;
             (c.unwrap_or(derived_c), t.unwrap_or(derived_t))
         }
     };
@@ -241,174 +243,6 @@ fn gguf_model(
         tokenizer,
         weights: vec![gguf.to_path_buf()],
     })
-}
-
-/// A `config.json` and a `tokenizer.json` made from a GGUF file's metadata, for a model
-/// directory that holds `model.gguf` alone (as llama.cpp's converter writes them): GPT-2's
-/// hyperparameters from `gpt2.*`, its byte-level BPE from `tokenizer.ggml.*`. They are written
-/// once into a directory named after the file's path, size and modification time under the
-/// system's temporary directory, and read from there as any model's files.
-fn gguf_companions(gguf: &Path) -> Result<(PathBuf, PathBuf), ModelError> {
-    use candle_core::quantized::gguf_file::{Content, Value};
-    use std::hash::{Hash, Hasher};
-    let bad = |reason: String| ModelError::BadWeights {
-        path: gguf.to_path_buf(),
-        reason,
-    };
-    let lacks = |reason: String| ModelError::BadConfig {
-        path: gguf.to_path_buf(),
-        reason: format!(
-            "{reason}; without config.json and tokenizer.json beside it, a GGUF file must \
-             carry GPT-2's hyperparameters and tokenizer in its metadata"
-        ),
-    };
-    let mut file = std::fs::File::open(gguf).map_err(|e| bad(e.to_string()))?;
-    let meta = file.metadata().map_err(|e| bad(e.to_string()))?;
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    (
-        gguf.canonicalize().unwrap_or_else(|_| gguf.to_path_buf()),
-        meta.len(),
-        meta.modified().ok(),
-    )
-        .hash(&mut hasher);
-    let dir = std::env::temp_dir().join(format!("quill-gguf-{:016x}", hasher.finish()));
-    let (config_path, tokenizer_path) = (dir.join("config.json"), dir.join("tokenizer.json"));
-    if config_path.is_file() && tokenizer_path.is_file() {
-        return Ok((config_path, tokenizer_path));
-    }
-    let content = Content::read(&mut file).map_err(|e| bad(format!("not a GGUF file ({e})")))?;
-    let get = |key: &str| content.metadata.get(key);
-    let number = |key: &str| -> Result<u64, ModelError> {
-        match get(key) {
-            Some(Value::U32(v)) => Ok(*v as u64),
-            Some(Value::U64(v)) => Ok(*v),
-            Some(Value::I32(v)) if *v >= 0 => Ok(*v as u64),
-            Some(Value::I64(v)) if *v >= 0 => Ok(*v as u64),
-            _ => Err(lacks(format!("it has no number `{key}`"))),
-        }
-    };
-    let arch = match get("general.architecture") {
-        Some(Value::String(s)) => s.clone(),
-        _ => String::new(),
-    };
-    if arch != "gpt2" {
-        return Err(lacks(format!("its architecture is `{arch}`, not gpt2")));
-    }
-    let strings = |key: &str| -> Result<Vec<String>, ModelError> {
-        match get(key) {
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|v| match v {
-                    Value::String(s) => Ok(s.clone()),
-                    _ => Err(lacks(format!("`{key}` holds something other than strings"))),
-                })
-                .collect(),
-            _ => Err(lacks(format!("it has no list `{key}`"))),
-        }
-    };
-    match get("tokenizer.ggml.model") {
-        Some(Value::String(m)) if m == "gpt2" => {}
-        Some(other) => {
-            return Err(lacks(format!(
-                "its `tokenizer.ggml.model` is {other:?}, not GPT-2's byte-level BPE (`gpt2`)"
-            )))
-        }
-        None => return Err(lacks("it has no `tokenizer.ggml.model`".into())),
-    }
-    let tokens = strings("tokenizer.ggml.tokens")?;
-    let merges = strings("tokenizer.ggml.merges")?;
-    let types: Vec<i64> = match get("tokenizer.ggml.token_type") {
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| match v {
-                Value::I32(t) => *t as i64,
-                Value::U32(t) => *t as i64,
-                _ => 1,
-            })
-            .collect(),
-        _ => vec![1; tokens.len()],
-    };
-    let vocab_size = content
-        .tensor_infos
-        .get("token_embd.weight")
-        .and_then(|t| t.shape.dims().first().copied())
-        .unwrap_or(tokens.len());
-    let eos = number("tokenizer.ggml.eos_token_id").ok();
-    let bos = number("tokenizer.ggml.bos_token_id").ok().or(eos);
-    let eps = match get("gpt2.attention.layer_norm_epsilon") {
-        Some(Value::F32(e)) => *e as f64,
-        Some(Value::F64(e)) => *e,
-        _ => 1e-5,
-    };
-    let config = serde_json::json!({
-        "model_type": "gpt2",
-        "architectures": ["GPT2LMHeadModel"],
-        "vocab_size": vocab_size,
-        "n_positions": number("gpt2.context_length")?,
-        "n_embd": number("gpt2.embedding_length")?,
-        "n_layer": number("gpt2.block_count")?,
-        "n_head": number("gpt2.attention.head_count")?,
-        "n_inner": number("gpt2.feed_forward_length").ok(),
-        "layer_norm_epsilon": eps,
-        "activation_function": "gelu_new",
-        "bos_token_id": bos,
-        "eos_token_id": eos,
-    });
-    // ggml's token types: 1 normal, 3 control (special), 4 user-defined, 5 unused (the
-    // padding `[PAD<id>]` that converters write up to the embedding's rows: left out, so that
-    // such ids decode to nothing, as with the original tokenizer.json).
-    let mut vocab = serde_json::Map::new();
-    let mut added = Vec::new();
-    for (id, token) in tokens.iter().enumerate() {
-        let kind = types.get(id).copied().unwrap_or(1);
-        if kind == 5 {
-            continue;
-        }
-        vocab.insert(token.clone(), id.into());
-        if kind == 3 || kind == 4 {
-            added.push(serde_json::json!({
-                "id": id, "content": token, "single_word": false, "lstrip": false,
-                "rstrip": false, "normalized": kind == 4, "special": kind == 3,
-            }));
-        }
-    }
-    // As in the hub's GPT-2 tokenizer.json.
-    let byte_level = |prefix: bool, trim: bool| {
-        serde_json::json!({
-            "type": "ByteLevel", "add_prefix_space": prefix, "trim_offsets": trim,
-            "use_regex": true,
-        })
-    };
-    let tokenizer = serde_json::json!({
-        "version": "1.0",
-        "truncation": null,
-        "padding": null,
-        "added_tokens": added,
-        "normalizer": null,
-        "pre_tokenizer": byte_level(false, true),
-        "post_processor": byte_level(true, false),
-        "decoder": byte_level(true, true),
-        "model": {
-            "type": "BPE", "dropout": null, "unk_token": null,
-            "continuing_subword_prefix": null, "end_of_word_suffix": null, "fuse_unk": false,
-            "byte_fallback": false, "vocab": vocab, "merges": merges,
-        },
-    });
-    // Written aside and renamed, so that another process never reads half a file.
-    let write = |path: &Path, json: &serde_json::Value| {
-        let part = path.with_extension(format!("part{}", std::process::id()));
-        std::fs::write(
-            &part,
-            serde_json::to_vec(json).expect("JSON values serialize"),
-        )
-        .and_then(|()| std::fs::rename(&part, path))
-        .map_err(|e| bad(format!("cannot write {}: {e}", path.display())))
-    };
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| bad(format!("cannot create {}: {e}", dir.display())))?;
-    write(&config_path, &config)?;
-    write(&tokenizer_path, &tokenizer)?;
-    Ok((config_path, tokenizer_path))
 }
 
 /// The shard file names listed by a `model.safetensors.index.json`, in order, without repeats.
@@ -669,7 +503,7 @@ pub fn check_weights(files: &[PathBuf]) -> Result<(), ModelError> {
             reason,
         };
         if path.extension().is_some_and(|e| e == "gguf") {
-            check_gguf(path).map_err(bad)?;
+            gguf::check(path).map_err(bad)?;
             continue;
         }
         let file = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
@@ -677,38 +511,6 @@ pub fn check_weights(files: &[PathBuf]) -> Result<(), ModelError> {
         // us would at worst make the header check fail.
         let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| bad(e.to_string()))?;
         safetensors::SafeTensors::deserialize(&mmap).map_err(|e| bad(e.to_string()))?;
-    }
-    Ok(())
-}
-
-/// Checks a GGUF file's header and that every tensor it lists lies within the file.
-fn check_gguf(path: &Path) -> Result<(), String> {
-    use candle_core::quantized::gguf_file::Content;
-    let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let len = file.metadata().map_err(|e| e.to_string())?.len();
-    let content = Content::read(&mut file).map_err(|e| format!("not a GGUF file ({e})"))?;
-    gguf_tensors_fit(&content, len)
-}
-
-/// The bytes a GGUF tensor's data takes.
-pub fn gguf_tensor_bytes(info: &candle_core::quantized::gguf_file::TensorInfo) -> usize {
-    info.shape.elem_count() / info.ggml_dtype.block_size() * info.ggml_dtype.type_size()
-}
-
-/// Checks that every tensor a GGUF header lists lies within the file's `len` bytes, naming
-/// the first that does not.
-pub fn gguf_tensors_fit(
-    content: &candle_core::quantized::gguf_file::Content,
-    len: u64,
-) -> Result<(), String> {
-    for (name, info) in &content.tensor_infos {
-        let end = content.tensor_data_offset + info.offset + gguf_tensor_bytes(info) as u64;
-        if end > len {
-            return Err(format!(
-                "tensor `{name}` ends at byte {end}, past the end of the file ({len} bytes): \
-                 the file is truncated"
-            ));
-        }
     }
     Ok(())
 }

@@ -11,7 +11,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use candle_core::quantized::ggml_file::qtensor_from_ggml;
@@ -21,9 +21,9 @@ use candle_core::{DType, Device, Tensor};
 use half::f16;
 
 use super::weight::Weight;
+use super::{Stored, TensorSource};
 use crate::engine::cpu::matrix::{Format, Matrix};
-use crate::engine::nets::gpt2::{Gpt2, Gpt2Config, Stored, TensorSource};
-use crate::models::gguf_tensor_bytes;
+use crate::models::ModelError;
 
 type Result<T> = candle_core::Result<T>;
 
@@ -72,7 +72,7 @@ impl GgufSource {
         let mut file = BufReader::new(file);
         let content = gguf_file::Content::read(&mut file)
             .map_err(|e| candle_core::Error::Msg(format!("not a GGUF file ({e})")))?;
-        crate::models::gguf_tensors_fit(&content, len).map_err(candle_core::Error::Msg)?;
+        tensors_fit(&content, len).map_err(candle_core::Error::Msg)?;
         let arch = content
             .metadata
             .get("general.architecture")
@@ -99,7 +99,7 @@ impl GgufSource {
     }
 
     fn raw(&self, info: &gguf_file::TensorInfo) -> Result<Vec<u8>> {
-        let mut raw = vec![0u8; gguf_tensor_bytes(info)];
+        let mut raw = vec![0u8; tensor_bytes(info)];
         let mut file = self.file.borrow_mut();
         file.seek(SeekFrom::Start(
             self.content.tensor_data_offset + info.offset,
@@ -195,10 +195,9 @@ impl TensorSource for GgufSource {
 }
 
 /// ggml's `general.file_type` for the format of the model's matrices.
-fn file_type(model: &Gpt2) -> u32 {
-    let head = model
-        .tensors()
-        .into_iter()
+fn file_type(tensors: &[(String, Stored<'_>)]) -> u32 {
+    let head = tensors
+        .iter()
         .find_map(|(name, t)| match (name.as_str(), t) {
             ("h.0.mlp.c_fc.weight", Stored::Weight(w)) => Some(match w {
                 Weight::Cpu(m) => match m.format() {
@@ -328,30 +327,43 @@ fn tokenizer_metadata(tokenizer_json: &Path, vocab_size: usize) -> Result<Vec<(S
     ])
 }
 
-/// Writes `model` as a GGUF file in llama.cpp's GPT-2 layout, with the tokenizer's metadata.
+/// GPT-2's hyperparameters, as llama.cpp's `gpt2.*` metadata holds them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gpt2Hyper {
+    pub context_length: usize,
+    pub embedding_length: usize,
+    pub feed_forward_length: usize,
+    pub block_count: usize,
+    pub head_count: usize,
+    pub layer_norm_epsilon: f64,
+    pub vocab_size: usize,
+}
+
+/// Writes a GPT-2's `tensors` (named as in the hub's checkpoint, as `Gpt2::tensors` lists
+/// them) as a GGUF file in llama.cpp's GPT-2 layout, with the tokenizer's metadata.
 pub fn write(
-    model: &Gpt2,
+    tensors: &[(String, Stored<'_>)],
+    c: &Gpt2Hyper,
     name: &str,
     tokenizer_json: &Path,
     bos: u32,
     eos: u32,
     out: &mut (impl Write + Seek),
 ) -> Result<()> {
-    let c: &Gpt2Config = model.config();
     let u32v = |v: usize| Value::U32(v as u32);
     let mut meta: Vec<(String, Value)> = vec![
         ("general.architecture".into(), Value::String("gpt2".into())),
         ("general.name".into(), Value::String(name.into())),
-        ("general.file_type".into(), Value::U32(file_type(model))),
+        ("general.file_type".into(), Value::U32(file_type(tensors))),
         ("general.quantization_version".into(), Value::U32(2)),
-        ("gpt2.context_length".into(), u32v(c.n_positions)),
-        ("gpt2.embedding_length".into(), u32v(c.n_embd)),
+        ("gpt2.context_length".into(), u32v(c.context_length)),
+        ("gpt2.embedding_length".into(), u32v(c.embedding_length)),
         (
             "gpt2.feed_forward_length".into(),
-            u32v(c.n_inner.unwrap_or(4 * c.n_embd)),
+            u32v(c.feed_forward_length),
         ),
-        ("gpt2.block_count".into(), u32v(c.n_layer)),
-        ("gpt2.attention.head_count".into(), u32v(c.n_head)),
+        ("gpt2.block_count".into(), u32v(c.block_count)),
+        ("gpt2.attention.head_count".into(), u32v(c.head_count)),
         (
             "gpt2.attention.layer_norm_epsilon".into(),
             Value::F32(c.layer_norm_epsilon as f32),
@@ -360,28 +372,228 @@ pub fn write(
     meta.extend(tokenizer_metadata(tokenizer_json, c.vocab_size)?);
     meta.push(("tokenizer.ggml.bos_token_id".into(), Value::U32(bos)));
     meta.push(("tokenizer.ggml.eos_token_id".into(), Value::U32(eos)));
-    let mut tensors: Vec<(String, Arc<QTensor>)> = Vec::new();
+    let mut out_tensors: Vec<(String, Arc<QTensor>)> = Vec::new();
     let mut written: HashMap<String, Arc<QTensor>> = HashMap::new();
-    for (hf, t) in model.tensors() {
-        let g = gguf_name(&hf)
+    for (hf, t) in tensors {
+        let g = gguf_name(hf)
             .ok_or_else(|| candle_core::Error::Msg(format!("no GGUF name for `{hf}`")))?;
-        let q = to_qtensor(&t)?;
+        let q = to_qtensor(t)?;
         written.insert(g.clone(), q.clone());
-        tensors.push((g, q));
+        out_tensors.push((g, q));
     }
     // llama.cpp's GPT-2 reads `output.weight`; a tied model writes the embedding again
     // (quill sees the copy as tied when it reads the file back).
     if !written.contains_key("output.weight") {
         if let Some(e) = written.get("token_embd.weight") {
-            tensors.push(("output.weight".into(), e.clone()));
+            out_tensors.push(("output.weight".into(), e.clone()));
         }
     }
     let meta_refs: Vec<(&str, &Value)> = meta.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    let tensor_refs: Vec<(&str, &QTensor)> = tensors
+    let tensor_refs: Vec<(&str, &QTensor)> = out_tensors
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_ref()))
         .collect();
     gguf_file::write(out, &meta_refs, &tensor_refs)
+}
+
+/// A `config.json` and a `tokenizer.json` made from a GGUF file's metadata, for a model
+/// directory that holds `model.gguf` alone (as llama.cpp's converter writes them): GPT-2's
+/// hyperparameters from `gpt2.*`, its byte-level BPE from `tokenizer.ggml.*`. They are written
+/// once into a directory named after the file's path, size and modification time under the
+/// system's temporary directory, and read from there as any model's files.
+pub(crate) fn companions(gguf: &Path) -> std::result::Result<(PathBuf, PathBuf), ModelError> {
+    use candle_core::quantized::gguf_file::{Content, Value};
+    use std::hash::{Hash, Hasher};
+    let bad = |reason: String| ModelError::BadWeights {
+        path: gguf.to_path_buf(),
+        reason,
+    };
+    let lacks = |reason: String| ModelError::BadConfig {
+        path: gguf.to_path_buf(),
+        reason: format!(
+            "{reason}; without config.json and tokenizer.json beside it, a GGUF file must \
+             carry GPT-2's hyperparameters and tokenizer in its metadata"
+        ),
+    };
+    let mut file = std::fs::File::open(gguf).map_err(|e| bad(e.to_string()))?;
+    let meta = file.metadata().map_err(|e| bad(e.to_string()))?;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (
+        gguf.canonicalize().unwrap_or_else(|_| gguf.to_path_buf()),
+        meta.len(),
+        meta.modified().ok(),
+    )
+        .hash(&mut hasher);
+    let dir = std::env::temp_dir().join(format!("quill-gguf-{:016x}", hasher.finish()));
+    let (config_path, tokenizer_path) = (dir.join("config.json"), dir.join("tokenizer.json"));
+    if config_path.is_file() && tokenizer_path.is_file() {
+        return Ok((config_path, tokenizer_path));
+    }
+    let content = Content::read(&mut file).map_err(|e| bad(format!("not a GGUF file ({e})")))?;
+    let get = |key: &str| content.metadata.get(key);
+    let number = |key: &str| -> std::result::Result<u64, ModelError> {
+        match get(key) {
+            Some(Value::U32(v)) => Ok(*v as u64),
+            Some(Value::U64(v)) => Ok(*v),
+            Some(Value::I32(v)) if *v >= 0 => Ok(*v as u64),
+            Some(Value::I64(v)) if *v >= 0 => Ok(*v as u64),
+            _ => Err(lacks(format!("it has no number `{key}`"))),
+        }
+    };
+    let arch = match get("general.architecture") {
+        Some(Value::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    if arch != "gpt2" {
+        return Err(lacks(format!("its architecture is `{arch}`, not gpt2")));
+    }
+    let strings = |key: &str| -> std::result::Result<Vec<String>, ModelError> {
+        match get(key) {
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => Ok(s.clone()),
+                    _ => Err(lacks(format!("`{key}` holds something other than strings"))),
+                })
+                .collect(),
+            _ => Err(lacks(format!("it has no list `{key}`"))),
+        }
+    };
+    match get("tokenizer.ggml.model") {
+        Some(Value::String(m)) if m == "gpt2" => {}
+        Some(other) => {
+            return Err(lacks(format!(
+                "its `tokenizer.ggml.model` is {other:?}, not GPT-2's byte-level BPE (`gpt2`)"
+            )))
+        }
+        None => return Err(lacks("it has no `tokenizer.ggml.model`".into())),
+    }
+    let tokens = strings("tokenizer.ggml.tokens")?;
+    let merges = strings("tokenizer.ggml.merges")?;
+    let types: Vec<i64> = match get("tokenizer.ggml.token_type") {
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| match v {
+                Value::I32(t) => *t as i64,
+                Value::U32(t) => *t as i64,
+                _ => 1,
+            })
+            .collect(),
+        _ => vec![1; tokens.len()],
+    };
+    let vocab_size = content
+        .tensor_infos
+        .get("token_embd.weight")
+        .and_then(|t| t.shape.dims().first().copied())
+        .unwrap_or(tokens.len());
+    let eos = number("tokenizer.ggml.eos_token_id").ok();
+    let bos = number("tokenizer.ggml.bos_token_id").ok().or(eos);
+    let eps = match get("gpt2.attention.layer_norm_epsilon") {
+        Some(Value::F32(e)) => *e as f64,
+        Some(Value::F64(e)) => *e,
+        _ => 1e-5,
+    };
+    let config = serde_json::json!({
+        "model_type": "gpt2",
+        "architectures": ["GPT2LMHeadModel"],
+        "vocab_size": vocab_size,
+        "n_positions": number("gpt2.context_length")?,
+        "n_embd": number("gpt2.embedding_length")?,
+        "n_layer": number("gpt2.block_count")?,
+        "n_head": number("gpt2.attention.head_count")?,
+        "n_inner": number("gpt2.feed_forward_length").ok(),
+        "layer_norm_epsilon": eps,
+        "activation_function": "gelu_new",
+        "bos_token_id": bos,
+        "eos_token_id": eos,
+    });
+    // ggml's token types: 1 normal, 3 control (special), 4 user-defined, 5 unused (the
+    // padding `[PAD<id>]` that converters write up to the embedding's rows: left out, so that
+    // such ids decode to nothing, as with the original tokenizer.json).
+    let mut vocab = serde_json::Map::new();
+    let mut added = Vec::new();
+    for (id, token) in tokens.iter().enumerate() {
+        let kind = types.get(id).copied().unwrap_or(1);
+        if kind == 5 {
+            continue;
+        }
+        vocab.insert(token.clone(), id.into());
+        if kind == 3 || kind == 4 {
+            added.push(serde_json::json!({
+                "id": id, "content": token, "single_word": false, "lstrip": false,
+                "rstrip": false, "normalized": kind == 4, "special": kind == 3,
+            }));
+        }
+    }
+    // As in the hub's GPT-2 tokenizer.json.
+    let byte_level = |prefix: bool, trim: bool| {
+        serde_json::json!({
+            "type": "ByteLevel", "add_prefix_space": prefix, "trim_offsets": trim,
+            "use_regex": true,
+        })
+    };
+    let tokenizer = serde_json::json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added,
+        "normalizer": null,
+        "pre_tokenizer": byte_level(false, true),
+        "post_processor": byte_level(true, false),
+        "decoder": byte_level(true, true),
+        "model": {
+            "type": "BPE", "dropout": null, "unk_token": null,
+            "continuing_subword_prefix": null, "end_of_word_suffix": null, "fuse_unk": false,
+            "byte_fallback": false, "vocab": vocab, "merges": merges,
+        },
+    });
+    // Written aside and renamed, so that another process never reads half a file.
+    let write = |path: &Path, json: &serde_json::Value| {
+        let part = path.with_extension(format!("part{}", std::process::id()));
+        std::fs::write(
+            &part,
+            serde_json::to_vec(json).expect("JSON values serialize"),
+        )
+        .and_then(|()| std::fs::rename(&part, path))
+        .map_err(|e| bad(format!("cannot write {}: {e}", path.display())))
+    };
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| bad(format!("cannot create {}: {e}", dir.display())))?;
+    write(&config_path, &config)?;
+    write(&tokenizer_path, &tokenizer)?;
+    Ok((config_path, tokenizer_path))
+}
+
+/// Checks a GGUF file's header and that every tensor it lists lies within the file.
+pub(crate) fn check(path: &Path) -> std::result::Result<(), String> {
+    use candle_core::quantized::gguf_file::Content;
+    let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let len = file.metadata().map_err(|e| e.to_string())?.len();
+    let content = Content::read(&mut file).map_err(|e| format!("not a GGUF file ({e})"))?;
+    tensors_fit(&content, len)
+}
+
+/// The bytes a GGUF tensor's data takes.
+pub fn tensor_bytes(info: &candle_core::quantized::gguf_file::TensorInfo) -> usize {
+    info.shape.elem_count() / info.ggml_dtype.block_size() * info.ggml_dtype.type_size()
+}
+
+/// Checks that every tensor a GGUF header lists lies within the file's `len` bytes, naming
+/// the first that does not.
+pub fn tensors_fit(
+    content: &candle_core::quantized::gguf_file::Content,
+    len: u64,
+) -> std::result::Result<(), String> {
+    for (name, info) in &content.tensor_infos {
+        let end = content.tensor_data_offset + info.offset + tensor_bytes(info) as u64;
+        if end > len {
+            return Err(format!(
+                "tensor `{name}` ends at byte {end}, past the end of the file ({len} bytes): \
+                 the file is truncated"
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

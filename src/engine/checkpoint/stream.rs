@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use candle_core::{DType, Device, Tensor};
 
 use super::weight::{cpu_format, Weight};
-use crate::engine::nets::gpt2::TensorSource;
+use super::TensorSource;
 use crate::models::WeightFormat;
 
 type Result<T> = candle_core::Result<T>;

@@ -24,6 +24,7 @@ type Result<T> = candle_core::Result<T>;
 use candle_nn::{Embedding, LayerNorm, VarBuilder};
 
 use crate::engine::checkpoint::weight::Weight;
+use crate::engine::checkpoint::{SafetensorsSource, Stored, TensorSource};
 use crate::engine::cpu::kernels;
 use crate::engine::cpu::matrix::{Format, Matrix};
 use crate::models::WeightFormat;
@@ -226,81 +227,6 @@ fn layer_norm(src: &dyn TensorSource, name: &str, size: usize, eps: f64) -> Resu
     let weight = src.tensor(&format!("{name}.weight"), &[size])?;
     let bias = src.tensor(&format!("{name}.bias"), &[size])?;
     Ok(LayerNorm::new(weight, bias, eps))
-}
-
-/// Where a model's tensors come from, named as in the hub's `gpt2` checkpoint (`wte.weight`,
-/// `h.0.attn.c_attn.weight`, `lm_head.weight`, ...): a safetensors checkpoint, or a GGUF file
-/// whose matrices are already in their format.
-pub trait TensorSource {
-    /// A float tensor (norms, biases, embeddings) of `shape`, in the activations' dtype.
-    fn tensor(&self, name: &str, shape: &[usize]) -> Result<Tensor>;
-    /// A weight matrix as `[out, inp]`; `conv1d`: checkpoints store it `[inp, out]`.
-    fn matrix(&self, name: &str, out: usize, inp: usize, conv1d: bool) -> Result<Weight>;
-    fn contains(&self, name: &str) -> bool;
-    /// Whether the tensors `a` and `b` hold the same values (a tied output projection).
-    fn same(&self, _a: &str, _b: &str) -> bool {
-        false
-    }
-    fn dtype(&self) -> DType;
-    fn device(&self) -> Device;
-}
-
-/// A safetensors checkpoint read through a [`VarBuilder`], its matrices converted to `format`.
-/// Keys come with or without a `transformer.` prefix.
-pub struct SafetensorsSource<'a> {
-    root: VarBuilder<'a>,
-    body: VarBuilder<'a>,
-    format: WeightFormat,
-}
-
-impl<'a> SafetensorsSource<'a> {
-    pub fn new(vb: VarBuilder<'a>, format: WeightFormat) -> Self {
-        let body = if vb.contains_tensor("transformer.wte.weight") {
-            vb.pp("transformer")
-        } else {
-            vb.clone()
-        };
-        Self {
-            root: vb,
-            body,
-            format,
-        }
-    }
-
-    fn vb(&self, name: &str) -> &VarBuilder<'a> {
-        if name.starts_with("lm_head.") {
-            &self.root
-        } else {
-            &self.body
-        }
-    }
-}
-
-impl TensorSource for SafetensorsSource<'_> {
-    fn tensor(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
-        self.vb(name).get(shape, name)
-    }
-
-    fn matrix(&self, name: &str, out: usize, inp: usize, conv1d: bool) -> Result<Weight> {
-        let w = if conv1d {
-            self.vb(name).get((inp, out), name)?.t()?.contiguous()?
-        } else {
-            self.vb(name).get((out, inp), name)?
-        };
-        Weight::new(w, self.format)
-    }
-
-    fn contains(&self, name: &str) -> bool {
-        self.vb(name).contains_tensor(name)
-    }
-
-    fn dtype(&self) -> DType {
-        self.root.dtype()
-    }
-
-    fn device(&self) -> Device {
-        self.root.device().clone()
-    }
 }
 
 /// Keys and values of one sequence, per layer `(n_head, capacity, head_dim)`, preallocated and
@@ -669,14 +595,6 @@ fn push_norm<'a>(name: String, l: &'a LayerNorm, out: &mut Vec<(String, Stored<'
     if let Some(b) = l.bias() {
         out.push((format!("{name}.bias"), Stored::Tensor(b)));
     }
-}
-
-/// A tensor of a loaded model, as [`Gpt2::tensors`] lists them: a float tensor, or a weight
-/// matrix `[out, in]` in its format.
-pub enum Stored<'a> {
-    Tensor(&'a Tensor),
-    Weight(&'a Weight),
-    Matrix(&'a Matrix),
 }
 
 /// `(t, past + t)` additive mask: query `i` (absolute position `past + i`) sees keys `0..=past+i`.
