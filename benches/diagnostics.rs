@@ -94,7 +94,7 @@ fn capitalize(w: &str) -> String {
 }
 
 fn main() {
-    quill::engine::keep_freed_buffers();
+    common::keep_freed_buffers();
     let args: Vec<String> = std::env::args().collect();
     let json_out = args.iter().any(|a| a == "--json");
     let lengths_file = args

@@ -20,7 +20,7 @@ fn ids(n: usize, salt: u32) -> Vec<u32> {
 }
 
 fn main() {
-    quill::engine::keep_freed_buffers();
+    common::keep_freed_buffers();
     let args: Vec<String> = std::env::args().collect();
     let json = args.iter().any(|a| a == "--json");
     let dtype = args

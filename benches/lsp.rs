@@ -17,7 +17,7 @@ use serde_json::json;
 const URI: &str = "file:///bench/doc.md";
 
 fn main() {
-    quill::engine::keep_freed_buffers();
+    common::keep_freed_buffers();
     let json_out = std::env::args().any(|a| a == "--json");
     let dtype = common::arg("--dtype").unwrap_or_else(|| "f32".into());
     let dir = std::env::temp_dir().join(format!("quill-bench-124m-{}", std::process::id()));

@@ -64,7 +64,7 @@ fn weights() -> HashMap<String, Tensor> {
 }
 
 fn main() {
-    quill::engine::keep_freed_buffers();
+    common::keep_freed_buffers();
     let json = std::env::args().any(|a| a == "--json");
     let config: T5Config = serde_json::from_value(serde_json::json!({
         "vocab_size": VOCAB, "d_model": D_MODEL, "d_kv": D_KV, "d_ff": D_FF,

@@ -4,6 +4,8 @@ use std::io::Read;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+
+mod allocator;
 use quill::cli::{self, CompleteOptions, ModelOptions};
 use quill::engine::tasks::t5::{Language, Task};
 
@@ -309,7 +311,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
 }
 
 fn main() -> ExitCode {
-    quill::engine::keep_freed_buffers();
+    allocator::keep_freed_buffers();
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -319,7 +321,16 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .init();
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    // QUILL_CPU: refused here, with its reason, rather than at the first product.
+    match quill::engine::cpu::isa::from_env() {
+        Ok(isa) => tracing::debug!("CPU kernels: {isa}"),
+        Err(reason) => {
+            eprintln!("error: {reason}");
+            return ExitCode::FAILURE;
+        }
+    }
+    match run(cli) {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::Findings) => ExitCode::from(1),
         Err(e) => {

@@ -480,3 +480,64 @@ fn a_hub_repository_of_a_gguf_file_alone_loads_and_then_runs_offline() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn quill_cpu_forces_a_path_and_refuses_one_it_cannot_run() {
+    let text = "The quick brown fox jumps over the lazy dog.";
+    let score = |cpu: Option<&str>| {
+        let mut cmd = quill(&["score", "--model", &model_arg("gpt2-tiny"), "--json", text]);
+        match cpu {
+            Some(v) => cmd.env("QUILL_CPU", v),
+            None => cmd.env_remove("QUILL_CPU"),
+        };
+        run(&mut cmd)
+    };
+    let fastest = stdout_json(&score(None));
+    let portable = stdout_json(&score(Some("portable")));
+    let (a, b) = (fastest.to_string(), portable.to_string());
+    assert!(a.contains("logprob") && a.len() > 100, "{a}");
+    // Same tokens, and log-probabilities that differ by the kernels' rounding at most.
+    let numbers = |v: &serde_json::Value| -> Vec<f64> {
+        let mut out = Vec::new();
+        fn walk(v: &serde_json::Value, out: &mut Vec<f64>) {
+            match v {
+                serde_json::Value::Number(n) => out.push(n.as_f64().unwrap()),
+                serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+                serde_json::Value::Object(o) => o.values().for_each(|v| walk(v, out)),
+                _ => {}
+            }
+        }
+        walk(v, &mut out);
+        out
+    };
+    let (x, y) = (numbers(&fastest), numbers(&portable));
+    assert_eq!(x.len(), y.len(), "{a}\n{b}");
+    for (x, y) in x.iter().zip(&y) {
+        assert!(
+            (x - y).abs() <= 1e-3 * x.abs().max(1.0),
+            "{x} vs {y}\n{a}\n{b}"
+        );
+    }
+    for (value, says) in [
+        (
+            "sse9",
+            "QUILL_CPU=\"sse9\" is not a CPU path; use portable, avx2 or neon",
+        ),
+        #[cfg(target_arch = "x86_64")]
+        (
+            "neon",
+            "QUILL_CPU=neon cannot be used: this is not an aarch64 build",
+        ),
+        #[cfg(target_arch = "aarch64")]
+        (
+            "avx2",
+            "QUILL_CPU=avx2 cannot be used: this is not an x86-64 build",
+        ),
+    ] {
+        let out = score(Some(value));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{value}: accepted");
+        assert!(stderr.contains(says), "{value}: {stderr}");
+        assert!(out.stdout.is_empty(), "{value}: printed a result");
+    }
+}

@@ -8,6 +8,10 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 
+#[path = "../../src/allocator.rs"]
+mod allocator;
+pub use allocator::keep_freed_buffers;
+
 pub const N_EMBD: usize = 768;
 pub const N_LAYER: usize = 12;
 pub const N_HEAD: usize = 12;

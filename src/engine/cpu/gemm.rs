@@ -11,6 +11,8 @@
 use half::f16;
 use rayon::prelude::*;
 
+use super::isa::{isa, Isa};
+
 /// Rows of `x` per kernel tile.
 pub const MR: usize = 6;
 /// Columns (weight rows) per kernel tile.
@@ -22,7 +24,7 @@ const KC: usize = 256;
 const NC: usize = 128;
 
 /// `out = x · wᵀ` for `x` `(m, k)` and `w` `(n, k)` row-major, into `out` `(m, n)` whose rows
-/// are `ldc` apart. Returns false (leaving `out` alone) where the CPU lacks AVX2 and FMA.
+/// are `ldc` apart. Returns false (leaving `out` alone) where [`isa`] has no kernel here.
 pub fn xwt(
     x: &[f32],
     m: usize,
@@ -33,7 +35,7 @@ pub fn xwt(
     ldc: usize,
 ) -> bool {
     assert!(w.len() >= n * k);
-    product(x, m, k, Weights::Rows(w), n, out, ldc)
+    product(isa(), x, m, k, Weights::Rows(w), n, out, ldc)
 }
 
 /// `out = x · wᵀ` as [`xwt`] does, for weights already in panels (see [`pack`]).
@@ -47,11 +49,11 @@ pub fn xwt_packed(
     ldc: usize,
 ) -> bool {
     assert!(panels.len() >= n.div_ceil(NR) * NR * k);
-    product(x, m, k, Weights::Panels(panels), n, out, ldc)
+    product(isa(), x, m, k, Weights::Panels(panels), n, out, ldc)
 }
 
 /// `out = x · wᵀ` as [`xwt_packed`] does, for f16 panels: the kernel widens each weight as it
-/// loads it (F16C), so f16 prompts need no f32 copy of the weights. False without F16C.
+/// loads it (F16C), so f16 prompts need no f32 copy of the weights.
 pub fn xwt_packed_f16(
     x: &[f32],
     m: usize,
@@ -62,11 +64,7 @@ pub fn xwt_packed_f16(
     ldc: usize,
 ) -> bool {
     assert!(panels.len() >= n.div_ceil(NR) * NR * k);
-    #[cfg(target_arch = "x86_64")]
-    if !std::is_x86_feature_detected!("f16c") {
-        return false;
-    }
-    product(x, m, k, Weights::PanelsF16(panels), n, out, ldc)
+    product(isa(), x, m, k, Weights::PanelsF16(panels), n, out, ldc)
 }
 
 /// `out = x · wᵀ` as [`xwt`] does, by the gemm crate (what candle's matmul calls): for CPUs
@@ -137,7 +135,7 @@ pub fn packed_at<T: Copy>(panels: &[T], k: usize, row: usize, col: usize) -> T {
 }
 
 #[derive(Clone, Copy)]
-enum Weights<'a> {
+pub(crate) enum Weights<'a> {
     Rows(&'a [f32]),
     Panels(&'a [f32]),
     PanelsF16(&'a [f16]),
@@ -150,8 +148,15 @@ enum Panel<'a> {
     F16(&'a [f16]),
 }
 
+/// Whether there is a blocked kernel for `isa` (AVX2's; elsewhere callers use the gemm
+/// crate). aarch64: a NEON kernel hooks in here and in [`tile`].
+pub(crate) fn has_kernel(isa: Isa) -> bool {
+    cfg!(target_arch = "x86_64") && isa == Isa::Avx2
+}
+
 #[allow(clippy::too_many_arguments)]
-fn product(
+pub(crate) fn product(
+    isa: Isa,
     x: &[f32],
     m: usize,
     k: usize,
@@ -162,7 +167,7 @@ fn product(
 ) -> bool {
     assert!(x.len() >= m * k && ldc >= n);
     assert!(m == 0 || out.len() >= (m - 1) * ldc + n);
-    if !simd() {
+    if !has_kernel(isa) {
         return false;
     }
     if m == 0 || n == 0 {
@@ -198,8 +203,9 @@ fn product(
                     };
                     let c0 = j0 + jr * NR;
                     let width = NR.min(n - c0);
-                    // SAFETY: simd() checked the CPU; the tile (rows x width at row ir * MR,
-                    // column c0) lies inside `out` (m x n) and in this task's columns only.
+                    // SAFETY: has_kernel(isa) above: Isa::Avx2, chosen only where the CPU has
+                    // AVX2, FMA and F16C; the tile (rows x width at row ir * MR, column c0)
+                    // lies inside `out` (m x n) and in this task's columns only.
                     unsafe {
                         tile(
                             kc,
@@ -233,15 +239,6 @@ impl SharedOut {
     unsafe fn at(self, offset: usize) -> *mut f32 {
         self.0.add(offset)
     }
-}
-
-fn simd() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
 }
 
 /// `x` in panels of `MR` rows for each block of `KC` inputs: block `p0` starts at
@@ -304,7 +301,8 @@ fn pack_w(w: &[f32], k: usize, j0: usize, cols: usize, p0: usize, kc: usize, b: 
 /// `c (+)= a_panel · b_panel` over `kc` inputs.
 ///
 /// # Safety
-/// The CPU must have AVX2 and FMA; `c` must be valid for the tile.
+/// The CPU must have what [`has_kernel`] asks (AVX2, FMA, F16C); `c` must be valid for the
+/// tile.
 #[allow(clippy::too_many_arguments)]
 unsafe fn tile(
     kc: usize,
@@ -338,7 +336,7 @@ unsafe fn tile(
     #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = (kc, a, b, c, ldc, rows, width, accumulate);
-        unreachable!("xwt checks for AVX2 first");
+        unreachable!("product checks has_kernel first");
     }
 }
 
@@ -349,9 +347,12 @@ mod avx {
     use std::arch::x86_64::*;
 
     macro_rules! kernel {
-        ($name:ident, $w:ty, $load:expr) => {
+        ($name:ident, $w:ty, $features:literal, $load:expr) => {
             /// `acc (MR x NR, row-major) = a · b` over `kc` inputs of packed panels.
-            #[target_feature(enable = "avx2,fma,f16c")]
+            ///
+            /// # Safety
+            /// The CPU must have the features enabled here.
+            #[target_feature(enable = $features)]
             pub unsafe fn $name(kc: usize, a: &[f32], b: &[$w], acc: &mut [f32; MR * NR]) {
                 assert!(a.len() >= kc * MR && b.len() >= kc * NR);
                 let (mut a_ptr, mut b_ptr) = (a.as_ptr(), b.as_ptr());
@@ -375,65 +376,95 @@ mod avx {
         };
     }
 
-    kernel!(kernel, f32, |p: *const f32| _mm256_loadu_ps(p));
-    kernel!(kernel_f16, f16, |p: *const f16| _mm256_cvtph_ps(
-        _mm_loadu_si128(p as *const __m128i)
-    ));
+    kernel!(kernel, f32, "avx,fma", |p: *const f32| _mm256_loadu_ps(p));
+    kernel!(kernel_f16, f16, "avx,fma,f16c", |p: *const f16| {
+        _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
+    });
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::cpu::isa::test_paths;
 
     #[test]
     fn equals_the_naive_product_at_every_edge() {
         // Shapes cross every block edge: rows not a multiple of 6, columns not of 16 or of
         // the task width, inputs not of the block depth.
-        for (m, k, n) in [
-            (1, 1, 1),
-            (7, 300, 17),
-            (13, 513, 130),
-            (6, 256, 16),
-            (20, 64, 300),
-        ] {
-            let x: Vec<f32> = (0..m * k)
-                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
-                .collect();
-            let w: Vec<f32> = (0..n * k)
-                .map(|i| ((i * 53 % 97) as f32 - 48.0) / 48.0)
-                .collect();
-            let mut out = vec![f32::NAN; m * n];
-            if !xwt(&x, m, k, &w, n, &mut out, n) {
-                return;
-            }
-            let panels = pack(&w, n, k);
-            let mut again = vec![f32::NAN; m * n];
-            assert!(xwt_packed(&x, m, k, &panels, n, &mut again, n));
-            assert_eq!(out, again, "packed at load or per call: the same sums");
-            let halves: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
-            let widened: Vec<f32> = halves.iter().map(|v| v.to_f32()).collect();
-            let mut want = vec![f32::NAN; m * n];
-            assert!(xwt(&x, m, k, &widened, n, &mut want, n));
-            let mut got = vec![f32::NAN; m * n];
-            assert!(xwt_packed_f16(
-                &x,
-                m,
-                k,
-                &pack(&halves, n, k),
-                n,
-                &mut got,
-                n
-            ));
-            assert_eq!(got, want, "f16 panels: the widened weights' sums");
-            assert_eq!(packed_at(&panels, k, n - 1, k - 1), w[n * k - 1]);
-            let want = crate::engine::cpu::testutil::reference_xwt(&x, m, &w, n, k);
-            for (at, (got, want)) in out.iter().zip(&want).enumerate() {
-                assert!(
-                    (got - want).abs() < 1e-4 * k as f32,
-                    "{m}x{k}x{n} at ({},{})",
-                    at / n,
-                    at % n
+        for isa in test_paths() {
+            for (m, k, n) in [
+                (1, 1, 1),
+                (7, 300, 17),
+                (13, 513, 130),
+                (6, 256, 16),
+                (5, 257, 15),
+                (20, 64, 300),
+            ] {
+                let x: Vec<f32> = (0..m * k)
+                    .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
+                    .collect();
+                let w: Vec<f32> = (0..n * k)
+                    .map(|i| ((i * 53 % 97) as f32 - 48.0) / 48.0)
+                    .collect();
+                let want = crate::engine::cpu::testutil::reference_xwt(&x, m, &w, n, k);
+                let close = |got: &[f32], what: &str| {
+                    for (at, (got, want)) in got.iter().zip(&want).enumerate() {
+                        assert!(
+                            (got - want).abs() < 1e-4 * k as f32,
+                            "{isa} {what} {m}x{k}x{n} at ({},{})",
+                            at / n,
+                            at % n
+                        );
+                    }
+                };
+                // The fallback every path without a blocked kernel takes.
+                let mut out = vec![f32::NAN; m * n];
+                xwt_gemm_crate(&x, m, k, &w, n, &mut out, n);
+                close(&out, "gemm crate");
+                let mut out = vec![f32::NAN; m * n];
+                let done = product(isa, &x, m, k, Weights::Rows(&w), n, &mut out, n);
+                assert_eq!(
+                    done,
+                    has_kernel(isa),
+                    "{isa}: a kernel runs where there is one"
                 );
+                if !done {
+                    assert!(out.iter().all(|v| v.is_nan()), "{isa}: out left alone");
+                    continue;
+                }
+                close(&out, "rows");
+                let panels = pack(&w, n, k);
+                let mut again = vec![f32::NAN; m * n];
+                assert!(product(
+                    isa,
+                    &x,
+                    m,
+                    k,
+                    Weights::Panels(&panels),
+                    n,
+                    &mut again,
+                    n
+                ));
+                assert_eq!(out, again, "packed at load or per call: the same sums");
+                let halves: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
+                let widened: Vec<f32> = halves.iter().map(|v| v.to_f32()).collect();
+                let mut want16 = vec![f32::NAN; m * n];
+                assert!(product(
+                    isa,
+                    &x,
+                    m,
+                    k,
+                    Weights::Rows(&widened),
+                    n,
+                    &mut want16,
+                    n
+                ));
+                let mut got = vec![f32::NAN; m * n];
+                let packed16 = pack(&halves, n, k);
+                let f16_weights = Weights::PanelsF16(&packed16);
+                assert!(product(isa, &x, m, k, f16_weights, n, &mut got, n));
+                assert_eq!(got, want16, "f16 panels: the widened weights' sums");
+                assert_eq!(packed_at(&panels, k, n - 1, k - 1), w[n * k - 1]);
             }
         }
     }

@@ -12,6 +12,8 @@
 use candle_core::{DType, Storage, Tensor};
 use rayon::prelude::*;
 
+use super::isa::{isa, Isa};
+
 /// Queries up to which [`attention_few`] takes over from candle's ops.
 pub const MAX_ROWS: usize = 8;
 
@@ -30,16 +32,16 @@ pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> 
 }
 
 /// `out[r] = dot(xs[r], w)` for each row `r` of `xs` (rows of `w.len()`).
-fn rows_dot(xs: &[f32], w: &[f32], out: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has the features the function is compiled for.
-            unsafe { rows_dot_fma(xs, w, out) };
-            return;
-        }
+// One arm on targets whose SIMD kernels are not written yet.
+#[cfg_attr(not(target_arch = "x86_64"), allow(clippy::match_single_binding))]
+fn rows_dot(isa: Isa, xs: &[f32], w: &[f32], out: &mut [f32]) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: Isa::Avx2 is chosen only where the CPU has AVX2, FMA and F16C (cpu::isa).
+        Isa::Avx2 => unsafe { rows_dot_fma(xs, w, out) },
+        // aarch64: a NEON `rows_dot` goes here (Isa::Neon).
+        _ => rows_dot_portable(xs, w, out),
     }
-    rows_dot_portable(xs, w, out)
 }
 
 /// Lanes summed independently: wide enough for two 8-float vectors.
@@ -74,6 +76,10 @@ fn rows_dot_portable(xs: &[f32], w: &[f32], out: &mut [f32]) {
     rows_dot_body!(xs, w, out, |a: f32, b: f32, c: f32| a * b + c)
 }
 
+/// Compiled for AVX2 and FMA so that the sixteen lanes become two 8-float FMAs.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn rows_dot_fma(xs: &[f32], w: &[f32], out: &mut [f32]) {
@@ -82,23 +88,27 @@ unsafe fn rows_dot_fma(xs: &[f32], w: &[f32], out: &mut [f32]) {
 
 /// `x = e^x` for each value, eight at a time with AVX2 where the CPU has it (libm's `expf` one
 /// at a time was 6% of a prompt's time, in GELU and softmax).
-fn exp_in_place(xs: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has the features the function is compiled for.
-            unsafe { exp_avx2(xs) };
-            return;
+#[cfg_attr(not(target_arch = "x86_64"), allow(clippy::match_single_binding))]
+fn exp_in_place(isa: Isa, xs: &mut [f32]) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: Isa::Avx2 is chosen only where the CPU has AVX2, FMA and F16C (cpu::isa).
+        Isa::Avx2 => unsafe { exp_avx2(xs) },
+        // aarch64: a NEON `exp` goes here (Isa::Neon).
+        _ => {
+            for x in xs {
+                *x = x.exp();
+            }
         }
-    }
-    for x in xs {
-        *x = x.exp();
     }
 }
 
 /// `e^x = 2^n · e^r` with `n = round(x / ln 2)` and `|r| <= ln 2 / 2`, `e^r` by Cephes'
 /// degree-6 polynomial (within 2 ulp of `expf` over the clamped range; below `-87.3` it gives
 /// about 1e-38 instead of 0, above 88.3 about 2e38 instead of infinity).
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn exp_avx2(xs: &mut [f32]) {
@@ -141,6 +151,10 @@ unsafe fn exp_avx2(xs: &mut [f32]) {
 
 /// GPT-2's GELU, the tanh approximation, with `tanh(z) = 1 - 2 / (exp(2z) + 1)`.
 pub fn gelu_tanh(x: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    gelu_tanh_on(isa(), x)
+}
+
+fn gelu_tanh_on(isa: Isa, x: &Tensor) -> candle_core::Result<Option<Tensor>> {
     let x = x.contiguous()?;
     let out = with_f32(&x, |xs| {
         let mut out = vec![0f32; xs.len()];
@@ -151,7 +165,7 @@ pub fn gelu_tanh(x: &Tensor) -> candle_core::Result<Option<Tensor>> {
                 for (y, &v) in o.iter_mut().zip(i) {
                     *y = 2.0 * SQRT_2_OVER_PI * (v + 0.044_715 * v * v * v);
                 }
-                exp_in_place(o);
+                exp_in_place(isa, o);
                 for (y, &v) in o.iter_mut().zip(i) {
                     let tanh = 1.0 - 2.0 / (*y + 1.0);
                     *y = 0.5 * v * (1.0 + tanh);
@@ -172,6 +186,15 @@ pub fn causal_softmax(
     past: usize,
     scale: f32,
 ) -> candle_core::Result<Option<Tensor>> {
+    causal_softmax_on(isa(), scores, past, scale)
+}
+
+fn causal_softmax_on(
+    isa: Isa,
+    scores: &Tensor,
+    past: usize,
+    scale: f32,
+) -> candle_core::Result<Option<Tensor>> {
     let (h, t, s) = scores.dims3()?;
     if s != past + t {
         return Ok(None);
@@ -187,7 +210,7 @@ pub fn causal_softmax(
             for (y, &v) in o[..seen].iter_mut().zip(x) {
                 *y = v * scale - max;
             }
-            exp_in_place(&mut o[..seen]);
+            exp_in_place(isa, &mut o[..seen]);
             let sum: f32 = o[..seen].iter().sum();
             let inv = 1.0 / sum;
             for y in &mut o[..seen] {
@@ -206,6 +229,17 @@ pub fn causal_softmax(
 /// positions `past..past + t`, `keys` and `values` `(heads, capacity, d)` hold positions
 /// `0..past + t`. Query `i` sees keys `0..=past + i`. Returns `(heads, t, d)`.
 pub fn attention_few(
+    q: &Tensor,
+    keys: &Tensor,
+    values: &Tensor,
+    past: usize,
+    scale: f32,
+) -> candle_core::Result<Option<Tensor>> {
+    attention_few_on(isa(), q, keys, values, past, scale)
+}
+
+fn attention_few_on(
+    isa: Isa,
     q: &Tensor,
     keys: &Tensor,
     values: &Tensor,
@@ -233,7 +267,7 @@ pub fn attention_few(
                     let qi = &qs[(head * t + i) * d..(head * t + i + 1) * d];
                     for (j, s) in scores[..seen].iter_mut().enumerate() {
                         let mut dot = [0f32];
-                        rows_dot(qi, &kh[j * d..(j + 1) * d], &mut dot);
+                        rows_dot(isa, qi, &kh[j * d..(j + 1) * d], &mut dot);
                         *s = dot[0] * scale;
                     }
                     let max = scores[..seen]
@@ -283,88 +317,142 @@ mod tests {
         assert!(d <= tol, "differ by {d}");
     }
 
+    use crate::engine::cpu::isa::test_paths;
+
     #[test]
     fn gelu_equals_candles() {
-        let x = Tensor::randn(0f32, 3.0, (7, 1000), &Device::Cpu).unwrap();
-        close(&gelu_tanh(&x).unwrap().unwrap(), &x.gelu().unwrap(), 1e-5);
-        let extreme = Tensor::new(
-            &[-100f32, -10.0, -1e-6, 0.0, 1e-6, 10.0, 100.0, -5.0, 5.0],
-            &Device::Cpu,
-        )
-        .unwrap();
-        close(
-            &gelu_tanh(&extreme).unwrap().unwrap(),
-            &extreme.gelu().unwrap(),
-            1e-6,
-        );
+        for isa in test_paths() {
+            // 7000 values: chunks of 4096 and a tail that is not a multiple of 8.
+            let x = Tensor::randn(0f32, 3.0, (7, 1000), &Device::Cpu).unwrap();
+            close(
+                &gelu_tanh_on(isa, &x).unwrap().unwrap(),
+                &x.gelu().unwrap(),
+                1e-5,
+            );
+            let extreme = Tensor::new(
+                &[-100f32, -10.0, -1e-6, 0.0, 1e-6, 10.0, 100.0, -5.0, 5.0],
+                &Device::Cpu,
+            )
+            .unwrap();
+            close(
+                &gelu_tanh_on(isa, &extreme).unwrap().unwrap(),
+                &extreme.gelu().unwrap(),
+                1e-6,
+            );
+        }
     }
 
     #[test]
     fn exp_is_within_two_ulp_of_libm() {
-        let xs: Vec<f32> = (0..20_000).map(|i| -87.0 + i as f32 * 0.00875).collect();
-        let mut got = xs.clone();
-        exp_in_place(&mut got);
-        for (&x, &e) in xs.iter().zip(&got) {
-            let want = x.exp();
+        for isa in test_paths() {
+            let xs: Vec<f32> = (0..20_000).map(|i| -87.0 + i as f32 * 0.00875).collect();
+            let mut got = xs.clone();
+            exp_in_place(isa, &mut got);
+            for (&x, &e) in xs.iter().zip(&got) {
+                let want = x.exp();
+                assert!(
+                    (e - want).abs() <= 2.5e-7 * want,
+                    "{isa}: exp({x}) = {e}, libm {want}"
+                );
+            }
+            // Past the clamp: tiny or huge, never NaN (AVX2 clamps to finite values, libm
+            // gives 0 and infinity; GELU's tanh and the softmax take either to their limits).
+            let mut far = [-1e4f32, -100.0, -88.0, 89.0, 100.0, 1e4, 0.0, 1.0];
+            exp_in_place(isa, &mut far);
             assert!(
-                (e - want).abs() <= 2.5e-7 * want,
-                "exp({x}) = {e}, libm {want}"
+                far[..3].iter().all(|&v| (0.0..2e-38).contains(&v)),
+                "{isa}: {far:?}"
             );
+            assert!(far[3..6].iter().all(|&v| v > 1e38), "{isa}: {far:?}");
+            if isa == Isa::Avx2 {
+                assert!(far.iter().all(|v| v.is_finite()), "{isa}: {far:?}");
+            }
+            assert_eq!(&far[6..], &[1.0, std::f32::consts::E], "{isa}");
+            // Every length around the vector width: the tail loop and the vector loop meet.
+            for len in [0, 1, 7, 8, 9, 15, 16, 17, 31] {
+                let xs: Vec<f32> = (0..len).map(|i| i as f32 * 0.37 - 3.0).collect();
+                let mut got = xs.clone();
+                exp_in_place(isa, &mut got);
+                for (&x, &e) in xs.iter().zip(&got) {
+                    assert!((e - x.exp()).abs() <= 2.5e-7 * x.exp(), "{isa} len {len}");
+                }
+            }
         }
-        // Past the clamp: tiny and finite, never NaN or infinite.
-        let mut far = [-1e4f32, -100.0, -88.0, 89.0, 100.0, 1e4, 0.0, 1.0];
-        exp_in_place(&mut far);
-        assert!(
-            far[..3].iter().all(|&v| (0.0..2e-38).contains(&v)),
-            "{far:?}"
-        );
-        assert!(
-            far[3..6].iter().all(|&v| v.is_finite() && v > 1e38),
-            "{far:?}"
-        );
-        assert_eq!(&far[6..], &[1.0, std::f32::consts::E]);
+    }
+
+    #[test]
+    fn rows_dot_equals_plain_sums_at_every_length() {
+        for isa in test_paths() {
+            // Lengths around the 16 lanes, for 3 rows.
+            for k in [1, 15, 16, 17, 33, 64, 100] {
+                let xs: Vec<f32> = (0..3 * k)
+                    .map(|i| ((i * 7 % 13) as f32 - 6.0) / 6.0)
+                    .collect();
+                let w: Vec<f32> = (0..k).map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0).collect();
+                let mut got = [f32::NAN; 3];
+                rows_dot(isa, &xs, &w, &mut got);
+                for (r, got) in got.iter().enumerate() {
+                    let want: f32 = xs[r * k..(r + 1) * k]
+                        .iter()
+                        .zip(&w)
+                        .map(|(a, b)| a * b)
+                        .sum();
+                    assert!((got - want).abs() < 1e-5 * k as f32, "{isa} k {k} row {r}");
+                }
+            }
+        }
     }
 
     #[test]
     fn fused_attention_equals_the_unfused_one() {
         let dev = Device::Cpu;
-        let (h, t, d, past, cap) = (3, 2, 16, 5, 12);
-        let q = Tensor::randn(0f32, 1.0, (h, t, d), &dev).unwrap();
-        let keys = Tensor::randn(0f32, 1.0, (h, cap, d), &dev).unwrap();
-        let values = Tensor::randn(0f32, 1.0, (h, cap, d), &dev).unwrap();
-        let k = keys.narrow(1, 0, past + t).unwrap();
-        let v = values.narrow(1, 0, past + t).unwrap();
-        let scores = q.matmul(&k.t().unwrap()).unwrap();
-        let probs = causal_softmax(&scores, past, 0.25).unwrap().unwrap();
-        let want = probs.matmul(&v.contiguous().unwrap()).unwrap();
-        let got = attention_few(&q, &keys, &values, past, 0.25)
-            .unwrap()
-            .unwrap();
-        close(&got, &want, 1e-5);
+        for isa in test_paths() {
+            // Head widths on and off the 16 lanes; one to eight queries.
+            for (h, t, d, past, cap) in [(3, 2, 16, 5, 12), (2, 1, 17, 0, 4), (1, 8, 33, 3, 11)] {
+                let q = Tensor::randn(0f32, 1.0, (h, t, d), &dev).unwrap();
+                let keys = Tensor::randn(0f32, 1.0, (h, cap, d), &dev).unwrap();
+                let values = Tensor::randn(0f32, 1.0, (h, cap, d), &dev).unwrap();
+                let k = keys.narrow(1, 0, past + t).unwrap();
+                let v = values.narrow(1, 0, past + t).unwrap();
+                let scores = q.matmul(&k.t().unwrap()).unwrap();
+                let probs = causal_softmax_on(isa, &scores, past, 0.25)
+                    .unwrap()
+                    .unwrap();
+                let want = probs.matmul(&v.contiguous().unwrap()).unwrap();
+                let got = attention_few_on(isa, &q, &keys, &values, past, 0.25)
+                    .unwrap()
+                    .unwrap();
+                close(&got, &want, 1e-5);
+            }
+        }
     }
 
     #[test]
     fn causal_softmax_equals_masked_softmax() {
         let dev = Device::Cpu;
-        let (h, t, past) = (3, 5, 4);
-        let scores = Tensor::randn(0f32, 2.0, (h, t, past + t), &dev).unwrap();
-        let mask: Vec<f32> = (0..t)
-            .flat_map(|i| {
-                (0..past + t).map(move |j| if j > past + i { f32::NEG_INFINITY } else { 0.0 })
-            })
-            .collect();
-        let mask = Tensor::from_vec(mask, (t, past + t), &dev).unwrap();
-        let want = candle_nn::ops::softmax_last_dim(
-            &(scores.clone() * 0.5)
-                .unwrap()
-                .broadcast_add(&mask)
-                .unwrap(),
-        )
-        .unwrap();
-        close(
-            &causal_softmax(&scores, past, 0.5).unwrap().unwrap(),
-            &want,
-            1e-6,
-        );
+        for isa in test_paths() {
+            for (h, t, past) in [(3, 5, 4), (1, 1, 0), (2, 9, 8)] {
+                let scores = Tensor::randn(0f32, 2.0, (h, t, past + t), &dev).unwrap();
+                let mask: Vec<f32> = (0..t)
+                    .flat_map(|i| {
+                        (0..past + t)
+                            .map(move |j| if j > past + i { f32::NEG_INFINITY } else { 0.0 })
+                    })
+                    .collect();
+                let mask = Tensor::from_vec(mask, (t, past + t), &dev).unwrap();
+                let want = candle_nn::ops::softmax_last_dim(
+                    &(scores.clone() * 0.5)
+                        .unwrap()
+                        .broadcast_add(&mask)
+                        .unwrap(),
+                )
+                .unwrap();
+                close(
+                    &causal_softmax_on(isa, &scores, past, 0.5).unwrap().unwrap(),
+                    &want,
+                    1e-6,
+                );
+            }
+        }
     }
 }

@@ -21,6 +21,8 @@ use std::sync::Arc;
 use half::{bf16, f16};
 use rayon::prelude::*;
 
+use super::gemm::{self, Weights};
+use super::isa::{isa, Isa};
 use super::q4k;
 
 /// Input rows up to which the few-row kernels run; more go to gemm.
@@ -230,6 +232,11 @@ impl Matrix {
 
     /// Rows `first..first + out.len() / cols` converted to f32 into `out`.
     pub fn rows_f32(&self, first: usize, out: &mut [f32]) {
+        self.rows_f32_on(isa(), first, out)
+    }
+
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+    fn rows_f32_on(&self, isa: Isa, first: usize, out: &mut [f32]) {
         let k = self.cols;
         let range = first * k..first * k + out.len();
         match &*self.data {
@@ -248,9 +255,11 @@ impl Matrix {
                     *o = v.to_f32();
                 }
             }
-            Data::Q8 { qs, scales } if simd() => {
+            #[cfg(target_arch = "x86_64")]
+            Data::Q8 { qs, scales } if isa == Isa::Avx2 => {
                 let blocks = first * k / QK8_0..;
-                // SAFETY: simd() checked the CPU; the ranges are whole blocks of `out`.
+                // SAFETY: Isa::Avx2 is chosen only where the CPU has AVX2 (cpu::isa); the
+                // ranges are whole blocks of `out`.
                 unsafe { avx::dequantize_q8(&qs[range], &scales[blocks], out) }
             }
             Data::Q8 { qs, scales } => {
@@ -299,6 +308,12 @@ impl Matrix {
 
     /// `x · wᵀ` for `x` `(m, cols)` row-major: `(m, rows)` row-major.
     pub fn matmul_t(&self, x: &[f32], m: usize) -> Vec<f32> {
+        self.matmul_t_on(isa(), x, m)
+    }
+
+    /// [`Matrix::matmul_t`] on the kernels of `isa` (which the CPU must run: tests compare
+    /// the paths of [`super::isa::test_paths`]).
+    pub(crate) fn matmul_t_on(&self, isa: Isa, x: &[f32], m: usize) -> Vec<f32> {
         assert_eq!(
             x.len(),
             m * self.cols,
@@ -309,19 +324,19 @@ impl Matrix {
             return vec![0f32; m * self.rows];
         }
         if m <= MAX_ROWS {
-            self.few_rows(x, m)
+            self.few_rows(isa, x, m)
         } else {
-            self.many_rows(x, m)
+            self.many_rows(isa, x, m)
         }
     }
 
-    fn few_rows(&self, x: &[f32], m: usize) -> Vec<f32> {
+    fn few_rows(&self, isa: Isa, x: &[f32], m: usize) -> Vec<f32> {
         let (n, k) = (self.rows, self.cols);
         let quantized = match &*self.data {
             Data::Q8 { .. } => Some(quantize_q8_0(x, false)),
             _ => None,
         };
-        let kernel = Kernel::pick(m);
+        let kernel = Kernel::pick(m, isa);
         if let Data::Q4K(b) = &*self.data {
             let xa = q4k::quantize_activations(x);
             let bytes = k / q4k::QK_K * q4k::BLOCK_BYTES;
@@ -336,7 +351,7 @@ impl Matrix {
         // out_t is (n, m): each weight row gives m values, written together.
         let mut out_t = vec![0f32; n * m];
         if let Data::F32(_) | Data::F16(_) = &*self.data {
-            let nr = super::gemm::NR;
+            let nr = gemm::NR;
             out_t
                 .par_chunks_mut(ROWS_PER_TASK * m)
                 .enumerate()
@@ -379,30 +394,32 @@ impl Matrix {
         transpose(&out_t, n, m)
     }
 
-    fn many_rows(&self, x: &[f32], m: usize) -> Vec<f32> {
+    fn many_rows(&self, isa: Isa, x: &[f32], m: usize) -> Vec<f32> {
         let (n, k) = (self.rows, self.cols);
         let mut out = vec![0f32; m * n];
         let done = match &*self.data {
-            Data::F32(w) => super::gemm::xwt_packed(x, m, k, w, n, &mut out, n),
-            Data::F16(w) => super::gemm::xwt_packed_f16(x, m, k, w, n, &mut out, n),
-            Data::Q4K(b) if simd() => {
+            Data::F32(w) => gemm::product(isa, x, m, k, Weights::Panels(w), n, &mut out, n),
+            Data::F16(w) => gemm::product(isa, x, m, k, Weights::PanelsF16(w), n, &mut out, n),
+            #[cfg(target_arch = "x86_64")]
+            Data::Q4K(b) if isa == Isa::Avx2 => {
                 self.many_rows_q4k(x, m, b, &mut out);
                 true
             }
+            // aarch64: a NEON q4_k prompt kernel goes here (Isa::Neon).
             _ => false,
         };
         if done {
             return out;
         }
-        let nr = super::gemm::NR;
+        let nr = gemm::NR;
         let mut tile = vec![0f32; TILE_ROWS.min(n).div_ceil(nr) * nr * k];
         for first in (0..n).step_by(TILE_ROWS) {
             let rows = TILE_ROWS.min(n - first);
-            if !simd() {
-                // Without AVX2 the gemm crate multiplies, and it reads rows, not panels.
+            if !gemm::has_kernel(isa) {
+                // Without a blocked kernel the gemm crate multiplies, and it reads rows.
                 let rows_major = &mut tile[..rows * k];
-                self.rows_f32(first, rows_major);
-                super::gemm::xwt_gemm_crate(x, m, k, rows_major, rows, &mut out[first..], n);
+                self.rows_f32_on(isa, first, rows_major);
+                gemm::xwt_gemm_crate(x, m, k, rows_major, rows, &mut out[first..], n);
                 continue;
             }
             // Converted straight into the gemm's panels; the kernel then reads them as is.
@@ -413,14 +430,15 @@ impl Matrix {
                 .for_each(|(p, panel)| {
                     let mut row = vec![0f32; k];
                     for j in 0..nr.min(rows - p * nr) {
-                        self.rows_f32(first + p * nr + j, &mut row);
+                        self.rows_f32_on(isa, first + p * nr + j, &mut row);
                         for (l, &v) in row.iter().enumerate() {
                             panel[l * nr + j] = v;
                         }
                     }
                 });
-            let packed = super::gemm::xwt_packed(x, m, k, panels, rows, &mut out[first..], n);
-            assert!(packed, "simd() checked the CPU for the packed gemm");
+            let weights = Weights::Panels(panels);
+            let packed = gemm::product(isa, x, m, k, weights, rows, &mut out[first..], n);
+            assert!(packed, "has_kernel(isa) was checked for the packed gemm");
         }
         out
     }
@@ -432,6 +450,8 @@ impl Matrix {
     /// the scales term is added by the integer kernel, each task taking a few input rows
     /// (output rows) over all the weights, four input rows at a time over tiles of weight rows
     /// small enough to stay in cache.
+    ///
+    /// The caller checked that the path is [`Isa::Avx2`].
     #[cfg(target_arch = "x86_64")]
     fn many_rows_q4k(&self, x: &[f32], m: usize, blocks: &[u8], out: &mut [f32]) {
         const GROUP: usize = 4;
@@ -441,8 +461,9 @@ impl Matrix {
         let xa = q4k::quantize_activations(x);
         let unpacked = q4k::Unpacked::new(blocks);
         let (mins_x, mins_w) = (xa.min_terms(), &unpacked.neg_mins);
-        let done = super::gemm::xwt(&mins_x, m, k / 32, mins_w, n, out, n);
-        assert!(done, "many_rows checked simd() for the gemm");
+        let mins = Weights::Rows(mins_w);
+        let done = gemm::product(Isa::Avx2, &mins_x, m, k / 32, mins, n, out, n);
+        assert!(done, "many_rows checked Isa::Avx2, which has a gemm kernel");
         // ~64 KiB of weights a tile, a quarter of the smallest L2 of the CPUs this targets.
         let tile = (65536 / bytes).clamp(8, 256);
         // Enough tasks for every thread twice, at most 16 input rows each.
@@ -460,8 +481,9 @@ impl Matrix {
                         macro_rules! run {
                             ($($m:literal)+) => {
                                 match GROUP.min(rows - g) {
-                                    // SAFETY: many_rows checked simd(); the kernel asserts
-                                    // the shapes.
+                                    // SAFETY: many_rows checked Isa::Avx2, chosen only
+                                    // where the CPU has AVX2, FMA and F16C; the kernel
+                                    // asserts the shapes.
                                     $($m => unsafe {
                                         q4k::avx::scaled_sums::<$m>(&xa, first, w, d, sc, out, n, k)
                                     },)+
@@ -473,11 +495,6 @@ impl Matrix {
                     }
                 }
             });
-    }
-
-    #[cfg(not(target_arch = "x86_64"))]
-    fn many_rows_q4k(&self, _: &[f32], _: usize, _: &[u8], _: &mut [f32]) {
-        unreachable!("the q4_k gemm needs AVX2")
     }
 }
 
@@ -542,31 +559,33 @@ struct Kernel {
 }
 
 macro_rules! kernel_for_rows {
-    ($m:expr, $simd:expr, $($rows:literal)+) => {
+    ($m:expr, $isa:expr, $($rows:literal)+) => {
         match $m {
-            $($rows => if $simd {
+            $($rows => match $isa {
                 #[cfg(target_arch = "x86_64")]
-                {
-                    Kernel {
-                        panel: |x, w, o| unsafe { avx::panel_f32::<$rows>(x, w, o) },
-                        panel_f16: |x, w, o| unsafe { avx::panel_f16::<$rows>(x, w, o) },
-                        bf16: |x, w, o| unsafe { avx::dots_bf16::<$rows>(x, w, o) },
-                        q8: |xq, xd, wq, wd, o| unsafe { avx::dots_q8::<$rows>(xq, xd, wq, wd, o) },
-                        q4k: |x, first, w, o, at, k| unsafe {
-                            q4k::avx::dots::<$rows>(x, first, w, o, at, k)
-                        },
-                    }
-                }
-                #[cfg(not(target_arch = "x86_64"))]
-                unreachable!()
-            } else {
-                Kernel {
+                Isa::Avx2 => Kernel {
+                    // SAFETY (each): Isa::Avx2 is chosen only where the CPU has AVX2, FMA and
+                    // F16C (cpu::isa); the kernels assert the shapes they read.
+                    panel: |x, w, o| unsafe { avx::panel_f32::<$rows>(x, w, o) },
+                    // SAFETY: as above.
+                    panel_f16: |x, w, o| unsafe { avx::panel_f16::<$rows>(x, w, o) },
+                    // SAFETY: as above.
+                    bf16: |x, w, o| unsafe { avx::dots_bf16::<$rows>(x, w, o) },
+                    // SAFETY: as above.
+                    q8: |xq, xd, wq, wd, o| unsafe { avx::dots_q8::<$rows>(xq, xd, wq, wd, o) },
+                    // SAFETY: as above.
+                    q4k: |x, first, w, o, at, k| unsafe {
+                        q4k::avx::dots::<$rows>(x, first, w, o, at, k)
+                    },
+                },
+                // aarch64: `Isa::Neon { dotprod } => Kernel { .. }` with the NEON kernels.
+                _ => Kernel {
                     panel: portable::panel::<$rows, f32>,
                     panel_f16: portable::panel::<$rows, f16>,
                     bf16: portable::dots_float::<$rows, bf16>,
                     q8: portable::dots_q8::<$rows>,
                     q4k: q4k::dots::<$rows>,
-                }
+                },
             },)+
             _ => unreachable!("{} rows go to gemm", $m),
         }
@@ -574,30 +593,10 @@ macro_rules! kernel_for_rows {
 }
 
 impl Kernel {
-    fn pick(m: usize) -> Self {
-        kernel_for_rows!(m, simd(), 1 2 3 4 5 6 7 8)
+    #[cfg_attr(not(target_arch = "x86_64"), allow(clippy::match_single_binding))]
+    fn pick(m: usize, isa: Isa) -> Self {
+        kernel_for_rows!(m, isa, 1 2 3 4 5 6 7 8)
     }
-}
-
-/// Set by a test to run the portable paths on a CPU with AVX2 (either path gives the same
-/// products, so other tests running meanwhile are unaffected but for speed).
-#[cfg(test)]
-static PORTABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Whether the AVX2 kernels can run here (they also need FMA and F16C).
-fn simd() -> bool {
-    #[cfg(test)]
-    if PORTABLE.load(std::sync::atomic::Ordering::Relaxed) {
-        return false;
-    }
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2")
-            && std::is_x86_feature_detected!("fma")
-            && std::is_x86_feature_detected!("f16c")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
 }
 
 /// Plain Rust kernels, for CPUs without AVX2 (and as the reference in tests).
@@ -682,41 +681,36 @@ mod portable {
 }
 
 #[cfg(target_arch = "x86_64")]
-pub(super) mod avx {
+mod avx {
+    use super::super::x86::hsum;
     use super::QK8_0;
     use half::{bf16, f16};
     use std::arch::x86_64::*;
 
-    /// The sum of the eight lanes (also for the `q4_k` kernels).
+    /// # Safety
+    /// The CPU must have AVX and F16C; `p` valid for 8 values.
     #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    pub(in crate::engine) fn hsum(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-        _mm_cvtss_f32(s)
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
+    #[target_feature(enable = "avx,f16c")]
     unsafe fn load_f16(p: *const f16) -> __m256 {
         _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
     }
 
+    /// # Safety
+    /// The CPU must have AVX2; `p` valid for 8 values.
     #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
+    #[target_feature(enable = "avx2")]
     unsafe fn load_bf16(p: *const bf16) -> __m256 {
         let h = _mm256_cvtepu16_epi32(_mm_loadu_si128(p as *const __m128i));
         _mm256_castsi256_ps(_mm256_slli_epi32(h, 16))
     }
 
     macro_rules! float_dots {
-        ($name:ident, $w:ty, $load:ident) => {
+        ($name:ident, $w:ty, $features:literal, $load:ident) => {
             /// `out[r] = dot(x[r], w)` for the `M` rows of `x`, each weight loaded once.
             ///
             /// # Safety
-            /// The CPU must have AVX2, FMA and F16C; `x` holds `M` rows of `w.len()`.
-            #[target_feature(enable = "avx2,fma,f16c")]
+            /// The CPU must have the features enabled here; `x` holds `M` rows of `w.len()`.
+            #[target_feature(enable = $features)]
             pub unsafe fn $name<const M: usize>(x: &[f32], w: &[$w], out: &mut [f32]) {
                 let k = w.len();
                 assert!(x.len() >= M * k && out.len() >= M);
@@ -743,13 +737,14 @@ pub(super) mod avx {
     }
 
     macro_rules! panel_dots {
-        ($name:ident, $w:ty, $load:ident) => {
+        ($name:ident, $w:ty, $features:literal, $load:ident) => {
             /// One packed panel of 16 weight rows (`[k][16]`) against the `M` rows of `x`: per
             /// input, two weight loads and a broadcast and two FMAs per row, no horizontal sums.
             ///
             /// # Safety
-            /// The CPU must have AVX2, FMA and F16C; `x` holds `M` rows of `panel.len() / 16`.
-            #[target_feature(enable = "avx2,fma,f16c")]
+            /// The CPU must have the features enabled here; `x` holds `M` rows of
+            /// `panel.len() / 16`.
+            #[target_feature(enable = $features)]
             pub unsafe fn $name<const M: usize>(x: &[f32], panel: &[$w], tile: &mut [f32; 128]) {
                 let k = panel.len() / 16;
                 assert!(x.len() >= M * k && M <= 8);
@@ -772,22 +767,24 @@ pub(super) mod avx {
         };
     }
 
+    /// # Safety
+    /// The CPU must have AVX; `p` valid for 8 values.
     #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
+    #[target_feature(enable = "avx")]
     unsafe fn load_f32(p: *const f32) -> __m256 {
         _mm256_loadu_ps(p)
     }
 
-    panel_dots!(panel_f32, f32, load_f32);
-    panel_dots!(panel_f16, f16, load_f16);
+    panel_dots!(panel_f32, f32, "avx,fma", load_f32);
+    panel_dots!(panel_f16, f16, "avx,fma,f16c", load_f16);
 
-    float_dots!(dots_bf16, bf16, load_bf16);
+    float_dots!(dots_bf16, bf16, "avx2,fma", load_bf16);
 
     /// `out = d · q` for whole `q8_0` blocks.
     ///
     /// # Safety
     /// The CPU must have AVX2; `out.len() == q.len()`, a multiple of 32, with a scale per block.
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2")]
     pub unsafe fn dequantize_q8(q: &[i8], scales: &[f32], out: &mut [f32]) {
         assert!(q.len() == out.len() && q.len() <= scales.len() * QK8_0);
         for (b, (o, q)) in out
@@ -845,74 +842,94 @@ pub(super) mod avx {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::cpu::isa::test_paths;
     use crate::engine::cpu::testutil::{max_diff, random, reference_xwt as reference};
 
     #[test]
     fn every_format_multiplies_like_its_rounded_weights() {
-        // Shapes cover the tails (k not a multiple of 8), one row and many (gemm, tiles).
-        for (m, k, n) in [
-            (1, 64, 70),
-            (3, 96, 1030),
-            (8, 32, 5),
-            (9, 64, 33),
-            (40, 128, 2100),
-            // q4_k: few rows, and many (whole groups of four and a remainder).
-            (1, 256, 70),
-            (8, 512, 33),
-            (11, 256, 300),
-            (16, 512, 17),
-        ] {
-            let x = random(m * k, 1);
-            let w = random(n * k, 2);
-            for format in Format::ALL.into_iter().filter(|f| f.fits(k)) {
-                let matrix = Matrix::from_f32(&w, n, k, format);
-                // The weights as the format holds them, in f32.
-                let mut rounded = vec![0f32; n * k];
-                matrix.rows_f32(0, &mut rounded);
-                let got = matrix.matmul_t(&x, m);
-                let tol = match format {
-                    // The activations are quantized too: ~1/254 of each block's largest.
-                    Format::Q8_0 | Format::Q4K => 0.02 * (k as f32).sqrt(),
-                    _ => 1e-4 * k as f32,
-                };
-                let d = max_diff(&got, &reference(&x, m, &rounded, n, k));
-                assert!(d <= tol, "{format:?} {m}x{k}x{n}: differs by {d}");
+        // Shapes cover the tails (k not a multiple of 8 or 16), one row and many (gemm,
+        // tiles), an odd number of blocks, outputs not a multiple of a panel.
+        for isa in test_paths() {
+            for (m, k, n) in [
+                (1, 64, 70),
+                (3, 96, 1030),
+                (8, 32, 5),
+                (9, 64, 33),
+                (4, 45, 19),
+                (9, 45, 17),
+                (7, 288, 31),
+                (12, 288, 15),
+                (40, 128, 2100),
+                // q4_k: few rows, and many (whole groups of four and a remainder).
+                (1, 256, 70),
+                (8, 512, 33),
+                (11, 256, 300),
+                (16, 512, 17),
+                (13, 768, 9),
+            ] {
+                let x = random(m * k, 1);
+                let w = random(n * k, 2);
+                for format in Format::ALL.into_iter().filter(|f| f.fits(k)) {
+                    let matrix = Matrix::from_f32(&w, n, k, format);
+                    // The weights as the format holds them, in f32.
+                    let mut rounded = vec![0f32; n * k];
+                    matrix.rows_f32_on(Isa::Portable, 0, &mut rounded);
+                    let mut on_path = vec![0f32; n * k];
+                    matrix.rows_f32_on(isa, 0, &mut on_path);
+                    assert_eq!(on_path, rounded, "{isa} {format:?}: the same weights");
+                    let got = matrix.matmul_t_on(isa, &x, m);
+                    let tol = match format {
+                        // The activations are quantized too: ~1/254 of each block's largest.
+                        Format::Q8_0 | Format::Q4K => 0.02 * (k as f32).sqrt(),
+                        _ => 1e-4 * k as f32,
+                    };
+                    let d = max_diff(&got, &reference(&x, m, &rounded, n, k));
+                    assert!(d <= tol, "{isa} {format:?} {m}x{k}x{n}: differs by {d}");
+                }
             }
         }
     }
 
     #[test]
-    fn every_format_multiplies_the_same_without_avx2() {
+    fn every_path_multiplies_like_the_portable_one() {
         let (k, n) = (512, 40);
         let w = random(n * k, 13);
-        for m in [2, 12] {
-            let x = random(m * k, 14);
-            for format in Format::ALL {
-                let matrix = Matrix::from_f32(&w, n, k, format);
-                let fast = matrix.matmul_t(&x, m);
-                PORTABLE.store(true, std::sync::atomic::Ordering::Relaxed);
-                let plain = matrix.matmul_t(&x, m);
-                PORTABLE.store(false, std::sync::atomic::Ordering::Relaxed);
-                // Without AVX2 q4_k prompts multiply f32 activations by the widened weights,
-                // with it quantized ones (q8_K) by the blocks: they differ by that rounding.
-                let tol = if format == Format::Q4K && m > MAX_ROWS {
-                    0.02 * (k as f32).sqrt()
-                } else {
-                    1e-3
-                };
-                let d = max_diff(&fast, &plain);
-                assert!(d < tol, "{format:?}, {m} rows: differs by {d}");
+        for isa in test_paths() {
+            for m in [1, 2, 5, 8, 9, 12] {
+                let x = random(m * k, 14);
+                for format in Format::ALL {
+                    let matrix = Matrix::from_f32(&w, n, k, format);
+                    let fast = matrix.matmul_t_on(isa, &x, m);
+                    let plain = matrix.matmul_t_on(Isa::Portable, &x, m);
+                    // Portable q4_k prompts multiply f32 activations by the widened weights,
+                    // AVX2 quantized ones (q8_K) by the blocks: they differ by that rounding.
+                    let tol = if format == Format::Q4K && m > MAX_ROWS {
+                        0.02 * (k as f32).sqrt()
+                    } else {
+                        1e-3
+                    };
+                    let d = max_diff(&fast, &plain);
+                    assert!(d < tol, "{isa} {format:?}, {m} rows: differs by {d}");
+                }
             }
         }
     }
 
     #[test]
     fn empty_matrices_give_empty_sums() {
-        for format in Format::ALL {
-            let no_inputs = Matrix::from_f32(&[], 3, 0, format);
-            assert_eq!(no_inputs.matmul_t(&[], 12), vec![0f32; 36], "{format:?}");
-            let no_outputs = Matrix::from_f32(&[], 0, 256, format);
-            assert!(no_outputs.matmul_t(&random(12 * 256, 1), 12).is_empty());
+        for isa in test_paths() {
+            for format in Format::ALL {
+                let no_inputs = Matrix::from_f32(&[], 3, 0, format);
+                assert_eq!(
+                    no_inputs.matmul_t_on(isa, &[], 12),
+                    vec![0f32; 36],
+                    "{isa} {format:?}"
+                );
+                let no_outputs = Matrix::from_f32(&[], 0, 256, format);
+                assert!(no_outputs
+                    .matmul_t_on(isa, &random(12 * 256, 1), 12)
+                    .is_empty());
+            }
         }
     }
 
@@ -921,49 +938,74 @@ mod tests {
         let (m, k, n) = (3, 13, 7);
         let x = random(m * k, 3);
         let w = random(n * k, 4);
-        let got = Matrix::from_f32(&w, n, k, Format::F32).matmul_t(&x, m);
-        assert!(max_diff(&got, &reference(&x, m, &w, n, k)) < 1e-5);
+        for isa in test_paths() {
+            let got = Matrix::from_f32(&w, n, k, Format::F32).matmul_t_on(isa, &x, m);
+            assert!(max_diff(&got, &reference(&x, m, &w, n, k)) < 1e-5, "{isa}");
+        }
         assert!(!Format::Q8_0.fits(k));
     }
 
     #[test]
-    fn simd_kernels_equal_the_portable_ones() {
-        if !simd() {
-            return;
-        }
-        let k = 96;
-        let w = random(k, 5);
-        let x = random(3 * k, 6);
-        let (wq, wd) = quantize_q8_0(&w, true);
-        let (xq, xd) = quantize_q8_0(&x, false);
-        let (simd, plain) = (Kernel::pick(3), kernel_for_rows!(3, false, 3));
-        let run = |f: &dyn Fn(&mut [f32])| {
-            let mut o = [0f32; 3];
-            f(&mut o);
-            o
-        };
-        let wb: Vec<bf16> = w.iter().map(|&v| bf16::from_f32(v)).collect();
-        let panel = crate::engine::cpu::gemm::pack(&random(16 * k, 8), 16, k);
-        let (mut a, mut b) = ([0f32; 128], [0f32; 128]);
-        (simd.panel)(&x, &panel, &mut a);
-        (plain.panel)(&x, &panel, &mut b);
-        assert!(max_diff(&a[..48], &b[..48]) < 1e-4, "f32 panels");
-        let halves: Vec<f16> = panel.iter().map(|&v| f16::from_f32(v)).collect();
-        (simd.panel_f16)(&x, &halves, &mut a);
-        (plain.panel_f16)(&x, &halves, &mut b);
-        assert!(max_diff(&a[..48], &b[..48]) < 1e-4, "f16 panels");
-        let pairs = [
-            (
-                run(&|o| (simd.bf16)(&x, &wb, o)),
-                run(&|o| (plain.bf16)(&x, &wb, o)),
-            ),
-            (
-                run(&|o| (simd.q8)(&xq, &xd, &wq, &wd, o)),
-                run(&|o| (plain.q8)(&xq, &xd, &wq, &wd, o)),
-            ),
-        ];
-        for (a, b) in pairs {
-            assert!(max_diff(&a, &b) < 1e-4, "{a:?} vs {b:?}");
+    fn every_paths_kernels_equal_the_portable_ones_at_every_row_count() {
+        // k = 96: three q8_0 blocks; k = 100: a float tail past the last 8 lanes.
+        for isa in test_paths() {
+            for m in 1..=MAX_ROWS {
+                for k in [96, 100] {
+                    let w = random(k, 5);
+                    let x = random(m * k, 6);
+                    let (fast, plain) = (Kernel::pick(m, isa), Kernel::pick(m, Isa::Portable));
+                    let run = |f: &dyn Fn(&mut [f32])| {
+                        let mut o = [0f32; MAX_ROWS];
+                        f(&mut o[..m]);
+                        o
+                    };
+                    let wb: Vec<bf16> = w.iter().map(|&v| bf16::from_f32(v)).collect();
+                    let panel = gemm::pack(&random(16 * k, 8), 16, k);
+                    let (mut a, mut b) = ([0f32; 128], [0f32; 128]);
+                    (fast.panel)(&x, &panel, &mut a);
+                    (plain.panel)(&x, &panel, &mut b);
+                    assert!(max_diff(&a, &b) < 1e-4, "{isa} f32 panels, {m} rows");
+                    let halves: Vec<f16> = panel.iter().map(|&v| f16::from_f32(v)).collect();
+                    (fast.panel_f16)(&x, &halves, &mut a);
+                    (plain.panel_f16)(&x, &halves, &mut b);
+                    assert!(max_diff(&a, &b) < 1e-4, "{isa} f16 panels, {m} rows");
+                    let (a, b) = (
+                        run(&|o| (fast.bf16)(&x, &wb, o)),
+                        run(&|o| (plain.bf16)(&x, &wb, o)),
+                    );
+                    assert!(
+                        max_diff(&a, &b) < 1e-4,
+                        "{isa} bf16, {m} rows: {a:?} vs {b:?}"
+                    );
+                    if !k.is_multiple_of(QK8_0) {
+                        continue;
+                    }
+                    let (wq, wd) = quantize_q8_0(&w, true);
+                    let (xq, xd) = quantize_q8_0(&x, false);
+                    let (a, b) = (
+                        run(&|o| (fast.q8)(&xq, &xd, &wq, &wd, o)),
+                        run(&|o| (plain.q8)(&xq, &xd, &wq, &wd, o)),
+                    );
+                    assert!(
+                        max_diff(&a, &b) < 1e-4,
+                        "{isa} q8_0, {m} rows: {a:?} vs {b:?}"
+                    );
+                    // Exact against the plain integer sum: the quantized values' products.
+                    for r in 0..m {
+                        let mut want = 0f32;
+                        for blk in 0..k / QK8_0 {
+                            let dot: i32 = (0..QK8_0)
+                                .map(|i| {
+                                    let j = blk * QK8_0 + i;
+                                    xq[r * k + j] as i32 * wq[j] as i32
+                                })
+                                .sum();
+                            want += dot as f32 * wd[blk] * xd[r * (k / QK8_0) + blk];
+                        }
+                        assert!((a[r] - want).abs() < 1e-4, "{isa} q8_0 row {r}");
+                    }
+                }
+            }
         }
     }
 
@@ -982,18 +1024,27 @@ mod tests {
         let quantized_here = Matrix::from_f32(&w, n, k, Format::Q4K);
         assert_eq!(ours.q4_k_bytes(), quantized_here.q4_k_bytes());
         let theirs = QMatMul::from_qtensor(qt).unwrap();
-        for m in [1, 3, 21] {
-            let x = random(m * k, 11);
-            let xt = Tensor::from_vec(x.clone(), (m, k), &Device::Cpu).unwrap();
-            let want: Vec<f32> = theirs
-                .forward(&xt)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
-            let d = max_diff(&ours.matmul_t(&x, m), &want);
-            assert!(d < 1e-3, "{m} rows: differs by {d}");
+        for isa in test_paths() {
+            for m in [1, 3, 21] {
+                let x = random(m * k, 11);
+                let xt = Tensor::from_vec(x.clone(), (m, k), &Device::Cpu).unwrap();
+                let want: Vec<f32> = theirs
+                    .forward(&xt)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap();
+                let got = ours.matmul_t_on(isa, &x, m);
+                // Portable prompts multiply by the widened weights (f32 activations).
+                let tol = if isa == Isa::Portable && m > MAX_ROWS {
+                    0.02 * (k as f32).sqrt()
+                } else {
+                    1e-3
+                };
+                let d = max_diff(&got, &want);
+                assert!(d < tol, "{isa} {m} rows: differs by {d}");
+            }
         }
     }
 

@@ -1,10 +1,19 @@
 //! CPU kernels: quill's own weight matrices ([`matrix::Matrix`] in f32, f16, bf16, q8_0 and
-//! q4_k), the prompt gemm, and the elementwise operations (GELU, softmax). Knows nothing of
-//! models, checkpoints or tasks: it multiplies numbers.
+//! q4_k), the prompt gemm, and the elementwise operations (GELU, softmax), each with a path
+//! per instruction set chosen once by [`isa`]. Knows nothing of models, checkpoints or tasks:
+//! it multiplies numbers.
 
 pub mod gemm;
+pub mod isa;
 pub mod kernels;
 pub mod matrix;
 pub mod q4k;
 #[cfg(test)]
 pub(crate) mod testutil;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+// aarch64: the NEON kernels and helpers live in their own module here (`mod neon;`, behind
+// `#[cfg(target_arch = "aarch64")]`), dispatched on `Isa::Neon { dotprod }` where each
+// kernel matches on the `Isa` (the `// aarch64:` comments mark the places).
+
+pub use isa::{isa, Isa};

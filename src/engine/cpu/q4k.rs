@@ -238,7 +238,7 @@ pub fn dots<const M: usize>(
 #[cfg(target_arch = "x86_64")]
 pub mod avx {
     use super::{scales_mins, Activations, Layout, BLOCK_BYTES, QK_K};
-    use crate::engine::cpu::matrix::avx::hsum;
+    use crate::engine::cpu::x86::hsum;
     use std::arch::x86_64::*;
 
     /// One block's integer sums `Σ_j sc[j] · (q · a)_j` for `M` activation rows, in i32
@@ -246,7 +246,11 @@ pub mod avx {
     /// (unsigned quants by signed bytes, pairs at most 2·15·127) and two `madd`s by the
     /// sub-block scales. `scales` holds the eight scales as i16 in both 128-bit halves;
     /// `a` points at row 0's 256 activations of this block, rows `k` apart.
-    #[inline(always)]
+    ///
+    /// # Safety
+    /// The CPU must have AVX2; `quants`, `a` valid for the block as above.
+    #[inline]
+    #[target_feature(enable = "avx2")]
     unsafe fn block_sums<const M: usize>(
         quants: *const u8,
         scales: __m256i,
@@ -277,7 +281,11 @@ pub mod avx {
     }
 
     /// Eight u8 scales as i16 lanes in both halves.
-    #[inline(always)]
+    ///
+    /// # Safety
+    /// The CPU must have AVX2; `sc` valid for 8 bytes.
+    #[inline]
+    #[target_feature(enable = "avx2")]
     unsafe fn widen_scales(sc: *const u8) -> __m256i {
         _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_loadl_epi64(sc as *const __m128i)))
     }
@@ -444,8 +452,9 @@ mod tests {
             );
         }
         #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        if crate::engine::cpu::isa::test_paths().contains(&crate::engine::cpu::Isa::Avx2) {
             let mut simd = [0f32; 2];
+            // SAFETY: test_paths lists Isa::Avx2 only where the CPU has AVX2, FMA and F16C.
             unsafe { avx::dots::<2>(&xa, 1, &bytes, &mut simd, at, k) };
             for (a, b) in simd.iter().zip(&plain) {
                 assert!(
