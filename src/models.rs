@@ -422,6 +422,33 @@ impl hf_hub::api::Progress for ProgressAdapter {
     }
 }
 
+/// A device as the CLI and the settings name it: `cpu`, `cuda[:N]` or `metal[:N]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceSpec {
+    Cpu,
+    Cuda(usize),
+    Metal(usize),
+}
+
+/// Parses a device name without opening the device: what the settings check.
+pub fn parse_device_spec(spec: &str) -> Result<DeviceSpec, ModelError> {
+    let spec = spec.trim();
+    let ordinal = |rest: &str| -> Result<usize, ModelError> {
+        if rest.is_empty() {
+            Ok(0)
+        } else {
+            rest.parse()
+                .map_err(|_| ModelError::BadDevice(spec.to_string()))
+        }
+    };
+    match spec.split_once(':').unwrap_or((spec, "")) {
+        ("cpu", "") => Ok(DeviceSpec::Cpu),
+        ("cuda", n) => Ok(DeviceSpec::Cuda(ordinal(n)?)),
+        ("metal", n) => Ok(DeviceSpec::Metal(ordinal(n)?)),
+        _ => Err(ModelError::BadDevice(spec.to_string())),
+    }
+}
+
 /// Parses `cpu`, `cuda`, `cuda:N` or `metal` into a candle device.
 pub fn parse_device(spec: &str) -> Result<Device, ModelError> {
     let spec = spec.trim();
@@ -432,19 +459,10 @@ pub fn parse_device(spec: &str) -> Result<Device, ModelError> {
             spec.split(':').next().unwrap_or(spec)
         ),
     };
-    let ordinal = |rest: &str| -> Result<usize, ModelError> {
-        if rest.is_empty() {
-            Ok(0)
-        } else {
-            rest.parse()
-                .map_err(|_| ModelError::BadDevice(spec.to_string()))
-        }
-    };
-    match spec.split_once(':').unwrap_or((spec, "")) {
-        ("cpu", "") => Ok(Device::Cpu),
-        ("cuda", n) => Device::new_cuda(ordinal(n)?).map_err(unavailable),
-        ("metal", n) => Device::new_metal(ordinal(n)?).map_err(unavailable),
-        _ => Err(ModelError::BadDevice(spec.to_string())),
+    match parse_device_spec(spec)? {
+        DeviceSpec::Cpu => Ok(Device::Cpu),
+        DeviceSpec::Cuda(n) => Device::new_cuda(n).map_err(unavailable),
+        DeviceSpec::Metal(n) => Device::new_metal(n).map_err(unavailable),
     }
 }
 

@@ -283,23 +283,17 @@ impl Settings {
             |v: &usize| *v <= 1024,
             "must be at most 1024 (0: every core but one)"
         );
+        // The CLI's parsers: every name `--device` and `--dtype` take, the settings take.
         for (name, value, prev) in [
             ("device", &mut self.device, &previous.device),
             ("dtype", &mut self.dtype, &previous.dtype),
         ] {
-            let ok = match name {
-                "device" => {
-                    let v = value.as_str();
-                    v == "cpu"
-                        || v == "metal"
-                        || v == "cuda"
-                        || v.strip_prefix("cuda:")
-                            .is_some_and(|n| n.parse::<usize>().is_ok())
-                }
-                _ => matches!(value.as_str(), "f32" | "f16" | "bf16" | "q8_0" | "q4_k"),
+            let checked = match name {
+                "device" => crate::models::parse_device_spec(value).map(drop),
+                _ => crate::models::parse_format(value).map(drop),
             };
-            if !ok {
-                errors.push(format!("quill.{name}: {value:?} is not supported"));
+            if let Err(e) = checked {
+                errors.push(format!("quill.{name}: {e}"));
                 *value = prev.clone();
             }
         }
@@ -407,6 +401,45 @@ mod tests {
             assert!(all.contains(key), "{key} not named in {all}");
         }
         assert_eq!(errors.len(), 4, "{all}");
+        assert!(all.contains("unknown device `tpu`"), "{all}");
+    }
+
+    #[test]
+    fn device_and_dtype_take_every_name_the_cli_takes() {
+        for (device, dtype) in [
+            ("cpu", "f32"),
+            ("cuda", "float16"),
+            ("cuda:1", "q4_k_m"),
+            ("metal:0", "bfloat16"),
+            ("metal", "q8_0"),
+            (" cpu ", "q4_k"),
+        ] {
+            let (s, errors) = Settings::from_json(
+                &json!({"device": device, "dtype": dtype}),
+                &Settings::default(),
+                &Settings::default(),
+            );
+            assert!(errors.is_empty(), "{device} {dtype}: {errors:?}");
+            assert_eq!((s.device.as_str(), s.dtype.as_str()), (device, dtype));
+            assert!(crate::models::parse_device_spec(device).is_ok());
+            assert!(crate::models::parse_format(dtype).is_ok());
+        }
+        let previous = Settings {
+            dtype: "f16".into(),
+            ..Default::default()
+        };
+        let (s, errors) = Settings::from_json(
+            &json!({"device": "cuda:x", "dtype": "q5_k"}),
+            &Settings::default(),
+            &previous,
+        );
+        assert_eq!((s.device.as_str(), s.dtype.as_str()), ("cpu", "f16"));
+        let all = errors.join("\n");
+        assert!(
+            all.contains("quill.device: unknown device `cuda:x`"),
+            "{all}"
+        );
+        assert!(all.contains("quill.dtype: unknown dtype `q5_k`"), "{all}");
     }
 
     #[test]
