@@ -247,7 +247,9 @@ fn gguf_model(
 /// directory that holds `model.gguf` alone (as llama.cpp's converter writes them): GPT-2's
 /// hyperparameters from `gpt2.*`, its byte-level BPE from `tokenizer.ggml.*`. They are written
 /// once into a directory named after the file's path, size and modification time under the
-/// system's temporary directory, and read from there as any model's files.
+/// user's private cache directory ([`private_cache_dir`]), never the shared temporary
+/// directory where another local user could place files first, and read from there as any
+/// model's files.
 fn gguf_companions(gguf: &Path) -> Result<(PathBuf, PathBuf), ModelError> {
     use candle_core::quantized::gguf_file::{Content, Value};
     use std::hash::{Hash, Hasher};
@@ -271,9 +273,12 @@ fn gguf_companions(gguf: &Path) -> Result<(PathBuf, PathBuf), ModelError> {
         meta.modified().ok(),
     )
         .hash(&mut hasher);
-    let dir = std::env::temp_dir().join(format!("quill-gguf-{:016x}", hasher.finish()));
+    let dir = private_cache_dir()
+        .map_err(|e| bad(format!("cannot make quill's private cache directory: {e}")))?
+        .join(format!("gguf-{:016x}", hasher.finish()));
     let (config_path, tokenizer_path) = (dir.join("config.json"), dir.join("tokenizer.json"));
-    if config_path.is_file() && tokenizer_path.is_file() {
+    let regular = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_file());
+    if regular(&config_path) && regular(&tokenizer_path) {
         return Ok((config_path, tokenizer_path));
     }
     let content = Content::read(&mut file).map_err(|e| bad(format!("not a GGUF file ({e})")))?;
@@ -404,11 +409,86 @@ fn gguf_companions(gguf: &Path) -> Result<(PathBuf, PathBuf), ModelError> {
         .and_then(|()| std::fs::rename(&part, path))
         .map_err(|e| bad(format!("cannot write {}: {e}", path.display())))
     };
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| bad(format!("cannot create {}: {e}", dir.display())))?;
+    make_private_dir(&dir).map_err(|e| bad(format!("cannot use {}: {e}", dir.display())))?;
     write(&config_path, &config)?;
     write(&tokenizer_path, &tokenizer)?;
     Ok((config_path, tokenizer_path))
+}
+
+/// quill's own cache directory, private to the user: `$XDG_CACHE_HOME/quill`, else
+/// `$HOME/.cache/quill`, else `quill-<uid>` in the temporary directory. It is created with
+/// mode 0700 and, whether new or not, used only as [`make_private_dir`] allows.
+pub fn private_cache_dir() -> std::io::Result<PathBuf> {
+    let nonempty = |v: std::ffi::OsString| (!v.is_empty()).then(|| PathBuf::from(v));
+    let dir = match std::env::var_os("XDG_CACHE_HOME").and_then(nonempty) {
+        Some(d) => d.join("quill"),
+        None => match std::env::var_os("HOME").and_then(nonempty) {
+            Some(h) => h.join(".cache").join("quill"),
+            None => std::env::temp_dir().join(format!("quill-{}", current_uid())),
+        },
+    };
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    make_private_dir(&dir)?;
+    Ok(dir)
+}
+
+#[cfg(unix)]
+fn current_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+#[cfg(not(unix))]
+fn current_uid() -> u32 {
+    0
+}
+
+/// Creates `dir` (its parent must exist) with mode 0700 if it is missing, then checks that it
+/// is a directory, not a symbolic link, owned by this user, that no one else may write into
+/// (read access for others is taken away).
+pub fn make_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    match builder.create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let meta = std::fs::symlink_metadata(dir)?;
+    let refuse = |why: &str| {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("{} {why}; remove it and try again", dir.display()),
+        ))
+    };
+    if meta.file_type().is_symlink() {
+        return refuse("is a symbolic link, not a private directory");
+    }
+    if !meta.is_dir() {
+        return refuse("is not a directory");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if meta.uid() != current_uid() {
+            return refuse("belongs to another user");
+        }
+        if meta.mode() & 0o022 != 0 {
+            return refuse(&format!(
+                "may be written by others (mode {:o})",
+                meta.mode() & 0o777
+            ));
+        }
+        if meta.mode() & 0o077 != 0 {
+            // Ours, and no one else could write into it: only take the reading away.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+    }
+    Ok(())
 }
 
 /// The shard file names listed by a `model.safetensors.index.json`, in order, without repeats.
