@@ -46,7 +46,11 @@ fn keystrokes(bytes: usize) -> (f64, f64, u64, u64) {
     let first = complete(&mut client, col);
     let before = client.rss_kib().unwrap_or(0);
     let mut times = Vec::new();
-    for (i, ch) in "and then the sailors sang songs".chars().take(KEYSTROKES).enumerate() {
+    for (i, ch) in "and then the sailors sang songs"
+        .chars()
+        .take(KEYSTROKES)
+        .enumerate()
+    {
         let t = Instant::now();
         client.notify(
             "textDocument/didChange",

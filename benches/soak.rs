@@ -292,7 +292,10 @@ fn main() {
             mib(middle_mem),
             mib(end_mem)
         );
-        let samples: Vec<String> = memory.iter().map(|(_, m)| format!("{:.1}", mib(*m))).collect();
+        let samples: Vec<String> = memory
+            .iter()
+            .map(|(_, m)| format!("{:.1}", mib(*m)))
+            .collect();
         println!("memory samples (MiB) {}", samples.join(" "));
         println!("exit code            {code:>8}");
     }

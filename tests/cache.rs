@@ -212,9 +212,7 @@ fn a_prompt_reads_a_bounded_tail_of_a_huge_document() {
         assert!(text.len() - start <= policy.tail_bytes() * 3 / 2);
         // The whole text and its tail from `start` give the same prompt.
         let whole = lm.prompt_for(text, &policy).unwrap();
-        let tail = lm
-            .prompt_for_tail(&text[start..], start, &policy)
-            .unwrap();
+        let tail = lm.prompt_for_tail(&text[start..], start, &policy).unwrap();
         assert_eq!(whole, tail);
         assert!(whole.len() <= 64 && whole.len() > 32, "{}", whole.len());
         assert_ne!(whole[0], lm.bos(), "no BOS mid-document");
@@ -283,7 +281,10 @@ fn caches_and_sessions_cannot_be_cloned_into_shared_state() {
     // They write their tensors in place: a shallow copy would change with the original.
     use quill::engine::gpt2::{BatchCache, KvCache};
     use quill::engine::session::Session;
-    assert!(implements_clone!(String), "the probe sees Clone where it is");
+    assert!(
+        implements_clone!(String),
+        "the probe sees Clone where it is"
+    );
     assert!(!implements_clone!(KvCache));
     assert!(!implements_clone!(BatchCache));
     assert!(!implements_clone!(Session));

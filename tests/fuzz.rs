@@ -48,7 +48,19 @@ const METHODS: &[&str] = &[
 
 /// Pieces of text that edits insert: ASCII, accents, astral characters, new lines.
 const PIECES: &[&str] = &[
-    "the", " cat", " sat", ".", "\n", " é", "😀", " 42", "日本", " ", "\t", ",", "fn main() {",
+    "the",
+    " cat",
+    " sat",
+    ".",
+    "\n",
+    " é",
+    "😀",
+    " 42",
+    "日本",
+    " ",
+    "\t",
+    ",",
+    "fn main() {",
 ];
 
 #[derive(Debug, Clone)]
@@ -225,7 +237,8 @@ impl Fuzz {
             Action::BadHeader(h) => self.client.send_bytes(format!("{h}\r\n\r\n").as_bytes()),
             Action::Json(v) => self.client.send_raw(&v.to_string()),
             Action::Call { method, id, params } => {
-                let mut msg = json!({"jsonrpc": "2.0", "method": METHODS[*method], "params": params});
+                let mut msg =
+                    json!({"jsonrpc": "2.0", "method": METHODS[*method], "params": params});
                 if let Some(id) = id {
                     msg["id"] = json!(id);
                 }

@@ -116,7 +116,10 @@ fn start_with_unanswered_pull() -> LspClient {
         .iter()
         .any(|r| r["method"] == "workspace/configuration")
     {
-        assert!(std::time::Instant::now() < deadline, "no configuration pull");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no configuration pull"
+        );
         client.drain_responses(Duration::from_millis(100));
     }
     client
@@ -248,7 +251,10 @@ fn a_panicking_handler_is_an_error_answer_logged_once_and_the_session_goes_on() 
         assert_eq!(lines.len(), 1, "logged once with its request: {log}");
         assert!(lines[0].contains("quill/testPanic"), "{log}");
     }
-    assert!(!log.contains("thread '"), "no second report by the default hook: {log}");
+    assert!(
+        !log.contains("thread '"),
+        "no second report by the default hook: {log}"
+    );
 }
 
 /// One line of a big document, numbered so that paragraphs differ.
@@ -316,7 +322,9 @@ fn diagnostics_on_a_huge_document_check_the_edited_neighbourhood_first_and_stay_
     });
     client.initialize(json!({}), settings);
     // 3,000 paragraphs: checking all of them would take the engine for long.
-    let text: String = (0..3000).map(|i| format!("{}\n", numbered_line(i))).collect();
+    let text: String = (0..3000)
+        .map(|i| format!("{}\n", numbered_line(i)))
+        .collect();
     client.open(URI, "plaintext", &text);
     // Edit paragraph 2,500 (line 5,000): its neighbourhood is checked first.
     client.notify(
@@ -326,9 +334,7 @@ fn diagnostics_on_a_huge_document_check_the_edited_neighbourhood_first_and_stay_
                                              "end": {"line": 5000, "character": 0}},
                                    "text": "Suddenly "}]}),
     );
-    let first = client.wait_notification("textDocument/publishDiagnostics", |p| {
-        p["version"] == 2
-    });
+    let first = client.wait_notification("textDocument/publishDiagnostics", |p| p["version"] == 2);
     let lines: Vec<u64> = first["params"]["diagnostics"]
         .as_array()
         .unwrap()
@@ -363,8 +369,8 @@ fn diagnostics_on_a_huge_document_check_the_edited_neighbourhood_first_and_stay_
 
 /// `quill` on the command line, offline, with its cache under `cache`.
 fn quill_cli(args: &[&str], cache: &std::path::Path) -> std::process::Output {
-    let bin = std::env::var_os("QUILL_TEST_BIN")
-        .unwrap_or_else(|| env!("CARGO_BIN_EXE_quill").into());
+    let bin =
+        std::env::var_os("QUILL_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_quill").into());
     std::process::Command::new(bin)
         .args(args)
         .env("HF_HUB_OFFLINE", "1")
@@ -379,10 +385,21 @@ fn gguf_alone(dir: &std::path::Path) -> std::path::PathBuf {
     let model = fixture_dir("gpt2-tiny").display().to_string();
     let target = dir.join("gguf-alone");
     let out = quill_cli(
-        &["--model", &model, "--dtype", "q8_0", "quantize", &target.display().to_string()],
+        &[
+            "--model",
+            &model,
+            "--dtype",
+            "q8_0",
+            "quantize",
+            &target.display().to_string(),
+        ],
         dir,
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     std::fs::remove_file(target.join("config.json")).unwrap();
     std::fs::remove_file(target.join("tokenizer.json")).unwrap();
     target.join("model.gguf")
@@ -399,7 +416,12 @@ fn gguf_companion_files_are_private_and_never_taken_from_the_shared_temp_dir() {
     // temporary directory, under a name computed from the file as it computed it.
     let meta = std::fs::metadata(&gguf).unwrap();
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    (gguf.canonicalize().unwrap(), meta.len(), meta.modified().ok()).hash(&mut hasher);
+    (
+        gguf.canonicalize().unwrap(),
+        meta.len(),
+        meta.modified().ok(),
+    )
+        .hash(&mut hasher);
     let planted = std::env::temp_dir().join(format!("quill-gguf-{:016x}", hasher.finish()));
     std::fs::create_dir_all(&planted).unwrap();
     std::fs::write(planted.join("config.json"), "{\"planted\": true}").unwrap();
@@ -410,10 +432,16 @@ fn gguf_companion_files_are_private_and_never_taken_from_the_shared_temp_dir() {
     let cache = dir.path().join("cache");
     let out = quill_cli(&["--model", &model, "score", "--json", text], &cache);
     let _ = std::fs::remove_dir_all(&planted);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let fixture = fixture_dir("gpt2-tiny").display().to_string();
     let want = quill_cli(
-        &["--model", &fixture, "--dtype", "q8_0", "score", "--json", text],
+        &[
+            "--model", &fixture, "--dtype", "q8_0", "score", "--json", text,
+        ],
         &cache,
     );
     assert_eq!(

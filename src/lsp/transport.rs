@@ -108,7 +108,13 @@ fn check(body: &[u8]) -> Checked {
             )
         }
     };
-    let invalid = |why: &str| refuse(INVALID_REQUEST, Value::Null, &format!("invalid request: {why}"));
+    let invalid = |why: &str| {
+        refuse(
+            INVALID_REQUEST,
+            Value::Null,
+            &format!("invalid request: {why}"),
+        )
+    };
     let Value::Object(map) = &value else {
         return invalid("the message is not a JSON object");
     };
