@@ -126,7 +126,7 @@ fn main() {
             "t5": {"maxTokens": 16},
             "threads": 1,
             "completion": {"temperature": 0, "numSuggestions": 1, "maxTokens": 8},
-            "diagnostics": {"minTokenLogprob": -25.0, "minGap": 8.0,
+            "diagnostics": {"minTokenLogprob": -25.0, "minAlternativeGap": 8.0,
                             "maxSentencePerplexity": 1e12, "debounceMs": 50},
         }),
     );

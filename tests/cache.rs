@@ -260,12 +260,14 @@ fn typing_at_the_end_reuses_the_prompt() {
 macro_rules! implements_clone {
     ($t:ty) => {{
         struct Probe<T>(std::marker::PhantomData<T>);
+        #[allow(dead_code)]
         trait Yes {
             fn answer(&self) -> bool {
                 true
             }
         }
         impl<T: Clone> Yes for Probe<T> {}
+        #[allow(dead_code)]
         trait No {
             fn answer(&self) -> bool {
                 false

@@ -197,7 +197,7 @@ impl Fuzz {
                 "completion": {"temperature": 0, "numSuggestions": 1, "maxTokens": MAX_TOKENS,
                                "contextTokens": CONTEXT_TOKENS,
                                "stopAtNewline": false, "stopAtSentence": false},
-                "diagnostics": {"enabled": true, "minTokenLogprob": -25.0, "minGap": 8.0,
+                "diagnostics": {"enabled": true, "minTokenLogprob": -25.0, "minAlternativeGap": 8.0,
                                 "maxSentencePerplexity": 1e12, "debounceMs": 0},
             }),
         );
@@ -325,7 +325,7 @@ fn random_protocol_abuse_leaves_the_server_alive_and_right() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(24);
-    let mut fuzz = Fuzz::start();
+    let fuzz = std::cell::RefCell::new(Fuzz::start());
     let mut runner = TestRunner::new(Config {
         cases,
         failure_persistence: None,
@@ -334,23 +334,26 @@ fn random_protocol_abuse_leaves_the_server_alive_and_right() {
         ..Config::default()
     });
     let started = std::time::Instant::now();
-    let mut actions_sent = 0usize;
+    let actions_sent = std::cell::Cell::new(0usize);
     let strategy = (prop::collection::vec(action(), 1..10), 0.0..=1.0f64);
     let result = runner.run(&strategy, |(actions, at)| {
+        let mut fuzz = fuzz.borrow_mut();
         for a in &actions {
             fuzz.run(a);
         }
-        actions_sent += actions.len();
+        actions_sent.set(actions_sent.get() + actions.len());
         fuzz.check(at)
     });
     if let Err(e) = result {
         panic!("{e}");
     }
     // The session is still in order: it shuts down cleanly.
+    let mut fuzz = fuzz.into_inner();
     let r = fuzz.client.request("shutdown", Value::Null);
     assert!(r.get("error").is_none(), "{r}");
     eprintln!(
-        "fuzz: {cases} cases, {actions_sent} random messages, {:.1} s",
+        "fuzz: {cases} cases, {} random messages, {:.1} s",
+        actions_sent.get(),
         started.elapsed().as_secs_f64()
     );
 }

@@ -267,7 +267,7 @@ fn a_keystroke_in_a_4_mb_document_reads_only_the_window() {
     use quill::engine::session::{tail_start, WindowPolicy};
     let mut client = LspClient::start(&[]);
     client.initialize(json!({}), greedy_settings());
-    let mut text: String = (0..50_000).map(numbered_line).collect();
+    let mut text: String = (0..60_000).map(numbered_line).collect();
     assert!(text.len() > 4 << 20);
     client.open(URI, "plaintext", &text);
     let lm = load_fixture("gpt2-tiny");
@@ -317,7 +317,7 @@ fn diagnostics_on_a_huge_document_check_the_edited_neighbourhood_first_and_stay_
     let mut client = LspClient::start(&[]);
     let mut settings = greedy_settings();
     settings["diagnostics"] = json!({
-        "enabled": true, "minTokenLogprob": -25.0, "minGap": 8.0,
+        "enabled": true, "minTokenLogprob": -25.0, "minAlternativeGap": 8.0,
         "maxSentencePerplexity": 1e12, "debounceMs": 10,
     });
     client.initialize(json!({}), settings);

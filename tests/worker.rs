@@ -144,7 +144,7 @@ fn a_completion_preempts_running_proofreading_which_then_resumes() {
     let engine = Engine::start();
     let _ready = engine.reload(Box::new(|| Ok(load_fixture("gpt2-tiny"))));
     let text =
-        "The quick brown fox jumps over the lazy dog and then it sat on the mat. ".repeat(120);
+        "The quick brown fox jumps over the lazy dog and then it sat on the mat. ".repeat(60);
     // The tiny fixture finds every word unlikely: flag only the worst.
     let opts = ProofreadOptions {
         min_token_logprob: -25.0,
