@@ -34,7 +34,7 @@ fn keystrokes(bytes: usize) -> (f64, f64, u64, u64) {
     client.open(&uri, "plaintext", &text);
     let line_no = text.matches('\n').count();
     let mut col = 0usize;
-    let mut complete = |client: &mut LspClient, col: usize| {
+    let complete = |client: &mut LspClient, col: usize| {
         let t = Instant::now();
         let r = client.request(
             "textDocument/completion",

@@ -54,7 +54,7 @@ where
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        let mut about = format!("{}", req.method());
+        let mut about = req.method().to_string();
         if let Some(id) = req.id() {
             about.push_str(&format!(" (id {id})"));
         }
