@@ -174,7 +174,11 @@ fn main() {
             let c = if rng.gen_bool(0.17) {
                 " ".to_string()
             } else {
-                WORDS[rng.gen_range(0..WORDS.len())][..1].to_string()
+                WORDS[rng.gen_range(0..WORDS.len())]
+                    .chars()
+                    .next()
+                    .unwrap()
+                    .to_string()
             };
             (at, at, c)
         };
@@ -214,8 +218,11 @@ fn main() {
             while !d.text.is_char_boundary(b) {
                 b -= 1;
             }
-            let range = json!({"start": position(&d.text, a.saturating_sub(400).min(a)),
-                               "end": position(&d.text, b)});
+            let mut s = a.saturating_sub(400);
+            while !d.text.is_char_boundary(s) {
+                s -= 1;
+            }
+            let range = json!({"start": position(&d.text, s), "end": position(&d.text, b)});
             let command = if rng.gen_bool(0.5) {
                 json!({"command": "quill.summarize", "arguments": [{"uri": d.uri, "range": range}]})
             } else {
