@@ -245,6 +245,82 @@ fn gguf_model(
     })
 }
 
+/// quill's own cache directory, private to the user: `$XDG_CACHE_HOME/quill`, else
+/// `$HOME/.cache/quill`, else `quill-<uid>` in the temporary directory. It is created with
+/// mode 0700 and, whether new or not, used only as [`make_private_dir`] allows.
+pub fn private_cache_dir() -> std::io::Result<PathBuf> {
+    let nonempty = |v: std::ffi::OsString| (!v.is_empty()).then(|| PathBuf::from(v));
+    let dir = match std::env::var_os("XDG_CACHE_HOME").and_then(nonempty) {
+        Some(d) => d.join("quill"),
+        None => match std::env::var_os("HOME").and_then(nonempty) {
+            Some(h) => h.join(".cache").join("quill"),
+            None => std::env::temp_dir().join(format!("quill-{}", current_uid())),
+        },
+    };
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    make_private_dir(&dir)?;
+    Ok(dir)
+}
+
+#[cfg(unix)]
+fn current_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+#[cfg(not(unix))]
+fn current_uid() -> u32 {
+    0
+}
+
+/// Creates `dir` (its parent must exist) with mode 0700 if it is missing, then checks that it
+/// is a directory, not a symbolic link, owned by this user, that no one else may write into
+/// (read access for others is taken away).
+pub fn make_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    match builder.create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let meta = std::fs::symlink_metadata(dir)?;
+    let refuse = |why: &str| {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("{} {why}; remove it and try again", dir.display()),
+        ))
+    };
+    if meta.file_type().is_symlink() {
+        return refuse("is a symbolic link, not a private directory");
+    }
+    if !meta.is_dir() {
+        return refuse("is not a directory");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if meta.uid() != current_uid() {
+            return refuse("belongs to another user");
+        }
+        if meta.mode() & 0o022 != 0 {
+            return refuse(&format!(
+                "may be written by others (mode {:o})",
+                meta.mode() & 0o777
+            ));
+        }
+        if meta.mode() & 0o077 != 0 {
+            // Ours, and no one else could write into it: only take the reading away.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+    }
+    Ok(())
+}
+
 /// The shard file names listed by a `model.safetensors.index.json`, in order, without repeats.
 fn shard_names(index: &Path) -> Result<Vec<String>, ModelError> {
     let bad = |reason: String| ModelError::BadConfig {

@@ -170,6 +170,70 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 8,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// Past a few hundred bytes only a tail of the text is read (`session::tail_start`): the
+    /// cache still equals a cold computation of the same window.
+    #[test]
+    fn long_documents_read_only_a_tail_and_still_equal_a_cold_computation(
+        start in prop::collection::vec(0..WORDS.len(), 150..400),
+        edits in prop::collection::vec(edit(), 1..12),
+    ) {
+        let lm = load_fixture("gpt2-tiny");
+        let mut text: String = start.iter().map(|&w| WORDS[w]).collect();
+        let mut warm = lm.new_session().unwrap();
+        check_equal(&lm, &mut warm, &text)?;
+        for e in &edits {
+            apply(&mut text, e);
+            check_equal(&lm, &mut warm, &text)?;
+        }
+    }
+}
+
+#[test]
+fn a_prompt_reads_a_bounded_tail_of_a_huge_document() {
+    use quill::engine::tasks::session::tail_start;
+    let lm = load_fixture("gpt2-tiny");
+    let policy = WindowPolicy {
+        context_tokens: 64,
+        reserve: 8,
+        n_positions: lm.n_positions(),
+    };
+    let line = "The quick brown fox jumps over the lazy dog, and then it sat on the mat.\n";
+    let huge = line.repeat(4 << 20 >> 6); // about 4 MB
+    let small = line.repeat(4 << 10 >> 6); // about 4 KB
+    for text in [&huge, &small] {
+        let start = tail_start(text.len(), &policy);
+        assert!(text.len() - start <= policy.tail_bytes() * 3 / 2);
+        // The whole text and its tail from `start` give the same prompt.
+        let whole = lm.prompt_for(text, &policy).unwrap();
+        let tail = lm.prompt_for_tail(&text[start..], start, &policy).unwrap();
+        assert_eq!(whole, tail);
+        assert!(whole.len() <= 64 && whole.len() > 32, "{}", whole.len());
+        assert_ne!(whole[0], lm.bos(), "no BOS mid-document");
+    }
+    // Typing at the end of the huge document reuses the cache: most keystrokes feed a token
+    // or two, and the prompt only moves now and then.
+    let mut session = lm.new_session().unwrap();
+    let mut text = huge.clone();
+    let cancel = Cancel::new();
+    let mut fed = Vec::new();
+    for word in "and the dog ran after the cat all the way home".split(' ') {
+        text.push(' ');
+        text.push_str(word);
+        let prompt = lm.prompt_for(&text, &policy).unwrap();
+        let (_, stats) = session.prime(lm.gpt2(), &prompt, &cancel).unwrap();
+        fed.push(stats.fed);
+    }
+    let cheap = fed.iter().filter(|&&f| f <= 3).count();
+    assert!(cheap >= fed.len() - 3, "{fed:?}");
+}
+
 #[test]
 fn typing_at_the_end_reuses_the_prompt() {
     let lm = load_fixture("gpt2-tiny");
@@ -189,4 +253,41 @@ fn typing_at_the_end_reuses_the_prompt() {
     let (_, stats) = session.prime(lm.gpt2(), &second, &cancel).unwrap();
     assert!(stats.reused >= first.len() - 1, "{stats:?}");
     assert!(stats.fed <= 3, "{stats:?}");
+}
+
+/// Whether a type implements `Clone`, decided at compile time and read at run time (autoref
+/// specialization: the by-value method wins when its bound holds).
+macro_rules! implements_clone {
+    ($t:ty) => {{
+        struct Probe<T>(std::marker::PhantomData<T>);
+        #[allow(dead_code)]
+        trait Yes {
+            fn answer(&self) -> bool {
+                true
+            }
+        }
+        impl<T: Clone> Yes for Probe<T> {}
+        #[allow(dead_code)]
+        trait No {
+            fn answer(&self) -> bool {
+                false
+            }
+        }
+        impl<T> No for &Probe<T> {}
+        (&Probe::<$t>(std::marker::PhantomData)).answer()
+    }};
+}
+
+#[test]
+fn caches_and_sessions_cannot_be_cloned_into_shared_state() {
+    // They write their tensors in place: a shallow copy would change with the original.
+    use quill::engine::nets::gpt2::{BatchCache, KvCache};
+    use quill::engine::tasks::session::Session;
+    assert!(
+        implements_clone!(String),
+        "the probe sees Clone where it is"
+    );
+    assert!(!implements_clone!(KvCache));
+    assert!(!implements_clone!(BatchCache));
+    assert!(!implements_clone!(Session));
 }

@@ -218,8 +218,9 @@ fn bad_input_gets_errors_and_the_buffer_survives() {
     client.send_raw("{\"jsonrpc\": \"2.0\", \"id\": 99, \"method\": ");
     let parse_error = client.wait_response_with_null_id();
     assert_eq!(parse_error["error"]["code"], -32700, "{parse_error}");
+    // Valid JSON that is not a JSON-RPC message: an invalid request.
     client.send_raw("[1, 2, 3]");
-    assert_eq!(client.wait_response_with_null_id()["error"]["code"], -32700);
+    assert_eq!(client.wait_response_with_null_id()["error"]["code"], -32600);
     // Missing params.
     let r = client.request("textDocument/completion", json!({}));
     assert_eq!(r["error"]["code"], -32602, "{r}");

@@ -162,7 +162,29 @@ impl LanguageModel {
 
     /// The prompt for the text before a cursor: the window of [`session::window`], within the
     /// model's positions.
+    /// Only the tail of `text` that [`session::tail_start`] names is read and tokenized.
     pub fn prompt_for(&self, text: &str, policy: &WindowPolicy) -> Result<Vec<u32>, EngineError> {
+        let mut start = session::tail_start(text.len(), policy);
+        while !text.is_char_boundary(start) {
+            start -= 1;
+        }
+        self.prompt_for_tail(&text[start..], start, policy)
+    }
+
+    /// The prompt for a cursor when only the text before it from byte `text_start` of the
+    /// document is given, from [`session::tail_start`] moved back to a character boundary.
+    pub fn prompt_for_tail(
+        &self,
+        tail: &str,
+        text_start: usize,
+        policy: &WindowPolicy,
+    ) -> Result<Vec<u32>, EngineError> {
+        let at_start = text_start == 0;
+        let text = if at_start {
+            tail
+        } else {
+            session::trim_tail(tail, policy)
+        };
         let policy = WindowPolicy {
             n_positions: policy.n_positions.min(self.n_positions()),
             ..*policy
@@ -174,7 +196,8 @@ impl LanguageModel {
             .iter()
             .map(|&(s, _)| s == 0 || matches!(bytes.get(s - 1), Some(b'\n' | b'\r')))
             .collect();
-        Ok(session::window(&enc.ids, &line_start, self.bos, &policy))
+        let bos = at_start.then_some(self.bos);
+        Ok(session::window_from(&enc.ids, &line_start, bos, &policy))
     }
 
     /// Continues `prompt` (token ids, BOS included where wanted), reusing `session`'s cache for

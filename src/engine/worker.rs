@@ -61,7 +61,10 @@ pub enum Priority {
 pub struct CompleteRequest {
     /// Identifies the document (its session and what supersedes what).
     pub doc: String,
+    /// The text before the cursor from byte `text_start` of the document: all of it, or the
+    /// tail that [`super::tasks::session::tail_start`] names (moved back to a character boundary).
     pub text_before: String,
+    pub text_start: usize,
     pub policy: WindowPolicy,
     pub params: GenerateParams,
 }
@@ -137,10 +140,33 @@ pub enum ModelState {
     Failed(String),
 }
 
+/// What the engine thread did so far (for tests, benchmarks and `quill/stats`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Jobs taken from the queue and run or answered.
+    pub jobs: u64,
+    /// Background jobs stopped so that an interactive one could go first (each was queued
+    /// again and resumed from its cache).
+    pub preemptions: u64,
+    /// Bytes of text before a cursor handed to the last completion (all that it read and
+    /// tokenized), and to all of them together.
+    pub last_completion_bytes: u64,
+    pub completion_bytes: u64,
+    /// Paragraphs proofread to the end.
+    pub proofreads: u64,
+}
+
 struct Shared {
     queue: Mutex<Queue>,
     wake: Condvar,
     state: Mutex<ModelState>,
+    stats: Mutex<EngineStats>,
+}
+
+impl Shared {
+    fn stats(&self) -> std::sync::MutexGuard<'_, EngineStats> {
+        self.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// A handle to the engine thread; cloning it is cheap. The thread ends when the last handle is
@@ -172,6 +198,7 @@ impl Engine {
             }),
             wake: Condvar::new(),
             state: Mutex::new(ModelState::Loading),
+            stats: Mutex::new(EngineStats::default()),
         });
         let engine = Engine {
             shared: shared.clone(),
@@ -206,6 +233,16 @@ impl Engine {
         q.awaiting_load = false;
         self.shared.wake.notify_all();
         rx
+    }
+
+    /// What the engine thread did so far.
+    pub fn stats(&self) -> EngineStats {
+        self.shared.stats().clone()
+    }
+
+    /// Whether a background job (proofreading) is running now.
+    pub fn background_running(&self) -> bool {
+        self.lock().running_background.is_some()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
@@ -299,16 +336,17 @@ impl Engine {
         rx
     }
 
-    /// Names the T5 model to load on first use (replacing any loaded one).
+    /// Names the T5 model to load on first use (replacing any loaded one). It goes before
+    /// every queued job: T5 jobs that arrived before the settings were known run with it.
     pub fn set_t5(&self, loader: T5Loader) {
-        self.push(
-            Job {
-                work: Work::SetT5(loader),
-                cancel: Cancel::new(),
-                supersede_key: None,
-            },
-            Priority::Interactive,
-        );
+        let mut q = self.lock();
+        q.interactive.push_front(Job {
+            work: Work::SetT5(loader),
+            cancel: Cancel::new(),
+            supersede_key: None,
+        });
+        preempt_background(&mut q);
+        self.shared.wake.notify_all();
     }
 
     /// Queues a T5 task (summarize, answer, translate) at interactive priority.
@@ -397,6 +435,7 @@ fn run(shared: Arc<Shared>) {
             }
         };
         state.clock += 1;
+        shared.stats().jobs += 1;
         if job.cancel.is_cancelled() {
             job.drop_cancelled();
         } else if let Work::Threads(n) = job.work {
@@ -457,6 +496,11 @@ fn handle(job: Job, st: &mut State, shared: &Shared) {
             let _ = tx.send(result);
         }
         Work::Complete(req, tx) => {
+            {
+                let mut stats = shared.stats();
+                stats.last_completion_bytes = req.text_before.len() as u64;
+                stats.completion_bytes += req.text_before.len() as u64;
+            }
             let sessions = &mut st.sessions;
             let result = with_model(&st.model, shared, |lm| {
                 let doc = req.doc.clone();
@@ -464,7 +508,7 @@ fn handle(job: Job, st: &mut State, shared: &Shared) {
                     Some((s, _)) => s,
                     None => lm.new_session()?,
                 };
-                let prompt = lm.prompt_for(&req.text_before, &req.policy)?;
+                let prompt = lm.prompt_for_tail(&req.text_before, req.text_start, &req.policy)?;
                 let out = lm.complete(&mut session, &prompt, &req.params, &cancel);
                 // A session is kept only after a clean run; an error may leave it odd.
                 if out.is_ok() || matches!(out, Err(EngineError::Cancelled)) {
@@ -487,6 +531,7 @@ fn handle(job: Job, st: &mut State, shared: &Shared) {
             let result = with_model(&st.model, shared, |lm| lm.proofread(&text, &opts, &flag));
             set_running_background(shared, None);
             if matches!(result, Err(EngineError::Cancelled)) && !cancel.is_cancelled() {
+                shared.stats().preemptions += 1;
                 let mut q = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
                 q.background.push_front(Job {
                     work: Work::Proofread(text, opts, tx),
@@ -494,6 +539,9 @@ fn handle(job: Job, st: &mut State, shared: &Shared) {
                     supersede_key: None,
                 });
             } else {
+                if result.is_ok() {
+                    shared.stats().proofreads += 1;
+                }
                 let _ = tx.send(result);
             }
         }

@@ -45,6 +45,8 @@ impl Inner {
         &self,
         params: ExecuteCommandParams,
     ) -> jsonrpc::Result<Option<Value>> {
+        // A command sent right after `initialized` runs with the client's settings.
+        self.settings_ready().await;
         let command = params.command.as_str();
         if !ALL.contains(&command) {
             return Err(invalid_params(format!(

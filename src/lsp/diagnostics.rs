@@ -14,6 +14,15 @@ use crate::diagnostics::checker::{self, Cache, Finding, FindingKind};
 use crate::engine::tasks::proofread::ProofreadOptions;
 use crate::engine::{Cancel, EngineError};
 
+/// Paragraphs proofread (not found in the cache) per pass at most; a pass that leaves some
+/// publishes what it has and schedules the next one at once.
+pub const PARAGRAPHS_PER_PASS: usize = 24;
+
+/// Paragraphs of one document checked at all: those nearest the last edit (or the top of a
+/// document not edited yet), so that a huge document costs what its neighbourhood of the
+/// cursor does, and the results all fit in the cache.
+pub const PARAGRAPHS_PER_DOCUMENT: usize = 384;
+
 /// Per-server diagnostics state.
 #[derive(Default)]
 pub struct DiagnosticsState {
@@ -70,7 +79,7 @@ impl Inner {
         lock(&self.diagnostics).generation.get(uri) != Some(&generation)
     }
 
-    async fn run_pass(&self, uri: &Uri, generation: u64) -> Result<(), EngineError> {
+    async fn run_pass(self: &Arc<Self>, uri: &Uri, generation: u64) -> Result<(), EngineError> {
         let settings = self.settings();
         let Some((text, version, language)) = ({
             let docs = lock(&self.docs);
@@ -95,14 +104,27 @@ impl Inner {
             d.running.insert(uri.clone(), cancel.clone());
         }
         let mut findings = Vec::new();
-        for paragraph in checker::plan(&text, &language, &ds.languages) {
+        let cursor = lock(&self.diagnostics).cursor.get(uri).copied();
+        let paragraphs = nearest(
+            checker::plan(&text, &language, &ds.languages),
+            cursor.unwrap_or(0),
+            |p| p.range_to_document(0, p.text.len()),
+        );
+        let mut proofread = 0;
+        let mut more = false;
+        for paragraph in paragraphs {
             if self.is_stale(uri, generation) {
                 return Err(EngineError::Cancelled);
             }
             let cached = lock(&self.diagnostics).cache.get(&paragraph.text);
             let result = match cached {
                 Some(r) => r,
+                None if proofread == PARAGRAPHS_PER_PASS => {
+                    more = true;
+                    continue;
+                }
                 None => {
+                    proofread += 1;
                     let rx = self.engine.proofread(
                         paragraph.text.clone(),
                         options.clone(),
@@ -123,14 +145,18 @@ impl Inner {
             return Err(EngineError::Cancelled);
         }
         // The word being typed is left alone until the cursor leaves it.
-        let cursor = lock(&self.diagnostics).cursor.get(uri).copied();
         if let Some(c) = cursor {
             findings.retain(|f| {
                 !(matches!(f.kind, FindingKind::Word { .. }) && f.start <= c && c <= f.end)
             });
         }
         lock(&self.diagnostics).running.remove(uri);
+        findings.sort_by_key(|f| (f.start, f.end));
         self.publish(uri, findings, version, &text).await;
+        if more && !self.is_stale(uri, generation) {
+            // The rest in the next pass; an edit meanwhile starts over from its cursor.
+            self.schedule_diagnostics(uri.clone(), false);
+        }
         Ok(())
     }
 
@@ -245,6 +271,27 @@ impl Inner {
             range: Some(range),
         })
     }
+}
+
+/// The paragraphs to check: at most [`PARAGRAPHS_PER_DOCUMENT`], the nearest to byte `cursor`
+/// first.
+fn nearest<P>(paragraphs: Vec<P>, cursor: usize, span: impl Fn(&P) -> (usize, usize)) -> Vec<P> {
+    let distance = |p: &P| {
+        let (start, end) = span(p);
+        if cursor < start {
+            start - cursor
+        } else {
+            cursor.saturating_sub(end)
+        }
+    };
+    let mut keyed: Vec<(usize, usize, P)> = paragraphs
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| (distance(&p), i, p))
+        .collect();
+    keyed.sort_by_key(|(d, i, _)| (*d, *i));
+    keyed.truncate(PARAGRAPHS_PER_DOCUMENT);
+    keyed.into_iter().map(|(_, _, p)| p).collect()
 }
 
 /// Quick fixes for the client's `unlikely-token` diagnostics: "Replace with 'X'".

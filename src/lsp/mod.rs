@@ -6,6 +6,7 @@ mod commands;
 pub mod config;
 pub mod convert;
 mod diagnostics;
+mod guard;
 pub mod transport;
 
 use std::collections::HashMap;
@@ -21,7 +22,7 @@ use tower_lsp_server::{Client, LanguageServer, LspService};
 use crate::document::{Document, PositionEncoding};
 use crate::engine;
 use crate::engine::tasks::sampling::{SamplingParams, StopAt};
-use crate::engine::tasks::session::WindowPolicy;
+use crate::engine::tasks::session::{tail_start, WindowPolicy};
 use crate::engine::tasks::t5::T5Model;
 use crate::engine::worker::{CompleteRequest, Engine, Loader, T5Loader};
 use crate::engine::{Cancel, Completion, EngineError, GenerateParams, LanguageModel};
@@ -41,21 +42,42 @@ pub struct ServeOptions {
 pub async fn serve_stdio(options: ServeOptions) -> i32 {
     let shutdown = Arc::new(AtomicBool::new(false));
     let flag = shutdown.clone();
-    let (service, socket) = LspService::build(move |client| Server::new(client, options, flag))
+    let mut builder = LspService::build(move |client| Server::new(client, options, flag))
         .custom_method("textDocument/inlineCompletion", Server::inline_completion)
         .custom_method(transport::PARSE_ERROR_METHOD, Server::parse_error)
-        .finish();
-    let stdin = transport::sanitize(tokio::io::stdin());
-    tower_lsp_server::Server::new(stdin, tokio::io::stdout(), socket)
+        .custom_method(STATS_METHOD, Server::stats);
+    if std::env::var_os("QUILL_TEST_PANIC").is_some() {
+        // For the tests of the panic guard only: a request that panics.
+        builder = builder.custom_method(TEST_PANIC_METHOD, Server::test_panic);
+    }
+    let (service, socket) = builder.finish();
+    guard::install_hook();
+    let (stdin, mut ending) = transport::sanitize(tokio::io::stdin());
+    let serve = tower_lsp_server::Server::new(stdin, tokio::io::stdout(), socket)
         .concurrency_level(64)
-        .serve(service)
-        .await;
+        .serve(guard::CatchPanics(service));
+    tokio::pin!(serve);
+    // tower-lsp-server's loop ends only when every handler has finished, and one may wait on
+    // the client forever (an unanswered `workspace/configuration`): after `exit` or the end of
+    // input, give handlers a moment to answer, then stop regardless.
+    tokio::select! {
+        _ = &mut serve => {}
+        _ = ending.wait_for(|e| *e != transport::Ending::Running) => {
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(300), &mut serve).await;
+        }
+    }
     if shutdown.load(Ordering::SeqCst) {
         0
     } else {
         1
     }
 }
+
+/// What the server did so far: open documents and the engine's counters.
+pub const STATS_METHOD: &str = "quill/stats";
+
+/// A request that panics, offered when `QUILL_TEST_PANIC` is set (tests of the panic guard).
+pub const TEST_PANIC_METHOD: &str = "quill/testPanic";
 
 struct State {
     encoding: PositionEncoding,
@@ -78,6 +100,9 @@ pub struct Inner {
     engine: Engine,
     shutdown: Arc<AtomicBool>,
     diagnostics: Mutex<diagnostics::DiagnosticsState>,
+    /// Becomes true once the settings are known (after `initialized` and its configuration
+    /// pull): requests that arrive earlier wait for it, as they wait for the model.
+    settings_known: tokio::sync::watch::Sender<bool>,
 }
 
 impl std::ops::Deref for Server {
@@ -147,6 +172,12 @@ impl Inner {
     fn encoding(&self) -> PositionEncoding {
         lock(&self.state).encoding
     }
+
+    /// Waits until the client's settings are known.
+    async fn settings_ready(&self) {
+        let mut rx = self.settings_known.subscribe();
+        let _ = rx.wait_for(|known| *known).await;
+    }
 }
 
 impl Server {
@@ -167,6 +198,7 @@ impl Server {
             engine,
             shutdown,
             diagnostics: Mutex::new(Default::default()),
+            settings_known: tokio::sync::watch::channel(false).0,
         };
         Self {
             inner: Arc::new(inner),
@@ -304,9 +336,15 @@ impl Server {
         uri: &Uri,
         position: Position,
     ) -> jsonrpc::Result<(Vec<Completion>, Range, String)> {
+        self.settings_ready().await;
         let settings = self.settings();
         let enc = self.encoding();
-        let (text_before, word_range, word, is_prose) = {
+        let policy = WindowPolicy {
+            context_tokens: settings.completion.context_tokens,
+            reserve: settings.completion.max_tokens,
+            n_positions: usize::MAX,
+        };
+        let (text_before, text_start, word_range, word, is_prose) = {
             let docs = lock(&self.docs);
             let doc = docs.get(uri).ok_or_else(|| {
                 invalid_params(format!(
@@ -315,12 +353,15 @@ impl Server {
                 ))
             })?;
             let offset = convert::offset(doc, position, enc);
-            let text_before = doc.rope().byte_slice(..offset).to_string();
+            // Only the tail the window is taken from is copied, never the whole document.
+            let rope = doc.rope();
+            let start = rope.char_to_byte(rope.byte_to_char(tail_start(offset, &policy)));
+            let text_before = rope.byte_slice(start..offset).to_string();
             let word_len = current_word_len(&text_before);
-            let word = text_before[offset - word_len..].to_string();
+            let word = text_before[text_before.len() - word_len..].to_string();
             let range = convert::range(doc, offset - word_len, offset, enc);
             let prose = settings.diagnostics.languages.contains(&doc.language_id);
-            (text_before, range, word, prose)
+            (text_before, start, range, word, prose)
         };
         if !settings.completion.enabled {
             return Ok((Vec::new(), word_range, word));
@@ -336,11 +377,8 @@ impl Server {
         let req = CompleteRequest {
             doc: uri.as_str().to_string(),
             text_before,
-            policy: WindowPolicy {
-                context_tokens: c.context_tokens,
-                reserve: c.max_tokens,
-                n_positions: usize::MAX,
-            },
+            text_start,
+            policy,
             params: GenerateParams {
                 max_tokens: c.max_tokens,
                 n: c.num_suggestions,
@@ -371,17 +409,36 @@ impl Server {
         Ok((completions, word_range, word))
     }
 
-    /// Answers a malformed message (see [`transport`]) with JSON-RPC's parse error.
+    /// Answers a malformed message (see [`transport`]) with the error it set: JSON-RPC's parse
+    /// error, invalid request or method not found.
     async fn parse_error(&self, params: Value) -> jsonrpc::Result<Value> {
         let message = params["message"]
             .as_str()
             .unwrap_or("malformed message")
             .to_string();
         Err(jsonrpc::Error {
-            code: ErrorCode::ParseError,
+            code: ErrorCode::from(params["code"].as_i64().unwrap_or(transport::PARSE_ERROR)),
             message: message.into(),
             data: None,
         })
+    }
+
+    async fn stats(&self) -> jsonrpc::Result<Value> {
+        let s = self.engine.stats();
+        Ok(serde_json::json!({
+            "documents": lock(&self.docs).len(),
+            "jobs": s.jobs,
+            "preemptions": s.preemptions,
+            "lastCompletionBytes": s.last_completion_bytes,
+            "completionBytes": s.completion_bytes,
+            "proofreads": s.proofreads,
+        }))
+    }
+
+    async fn test_panic(&self, params: Value) -> jsonrpc::Result<Value> {
+        // A lock held across the panic must not poison later requests.
+        let _docs = lock(&self.docs);
+        panic!("a test panic with {params}");
     }
 
     async fn inline_completion(
@@ -592,6 +649,7 @@ impl LanguageServer for Server {
         }
         self.engine
             .set_t5(make_t5_loader(&self.settings(), &self.options));
+        self.settings_known.send_replace(true);
         self.load_model().await;
     }
 

@@ -25,12 +25,27 @@ pub struct LspClient {
     pub server_requests: Vec<Value>,
     /// What `workspace/configuration` answers.
     pub configuration: Value,
+    /// Whether `workspace/configuration` pulls are answered at all.
+    pub answer_configuration: bool,
 }
 
 impl LspClient {
     /// Starts `quill serve` with extra arguments.
     pub fn start(args: &[&str]) -> LspClient {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_quill"))
+        Self::start_with(args, &[], None)
+    }
+
+    /// Starts `quill serve` with extra arguments and environment, its stderr written to a file
+    /// if one is given (else inherited).
+    pub fn start_with(
+        args: &[&str],
+        env: &[(&str, &str)],
+        stderr: Option<&std::path::Path>,
+    ) -> LspClient {
+        // QUILL_TEST_BIN runs the tests against another build (e.g. the one before a fix).
+        let bin = std::env::var_os("QUILL_TEST_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_quill").into());
+        let mut child = Command::new(bin)
             .arg("serve")
             .args(args)
             .env("HF_HUB_OFFLINE", "1")
@@ -39,9 +54,13 @@ impl LspClient {
                 "HF_HOME",
                 std::env::temp_dir().join("quill-test-no-hf-home"),
             )
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(match stderr {
+                Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+                None => Stdio::inherit(),
+            })
             .spawn()
             .expect("start quill serve");
         let stdout = child.stdout.take().unwrap();
@@ -83,7 +102,77 @@ impl LspClient {
             notifications: Vec::new(),
             server_requests: Vec::new(),
             configuration: Value::Null,
+            answer_configuration: true,
         }
+    }
+
+    /// Writes bytes to the server's stdin as they are (no framing added).
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(bytes).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// One frame around `body`, as bytes.
+    pub fn frame(body: &str) -> Vec<u8> {
+        format!("Content-Length: {}\r\n\r\n{}", body.len(), body).into_bytes()
+    }
+
+    /// Closes the server's stdin (the client went away).
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The server's resident memory in KiB (Linux), if it can be read.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    }
+
+    /// The next request id this client will use.
+    pub fn next_id(&self) -> i64 {
+        self.next_id
+    }
+
+    /// The exit code if the process ends within `limit`, else `None` (it is still running).
+    pub fn exit_within(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status.code().unwrap_or(-1));
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Reads messages for `wait`, answering server requests; returns the responses seen.
+    pub fn drain_responses(&mut self, wait: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + wait;
+        let mut out: Vec<Value> = self
+            .pending
+            .drain(..)
+            .filter(|m| m.get("method").is_none())
+            .collect();
+        while let Some(msg) = self.read(deadline) {
+            if msg.get("method").is_none() {
+                out.push(msg);
+            }
+        }
+        out
     }
 
     pub fn send_raw(&mut self, body: &str) {
@@ -125,6 +214,9 @@ impl LspClient {
             };
             if msg.get("method").is_some() && msg.get("id").is_some() {
                 self.server_requests.push(msg.clone());
+                if msg["method"] == "workspace/configuration" && !self.answer_configuration {
+                    continue;
+                }
                 let result = match msg["method"].as_str().unwrap() {
                     "workspace/configuration" => json!([self.configuration.clone()]),
                     "workspace/applyEdit" => json!({"applied": true}),

@@ -400,7 +400,9 @@ pub fn write(
 /// directory that holds `model.gguf` alone (as llama.cpp's converter writes them): GPT-2's
 /// hyperparameters from `gpt2.*`, its byte-level BPE from `tokenizer.ggml.*`. They are written
 /// once into a directory named after the file's path, size and modification time under the
-/// system's temporary directory, and read from there as any model's files.
+/// user's private cache directory (`models::private_cache_dir`), never the shared temporary
+/// directory where another local user could place files first, and read from there as any
+/// model's files.
 pub(crate) fn companions(gguf: &Path) -> std::result::Result<(PathBuf, PathBuf), ModelError> {
     use candle_core::quantized::gguf_file::{Content, Value};
     use std::hash::{Hash, Hasher};
@@ -424,9 +426,12 @@ pub(crate) fn companions(gguf: &Path) -> std::result::Result<(PathBuf, PathBuf),
         meta.modified().ok(),
     )
         .hash(&mut hasher);
-    let dir = std::env::temp_dir().join(format!("quill-gguf-{:016x}", hasher.finish()));
+    let dir = crate::models::private_cache_dir()
+        .map_err(|e| bad(format!("cannot make quill's private cache directory: {e}")))?
+        .join(format!("gguf-{:016x}", hasher.finish()));
     let (config_path, tokenizer_path) = (dir.join("config.json"), dir.join("tokenizer.json"));
-    if config_path.is_file() && tokenizer_path.is_file() {
+    let regular = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_file());
+    if regular(&config_path) && regular(&tokenizer_path) {
         return Ok((config_path, tokenizer_path));
     }
     let content = Content::read(&mut file).map_err(|e| bad(format!("not a GGUF file ({e})")))?;
@@ -557,8 +562,8 @@ pub(crate) fn companions(gguf: &Path) -> std::result::Result<(PathBuf, PathBuf),
         .and_then(|()| std::fs::rename(&part, path))
         .map_err(|e| bad(format!("cannot write {}: {e}", path.display())))
     };
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| bad(format!("cannot create {}: {e}", dir.display())))?;
+    crate::models::make_private_dir(&dir)
+        .map_err(|e| bad(format!("cannot use {}: {e}", dir.display())))?;
     write(&config_path, &config)?;
     write(&tokenizer_path, &tokenizer)?;
     Ok((config_path, tokenizer_path))

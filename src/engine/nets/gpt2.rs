@@ -230,8 +230,9 @@ fn layer_norm(src: &dyn TensorSource, name: &str, size: usize, eps: f64) -> Resu
 }
 
 /// Keys and values of one sequence, per layer `(n_head, capacity, head_dim)`, preallocated and
-/// written in place. Positions `0..len` are valid; truncation only moves `len`.
-#[derive(Debug, Clone)]
+/// written in place. Positions `0..len` are valid; truncation only moves `len`. Not `Clone`:
+/// a copy would share the tensors it writes in place.
+#[derive(Debug)]
 pub struct KvCache {
     keys: Vec<Tensor>,
     values: Vec<Tensor>,
@@ -282,8 +283,8 @@ impl KvCache {
 }
 
 /// The generated positions of `n` candidates that share a prompt's [`KvCache`]:
-/// per layer `(n_head, n, capacity, head_dim)`.
-#[derive(Debug, Clone)]
+/// per layer `(n_head, n, capacity, head_dim)`. Not `Clone`, as [`KvCache`].
+#[derive(Debug)]
 pub struct BatchCache {
     keys: Vec<Tensor>,
     values: Vec<Tensor>,

@@ -6,6 +6,10 @@
 //! keystroke at the end of a document costs a token or two. GPT-2's positions are absolute: a
 //! cached entry is only valid at the same position, so [`window`] moves the window's start by a
 //! large stride, at a line start, never by one token.
+//!
+//! Only a bounded tail of the text before the cursor is ever read ([`tail_start`]): a keystroke
+//! at the end of a 4 MB document tokenizes a few kilobytes, as in a 4 KB one. The tail starts on
+//! a coarse byte grid, so that it stays put (and the cache stays valid) while one types.
 
 use candle_core::Tensor;
 
@@ -38,6 +42,44 @@ impl WindowPolicy {
     pub fn stride(&self) -> usize {
         (self.budget() / 4).max(1)
     }
+
+    /// The bytes before the cursor that a window is taken from (about; see [`tail_start`]):
+    /// [`TAIL_BYTES_PER_TOKEN`] per context token, from `context_tokens` alone so that a caller
+    /// who does not know the model's positions computes the same tail.
+    pub fn tail_bytes(&self) -> usize {
+        self.context_tokens.clamp(1, MAX_TAIL_TOKENS) * TAIL_BYTES_PER_TOKEN
+    }
+}
+
+/// Bytes of text read per context token: GPT-2's tokens average about 4 bytes in English prose
+/// and fewer in code, so a tail of this many bytes per token fills the window.
+pub const TAIL_BYTES_PER_TOKEN: usize = 8;
+
+/// Context tokens beyond this do not lengthen the tail (no GPT-2 has more positions).
+const MAX_TAIL_TOKENS: usize = 1 << 15;
+
+/// Where the text that the window is read from begins, for a cursor at byte `cursor`: 0 while
+/// the text before the cursor is at most [`WindowPolicy::tail_bytes`] long; otherwise a multiple
+/// of half that, between one and one and a half tails before the cursor, so that it only moves
+/// every half tail of typing. The caller moves it back to a character boundary (the start of
+/// the character it falls in) and passes the text from there to [`trim_tail`].
+pub fn tail_start(cursor: usize, policy: &WindowPolicy) -> usize {
+    let tail = policy.tail_bytes();
+    if cursor <= tail {
+        return 0;
+    }
+    let step = (tail / 2).max(1);
+    (cursor - tail) / step * step
+}
+
+/// The part of a tail (text that starts mid-document) that windows are taken from: from the
+/// first line start within its first quarter tail, else all of it.
+pub fn trim_tail<'a>(tail: &'a str, policy: &WindowPolicy) -> &'a str {
+    let limit = (policy.tail_bytes() / 4).min(tail.len());
+    match tail.as_bytes()[..limit].iter().position(|&b| b == b'\n') {
+        Some(i) => &tail[i + 1..],
+        None => tail,
+    }
 }
 
 /// Picks the prompt for a document prefix tokenized as `ids` (with `line_start[i]` true when
@@ -45,12 +87,26 @@ impl WindowPolicy {
 /// longer fits, the window starts mid-document, without BOS, at a token index that only changes
 /// in steps of [`WindowPolicy::stride`], moved forward to the next line start when one is near.
 pub fn window(ids: &[u32], line_start: &[bool], bos: u32, policy: &WindowPolicy) -> Vec<u32> {
+    window_from(ids, line_start, Some(bos), policy)
+}
+
+/// [`window`] over tokens that start at the document start (`bos` given) or mid-document
+/// (`None`: a tail, see [`tail_start`]; no BOS, and the window is all of it while it fits).
+pub fn window_from(
+    ids: &[u32],
+    line_start: &[bool],
+    bos: Option<u32>,
+    policy: &WindowPolicy,
+) -> Vec<u32> {
     let budget = policy.budget();
-    if ids.len() < budget {
+    if let Some(bos) = bos.filter(|_| ids.len() < budget) {
         let mut prompt = Vec::with_capacity(ids.len() + 1);
         prompt.push(bos);
         prompt.extend_from_slice(ids);
         return prompt;
+    }
+    if ids.len() <= budget {
+        return ids.to_vec();
     }
     let stride = policy.stride();
     let min_start = ids.len() - budget;
@@ -69,8 +125,9 @@ pub struct PrimeStats {
     pub fed: usize,
 }
 
-/// One document's prompt state: its tokens and their keys and values.
-#[derive(Debug, Clone)]
+/// One document's prompt state: its tokens and their keys and values. Not `Clone`: its cache
+/// is written in place, so a copy would share it.
+#[derive(Debug)]
 pub struct Session {
     tokens: Vec<u32>,
     cache: KvCache,
