@@ -30,9 +30,20 @@ pub struct LspClient {
 impl LspClient {
     /// Starts `quill serve` with extra arguments.
     pub fn start(args: &[&str]) -> LspClient {
+        Self::start_with_env(args, &[])
+    }
+
+    /// Starts `quill serve` with extra arguments and environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &std::path::Path)]) -> LspClient {
         let mut child = Command::new(env!("CARGO_BIN_EXE_quill"))
             .arg("serve")
             .args(args)
+            // The user's own dictionary stays out of the tests unless a test names one.
+            .env(
+                "XDG_CONFIG_HOME",
+                std::env::temp_dir().join("quill-test-no-config"),
+            )
+            .envs(env.iter().map(|(k, v)| (*k, *v)))
             .env("HF_HUB_OFFLINE", "1")
             .env("QUILL_LOG", "error")
             .env(
