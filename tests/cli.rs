@@ -527,7 +527,10 @@ fn check_honours_the_dictionaries_and_ignore_comments() {
     std::fs::write(&file, format!("{para}\n")).unwrap();
     let f = file.to_str().unwrap();
     let base = checked_words(&check_in(&root, &config, &["--ignore-repeated", "0", f]));
-    assert!(base.len() >= 3, "three flagged words to work with: {base:?}");
+    assert!(
+        base.len() >= 3,
+        "three flagged words to work with: {base:?}"
+    );
     let without = |ws: &[String], gone: &[&String]| -> Vec<String> {
         ws.iter().filter(|w| !gone.contains(w)).cloned().collect()
     };
@@ -535,7 +538,11 @@ fn check_honours_the_dictionaries_and_ignore_comments() {
 
     // The nearest .quill/dictionary.txt above the file, the user's, and --dictionary files.
     std::fs::create_dir_all(proj.join(".quill")).unwrap();
-    std::fs::write(proj.join(".quill/dictionary.txt"), format!("# ours\n{w1}\n")).unwrap();
+    std::fs::write(
+        proj.join(".quill/dictionary.txt"),
+        format!("# ours\n{w1}\n"),
+    )
+    .unwrap();
     let out = check_in(&root, &config, &["--ignore-repeated", "0", f]);
     assert_eq!(checked_words(&out), without(&base, &[w1]));
     std::fs::create_dir_all(config.join("quill")).unwrap();
@@ -547,14 +554,26 @@ fn check_honours_the_dictionaries_and_ignore_comments() {
     let out = check_in(
         &root,
         &config,
-        &["--ignore-repeated", "0", "--dictionary", extra.to_str().unwrap(), f],
+        &[
+            "--ignore-repeated",
+            "0",
+            "--dictionary",
+            extra.to_str().unwrap(),
+            f,
+        ],
     );
     assert_eq!(checked_words(&out), without(&base, &[w1, w2, w3]));
 
     // stdin: the dictionary is looked for from the current directory.
     let mut cmd = quill(&["check", "--model", &model_arg("gpt2-tiny")]);
     cmd.args(["--min-token-logprob", "-25", "--min-gap", "8"])
-        .args(["--max-sentence-perplexity", "1e12", "--json", "--ignore-repeated", "0"])
+        .args([
+            "--max-sentence-perplexity",
+            "1e12",
+            "--json",
+            "--ignore-repeated",
+            "0",
+        ])
         .args(["--language", "markdown", "-"])
         .current_dir(&sub)
         .env("XDG_CONFIG_HOME", root.join("none"))
@@ -607,7 +626,11 @@ fn check_reports_bad_dictionaries_clearly() {
     assert!(!base.is_empty());
     // A missing --dictionary file is an error that names it.
     let missing = root.join("nope.txt");
-    let out = check_in(&root, &root, &["--dictionary", missing.to_str().unwrap(), f]);
+    let out = check_in(
+        &root,
+        &root,
+        &["--dictionary", missing.to_str().unwrap(), f],
+    );
     assert!(!out.status.success());
     assert!(out.stdout.is_empty());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -640,7 +663,10 @@ fn check_reports_bad_dictionaries_clearly() {
     );
     assert!(start.elapsed() < std::time::Duration::from_secs(30));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("odd.txt") && err.contains("not UTF-8"), "{err}");
+    assert!(
+        err.contains("odd.txt") && err.contains("not UTF-8"),
+        "{err}"
+    );
     assert!(err.contains("huge.txt") && err.contains("200000"), "{err}");
     assert!(err.contains("is a directory"), "{err}");
     let words: Vec<String> = base.iter().filter(|w| *w != &base[0]).cloned().collect();

@@ -143,7 +143,10 @@ fn code_actions(client: &mut LspClient, uri: &str, diagnostic: &Value) -> Vec<Va
         json!({"textDocument": {"uri": uri}, "range": diagnostic["range"],
                "context": {"diagnostics": [diagnostic]}}),
     );
-    r["result"].as_array().unwrap_or_else(|| panic!("{r}")).clone()
+    r["result"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{r}"))
+        .clone()
 }
 
 fn execute(client: &mut LspClient, command: &Value) -> Value {
@@ -205,7 +208,11 @@ fn adding_a_word_clears_it_in_every_open_document_for_both_scopes() {
 
     // The workspace scope: the file holds the word; both documents lose it at once.
     let r = execute(&mut client, &to_workspace["command"]);
-    let file = PathBuf::from(r["result"]["file"].as_str().unwrap_or_else(|| panic!("{r}")));
+    let file = PathBuf::from(
+        r["result"]["file"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{r}")),
+    );
     assert_eq!(file, home.workspace_dict());
     assert_eq!(std::fs::read_to_string(&file).unwrap(), format!("{w1}\n"));
     let after = without(&words, &w1);
@@ -254,7 +261,9 @@ fn adding_a_word_clears_it_in_every_open_document_for_both_scopes() {
             "workspace/executeCommand",
             json!({"command": "quill.addToDictionary", "arguments": args}),
         );
-        let msg = r["error"]["message"].as_str().unwrap_or_else(|| panic!("{r}"));
+        let msg = r["error"]["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{r}"));
         assert!(msg.contains(says), "{msg}");
     }
     let r = client.request("shutdown", Value::Null);
@@ -279,7 +288,11 @@ fn ignoring_a_word_acts_in_that_document_only() {
     assert_eq!(r["result"], Value::Null, "{r}");
     assert!(r.get("error").is_none(), "{r}");
     wait_words(&mut client, &a, &without(&words, w1));
-    assert_eq!(last_words(&client, &b), words, "the other document keeps it");
+    assert_eq!(
+        last_words(&client, &b),
+        words,
+        "the other document keeps it"
+    );
     // An edit elsewhere in the document keeps the word ignored.
     client.notify(
         "textDocument/didChange",
@@ -303,10 +316,7 @@ fn without_a_workspace_folder_the_workspace_action_is_not_offered() {
     let p = wait_words(&mut client, &a, &words);
     let diag = p["diagnostics"][0].clone();
     let actions = code_actions(&mut client, &a, &diag);
-    let titles: Vec<&str> = actions
-        .iter()
-        .filter_map(|x| x["title"].as_str())
-        .collect();
+    let titles: Vec<&str> = actions.iter().filter_map(|x| x["title"].as_str()).collect();
     assert!(
         !titles.iter().any(|t| t.contains("workspace dictionary")),
         "{titles:?}"
@@ -317,7 +327,9 @@ fn without_a_workspace_folder_the_workspace_action_is_not_offered() {
         json!({"command": "quill.addToDictionary",
                "arguments": [{"word": "zork", "scope": "workspace", "uri": a}]}),
     );
-    let msg = r["error"]["message"].as_str().unwrap_or_else(|| panic!("{r}"));
+    let msg = r["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{r}"));
     assert!(msg.contains("no workspace folder"), "{msg}");
 }
 
@@ -358,7 +370,11 @@ fn case_rules_of_dictionary_entries() {
     }
     // The same rule holds in the files.
     std::fs::create_dir_all(home.workspace_dict().parent().unwrap()).unwrap();
-    std::fs::write(home.workspace_dict(), format!("# a comment\n{upper}x\n{lower}\n")).unwrap();
+    std::fs::write(
+        home.workspace_dict(),
+        format!("# a comment\n{upper}x\n{lower}\n"),
+    )
+    .unwrap();
     let mut client = home.server(true, json!({}), settings());
     client.open(&a, "markdown", PARA);
     let n = client.wait_notification("textDocument/publishDiagnostics", |p| p["uri"] == a);
@@ -442,7 +458,10 @@ fn words_the_document_repeats_are_not_flagged() {
     }
     // The default is 3.
     let mut s = settings();
-    s["diagnostics"].as_object_mut().unwrap().remove("ignoreRepeated");
+    s["diagnostics"]
+        .as_object_mut()
+        .unwrap()
+        .remove("ignoreRepeated");
     let mut client = home.server(true, json!({}), s);
     client.open(&md, "markdown", &text);
     let p = client.wait_notification("textDocument/publishDiagnostics", |p| p["uri"] == md);
@@ -477,7 +496,10 @@ fn excluded_paths_are_never_checked() {
         json!({"settings": {"quill": bad}}),
     );
     let m = client.wait_notification("window/showMessage", |p| {
-        p["message"].as_str().unwrap().contains("diagnostics.exclude")
+        p["message"]
+            .as_str()
+            .unwrap()
+            .contains("diagnostics.exclude")
     });
     assert!(m["params"]["message"].as_str().unwrap().contains("[oops"));
 }
@@ -499,8 +521,11 @@ fn dictionaries_changed_on_disk_republish_at_once() {
         .any(|r| r["method"] == "client/registerCapability")
     {
         assert!(Instant::now() < deadline, "no file watcher registered");
-        let _ = client.request("textDocument/hover", json!({"textDocument": {"uri": a},
-            "position": {"line": 0, "character": 0}}));
+        let _ = client.request(
+            "textDocument/hover",
+            json!({"textDocument": {"uri": a},
+            "position": {"line": 0, "character": 0}}),
+        );
     }
     let reg = client
         .server_requests
@@ -611,7 +636,11 @@ fn bad_dictionary_files_are_reported_once_and_diagnostics_go_on() {
     // setting names is missing; another has a million lines.
     std::fs::create_dir_all(home.workspace_dict()).unwrap();
     std::fs::create_dir_all(home.user_dict().parent().unwrap()).unwrap();
-    std::fs::write(home.user_dict(), [b"\xff\xfe\x00bad\n", w1.as_bytes(), b"\n"].concat()).unwrap();
+    std::fs::write(
+        home.user_dict(),
+        [b"\xff\xfe\x00bad\n", w1.as_bytes(), b"\n"].concat(),
+    )
+    .unwrap();
     let missing = home.root.join("missing/words.txt");
     let huge = home.root.join("huge.txt");
     let mut big = format!("{w2}\n");
@@ -620,10 +649,8 @@ fn bad_dictionary_files_are_reported_once_and_diagnostics_go_on() {
     }
     std::fs::write(&huge, big).unwrap();
     let mut s = settings();
-    s["diagnostics"]["dictionary"] = json!([
-        missing.display().to_string(),
-        huge.display().to_string()
-    ]);
+    s["diagnostics"]["dictionary"] =
+        json!([missing.display().to_string(), huge.display().to_string()]);
     let start = Instant::now();
     let mut client = home.server(true, json!({}), s);
     let a = home.uri("a.md");
@@ -668,7 +695,12 @@ fn bad_dictionary_files_are_reported_once_and_diagnostics_go_on() {
             .iter()
             .filter(|m| m.contains(&path.display().to_string()))
             .collect();
-        assert_eq!(about.len(), 1, "one message about {}: {messages:?}", path.display());
+        assert_eq!(
+            about.len(),
+            1,
+            "one message about {}: {messages:?}",
+            path.display()
+        );
         assert!(about[0].contains(says), "{}", about[0]);
     }
     // Fixing a file ends its problem; the words in it count from then on.

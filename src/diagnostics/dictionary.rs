@@ -270,11 +270,7 @@ pub fn workspace_dictionary_path(folder: &Path) -> PathBuf {
 
 /// The nearest `.quill/dictionary.txt` in the directory of `file` or above it.
 pub fn find_upward(file: &Path) -> Option<PathBuf> {
-    let start = if file.is_dir() {
-        file
-    } else {
-        file.parent()?
-    };
+    let start = if file.is_dir() { file } else { file.parent()? };
     let start = fs::canonicalize(start).unwrap_or_else(|_| start.to_path_buf());
     start
         .ancestors()
@@ -505,8 +501,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("none.txt");
         assert_eq!(load(&missing, false), Loaded::default());
-        assert!(load(&missing, true).problem.unwrap().contains("does not exist"));
-        assert!(load(dir.path(), false).problem.unwrap().contains("directory"));
+        assert!(load(&missing, true)
+            .problem
+            .unwrap()
+            .contains("does not exist"));
+        assert!(load(dir.path(), false)
+            .problem
+            .unwrap()
+            .contains("directory"));
         // A lock left by a dead writer long ago does not block forever.
         let path = dir.path().join("dictionary.txt");
         let lock = lock_path(&path);
@@ -547,6 +549,9 @@ mod tests {
         fs::create_dir_all(dict.parent().unwrap()).unwrap();
         fs::write(&dict, "w\n").unwrap();
         let found = find_upward(&deep.join("x.md")).unwrap();
-        assert_eq!(fs::canonicalize(found).unwrap(), fs::canonicalize(dict).unwrap());
+        assert_eq!(
+            fs::canonicalize(found).unwrap(),
+            fs::canonicalize(dict).unwrap()
+        );
     }
 }

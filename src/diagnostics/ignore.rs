@@ -246,7 +246,8 @@ mod tests {
 
     #[test]
     fn the_filter_drops_listed_repeated_and_silenced_words() {
-        let text = "Zorp met Blix. Blix saw Zorp. Blix left.\nQuux here # quill: ignore-line\nFnord.";
+        let text =
+            "Zorp met Blix. Blix saw Zorp. Blix left.\nQuux here # quill: ignore-line\nFnord.";
         let at = |w: &str| {
             let s = text.find(w).unwrap();
             word(s, s + w.len(), w)
@@ -260,10 +261,7 @@ mod tests {
             ignore_repeated: 3,
         }
         .apply(text, &mut f);
-        let left: Vec<String> = f
-            .iter()
-            .map(|x| text[x.start..x.end].to_string())
-            .collect();
+        let left: Vec<String> = f.iter().map(|x| text[x.start..x.end].to_string()).collect();
         assert_eq!(left, vec!["Zorp", "met"]);
         // ignoreRepeated 2 drops Zorp too; 0 turns the rule off.
         let mut f = all.clone();
