@@ -163,7 +163,7 @@ fn adding_a_word_clears_it_in_every_open_document_for_both_scopes() {
     let mut client = home.server(true, json!({}), settings());
     let (a, b) = (home.uri("a.md"), home.uri("sub/b.md"));
     client.open(&a, "markdown", PARA);
-    client.open(&b, "markdown", &format!("# Title\n\n{PARA}\n"));
+    client.open(&b, "markdown", &format!("{PARA}\n"));
     let first = wait_words(&mut client, &a, &words);
     wait_words(&mut client, &b, &words);
 
@@ -704,6 +704,7 @@ fn bad_dictionary_files_are_reported_once_and_diagnostics_go_on() {
         assert!(about[0].contains(says), "{}", about[0]);
     }
     // Fixing a file ends its problem; the words in it count from then on.
+    std::fs::create_dir_all(missing.parent().unwrap()).unwrap();
     std::fs::write(&missing, "zzz\n").unwrap();
     std::fs::remove_dir(home.workspace_dict()).unwrap();
     std::fs::write(home.workspace_dict(), "").unwrap();
