@@ -2,7 +2,7 @@
 //! result. `main.rs` only parses arguments into these structs.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
@@ -190,6 +190,50 @@ pub struct CheckOptions {
     pub language: Option<String>,
     pub proofread: crate::engine::tasks::proofread::ProofreadOptions,
     pub prose_languages: Vec<String>,
+    /// The checked file (`None`: stdin); the nearest `.quill/dictionary.txt` above it applies.
+    pub file: Option<PathBuf>,
+    /// `--dictionary` files, besides the user's and the workspace's.
+    pub dictionaries: Vec<PathBuf>,
+    /// A word the text uses at least this many times is not flagged (0: off).
+    pub ignore_repeated: usize,
+}
+
+/// The dictionaries `quill check` applies: the user's, the nearest `.quill/dictionary.txt`
+/// above `file` (or the current directory), and the named files. A named file that is missing
+/// is an error; other problems are warnings on stderr, and the words read are used.
+pub fn check_dictionaries(
+    file: Option<&Path>,
+    named: &[PathBuf],
+) -> anyhow::Result<Vec<crate::diagnostics::dictionary::WordList>> {
+    use crate::diagnostics::dictionary;
+    let mut out = Vec::new();
+    let start = match file {
+        Some(f) => f.to_path_buf(),
+        None => std::env::current_dir()?.join("-"),
+    };
+    let found = dictionary::user_dictionary_path()
+        .into_iter()
+        .chain(dictionary::find_upward(&start));
+    for (path, required) in found
+        .map(|p| (p, false))
+        .chain(named.iter().map(|p| (p.clone(), true)))
+    {
+        let loaded = dictionary::load(&path, required);
+        if let Some(problem) = &loaded.problem {
+            if required && !path.exists() {
+                anyhow::bail!(
+                    "dictionary {}: {problem}; check the --dictionary path",
+                    path.display()
+                );
+            }
+            eprintln!(
+                "warning: dictionary {}: {problem}; going on with the words that could be read",
+                path.display()
+            );
+        }
+        out.push(loaded.words);
+    }
+    Ok(out)
 }
 
 /// `quill check`: prints unlikely words and sentences as `file:line:col: message` lines (or
@@ -207,6 +251,7 @@ pub fn check(
         .language
         .clone()
         .unwrap_or_else(|| checker::language_for_path(name).to_string());
+    let lists = check_dictionaries(opts.file.as_deref(), &opts.dictionaries)?;
     let lm = model.load_language_model()?;
     let cancel = Cancel::new();
     let mut findings = Vec::new();
@@ -214,6 +259,11 @@ pub fn check(
         let result = lm.proofread(&p.text, &opts.proofread, &cancel)?;
         findings.extend(checker::findings(&p, &result));
     }
+    crate::diagnostics::ignore::Filter {
+        lists: lists.iter().collect(),
+        ignore_repeated: opts.ignore_repeated,
+    }
+    .apply(text, &mut findings);
     findings.sort_by_key(|f| (f.start, f.end));
     let doc = Document::new(text, 0, &language);
     let at = |offset: usize| {

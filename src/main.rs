@@ -92,6 +92,13 @@ enum Command {
     },
     /// Proofread a file: unlikely words and sentences as `file:line:col: message` lines.
     /// Exits with 1 when there are findings (for scripts and git hooks).
+    ///
+    /// Words in a dictionary are never flagged: the user's `<config dir>/quill/dictionary.txt`
+    /// (`$XDG_CONFIG_HOME` or `~/.config` on Linux), the nearest `.quill/dictionary.txt` in the
+    /// file's directory or above it (the current directory's for stdin), and each
+    /// `--dictionary FILE`. One word a line, `#` comment lines; a lower-case entry also matches
+    /// the word capitalized. Ignore comments in the file, in any comment syntax, silence lines:
+    /// `quill: ignore-next-line`, `quill: ignore-line`, and `quill: off` ... `quill: on`.
     Check {
         /// The file, or `-` for stdin.
         #[arg(default_value = "-")]
@@ -111,6 +118,13 @@ enum Command {
         /// Print `{"findings":[{"line","column","code","message","word","alternatives",…}]}`.
         #[arg(long)]
         json: bool,
+        /// A dictionary file of words never flagged (repeatable), besides the user's and the
+        /// nearest `.quill/dictionary.txt`.
+        #[arg(long = "dictionary", value_name = "FILE")]
+        dictionaries: Vec<std::path::PathBuf>,
+        /// A word the file uses at least N times is not flagged (0: off).
+        #[arg(long, value_name = "N", default_value_t = 3)]
+        ignore_repeated: usize,
     },
     /// Summarize a text with T5.
     Summarize {
@@ -246,6 +260,8 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             min_gap,
             max_sentence_perplexity,
             json,
+            dictionaries,
+            ignore_repeated,
         }) => {
             let text = read_file_arg(&file)?;
             let opts = cli::CheckOptions {
@@ -258,6 +274,9 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                     ..Default::default()
                 },
                 prose_languages: quill::lsp::config::DiagnosticsSettings::default().languages,
+                file: (file != "-").then(|| std::path::PathBuf::from(&file)),
+                dictionaries,
+                ignore_repeated,
             };
             let name = if file == "-" {
                 "<stdin>"

@@ -539,5 +539,209 @@ fn quill_cpu_forces_a_path_and_refuses_one_it_cannot_run() {
         assert!(!out.status.success(), "{value}: accepted");
         assert!(stderr.contains(says), "{value}: {stderr}");
         assert!(out.stdout.is_empty(), "{value}: printed a result");
+/// `quill check` on the fixture with thresholds that flag words, in `dir`, with the user's
+/// config directory `config`.
+fn check_in(dir: &Path, config: &Path, args: &[&str]) -> Output {
+    run(quill(&["check", "--model", &model_arg("gpt2-tiny")])
+        .args([
+            "--min-token-logprob",
+            "-25",
+            "--min-gap",
+            "8",
+            "--max-sentence-perplexity",
+            "1e12",
+            "--json",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .env("XDG_CONFIG_HOME", config)
+        .env("HOME", config))
+}
+
+/// The flagged words of a `check --json` run.
+fn checked_words(out: &Output) -> Vec<String> {
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {}", String::from_utf8_lossy(&out.stderr));
+    });
+    json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["code"] == "unlikely-token")
+        .map(|f| f["word"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn check_honours_the_dictionaries_and_ignore_comments() {
+    let para = "We sat in the café and ordered coffee. It was good.";
+    let tmp = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(tmp.path()).unwrap();
+    let (proj, config) = (root.join("proj"), root.join("config"));
+    let sub = proj.join("docs/guide");
+    std::fs::create_dir_all(&sub).unwrap();
+    std::fs::create_dir_all(&config).unwrap();
+    let file = sub.join("notes.md");
+    std::fs::write(&file, format!("{para}\n")).unwrap();
+    let f = file.to_str().unwrap();
+    let base = checked_words(&check_in(&root, &config, &["--ignore-repeated", "0", f]));
+    assert!(
+        base.len() >= 3,
+        "three flagged words to work with: {base:?}"
+    );
+    let without = |ws: &[String], gone: &[&String]| -> Vec<String> {
+        ws.iter().filter(|w| !gone.contains(w)).cloned().collect()
+    };
+    let (w1, w2, w3) = (&base[0], &base[1], &base[2]);
+
+    // The nearest .quill/dictionary.txt above the file, the user's, and --dictionary files.
+    std::fs::create_dir_all(proj.join(".quill")).unwrap();
+    std::fs::write(
+        proj.join(".quill/dictionary.txt"),
+        format!("# ours\n{w1}\n"),
+    )
+    .unwrap();
+    let out = check_in(&root, &config, &["--ignore-repeated", "0", f]);
+    assert_eq!(checked_words(&out), without(&base, &[w1]));
+    std::fs::create_dir_all(config.join("quill")).unwrap();
+    std::fs::write(config.join("quill/dictionary.txt"), format!("{w2}\n")).unwrap();
+    let extra = root.join("extra.txt");
+    std::fs::write(&extra, format!("{w3}\n")).unwrap();
+    let out = check_in(&root, &config, &["--ignore-repeated", "0", f]);
+    assert_eq!(checked_words(&out), without(&base, &[w1, w2]));
+    let out = check_in(
+        &root,
+        &config,
+        &[
+            "--ignore-repeated",
+            "0",
+            "--dictionary",
+            extra.to_str().unwrap(),
+            f,
+        ],
+    );
+    assert_eq!(checked_words(&out), without(&base, &[w1, w2, w3]));
+
+    // stdin: the dictionary is looked for from the current directory.
+    let mut cmd = quill(&["check", "--model", &model_arg("gpt2-tiny")]);
+    cmd.args(["--min-token-logprob", "-25", "--min-gap", "8"])
+        .args([
+            "--max-sentence-perplexity",
+            "1e12",
+            "--json",
+            "--ignore-repeated",
+            "0",
+        ])
+        .args(["--language", "markdown", "-"])
+        .current_dir(&sub)
+        .env("XDG_CONFIG_HOME", root.join("none"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{para}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(checked_words(&out), without(&base, &[w1]));
+
+    // Ignore comments of each kind, and ignoreRepeated.
+    std::fs::remove_file(proj.join(".quill/dictionary.txt")).unwrap();
+    std::fs::remove_file(config.join("quill/dictionary.txt")).unwrap();
+    let text = format!(
+        "{para}\n\n<!-- quill: ignore-next-line -->\n{para}\n\n{para} <!-- quill: ignore-line -->\n\n\
+         <!-- quill: off -->\n{para}\n<!-- quill: on -->\n\n{para}\n"
+    );
+    std::fs::write(&file, &text).unwrap();
+    let out = check_in(&root, &config, &["--ignore-repeated", "0", f]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let lines: Vec<u64> = json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2 * base.len(), "{lines:?}");
+    assert!(lines.iter().all(|l| *l == 1 || *l == 12), "{lines:?}");
+    // Five copies of every word: the default --ignore-repeated 3 silences them all.
+    let out = check_in(&root, &config, &[f]);
+    assert_eq!(checked_words(&out), Vec::<String>::new());
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn check_reports_bad_dictionaries_clearly() {
+    let para = "We sat in the café and ordered coffee. It was good.";
+    let tmp = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(tmp.path()).unwrap();
+    let file = root.join("notes.md");
+    std::fs::write(&file, format!("{para}\n")).unwrap();
+    let f = file.to_str().unwrap();
+    let base = checked_words(&check_in(&root, &root, &[f]));
+    assert!(!base.is_empty());
+    // A missing --dictionary file is an error that names it.
+    let missing = root.join("nope.txt");
+    let out = check_in(
+        &root,
+        &root,
+        &["--dictionary", missing.to_str().unwrap(), f],
+    );
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("nope.txt") && err.contains("does not exist"),
+        "{err}"
+    );
+    // Not UTF-8 in part, and a million lines: a warning each, and the words read are used.
+    let odd = root.join("odd.txt");
+    std::fs::write(&odd, [b"\xff\xfe\n", base[0].as_bytes(), b"\n"].concat()).unwrap();
+    let huge = root.join("huge.txt");
+    let mut big = String::new();
+    for i in 0..1_000_000 {
+        big.push_str(&format!("word{i}\n"));
+    }
+    std::fs::write(&huge, big).unwrap();
+    let start = std::time::Instant::now();
+    let out = check_in(
+        &root,
+        &root,
+        &[
+            "--dictionary",
+            odd.to_str().unwrap(),
+            "--dictionary",
+            huge.to_str().unwrap(),
+            "--dictionary",
+            root.to_str().unwrap(),
+            f,
+        ],
+    );
+    assert!(start.elapsed() < std::time::Duration::from_secs(30));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("odd.txt") && err.contains("not UTF-8"),
+        "{err}"
+    );
+    assert!(err.contains("huge.txt") && err.contains("200000"), "{err}");
+    assert!(err.contains("is a directory"), "{err}");
+    let words: Vec<String> = base.iter().filter(|w| *w != &base[0]).cloned().collect();
+    assert_eq!(checked_words(&out), words);
+}
+
+#[test]
+fn check_help_documents_the_dictionaries() {
+    let out = run(&mut quill(&["check", "--help"]));
+    let help = String::from_utf8(out.stdout).unwrap();
+    for s in [
+        "--dictionary <FILE>",
+        ".quill/dictionary.txt",
+        "quill: ignore-next-line",
+        "quill: off",
+        "--ignore-repeated",
+    ] {
+        assert!(help.contains(s), "{s} not in: {help}");
     }
 }

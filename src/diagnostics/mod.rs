@@ -2,4 +2,6 @@
 //! document is checked, and what the model's findings mean in the document.
 
 pub mod checker;
+pub mod dictionary;
+pub mod ignore;
 pub mod prose;

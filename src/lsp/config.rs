@@ -52,6 +52,13 @@ pub struct DiagnosticsSettings {
     pub languages: Vec<String>,
     pub token_severity: Severity,
     pub sentence_severity: Severity,
+    /// Words never flagged; an entry with a `/` (or `\\`) is a dictionary file instead
+    /// (absolute, `~/…`, or relative to the workspace folder).
+    pub dictionary: Vec<String>,
+    /// A word the document uses at least this many times is not flagged (0: off).
+    pub ignore_repeated: usize,
+    /// Glob patterns on document paths that are never checked.
+    pub exclude: Vec<String>,
 }
 
 /// A diagnostic severity, as settings name it.
@@ -144,6 +151,9 @@ impl Default for DiagnosticsSettings {
             .to_vec(),
             token_severity: Severity::Information,
             sentence_severity: Severity::Hint,
+            dictionary: Vec::new(),
+            ignore_repeated: 3,
+            exclude: Vec::new(),
         }
     }
 }
@@ -272,6 +282,16 @@ impl Settings {
             diagnostics.max_sentence_perplexity,
             |v: &f64| *v > 1.0,
             "must be above 1"
+        );
+        check!(
+            diagnostics.exclude,
+            |v: &Vec<String>| crate::diagnostics::ignore::Exclude::new(v).is_ok(),
+            "holds a pattern that is not a glob"
+        );
+        check!(
+            diagnostics.dictionary,
+            |v: &Vec<String>| v.iter().all(|w| !w.trim().is_empty() && !w.contains('\n')),
+            "must hold words (or dictionary files), none empty"
         );
         check!(
             t5.max_tokens,

@@ -89,7 +89,7 @@ impl Inner {
             return Ok(());
         };
         let ds = &settings.diagnostics;
-        if !ds.enabled {
+        if !ds.enabled || self.is_excluded(uri, &ds.exclude) {
             self.publish(uri, Vec::new(), version, &text).await;
             return Ok(());
         }
@@ -144,6 +144,7 @@ impl Inner {
         if self.is_stale(uri, generation) {
             return Err(EngineError::Cancelled);
         }
+        self.filter_findings(uri, &text, ds.ignore_repeated, &mut findings);
         // The word being typed is left alone until the cursor leaves it.
         if let Some(c) = cursor {
             findings.retain(|f| {

@@ -7,6 +7,7 @@ pub mod config;
 pub mod convert;
 mod diagnostics;
 mod guard;
+mod dictionary;
 pub mod transport;
 
 use std::collections::HashMap;
@@ -103,6 +104,7 @@ pub struct Inner {
     /// Becomes true once the settings are known (after `initialized` and its configuration
     /// pull): requests that arrive earlier wait for it, as they wait for the model.
     settings_known: tokio::sync::watch::Sender<bool>,
+    dictionaries: Mutex<dictionary::DictionaryState>,
 }
 
 impl std::ops::Deref for Server {
@@ -199,6 +201,7 @@ impl Server {
             shutdown,
             diagnostics: Mutex::new(Default::default()),
             settings_known: tokio::sync::watch::channel(false).0,
+            dictionaries: Mutex::new(Default::default()),
         };
         Self {
             inner: Arc::new(inner),
@@ -235,6 +238,7 @@ impl Server {
         if changed_model {
             self.load_model().await;
         }
+        self.inner.reload_dictionaries(false).await;
         // Settings apply to open documents at once.
         let open: Vec<Uri> = lock(&self.docs).keys().cloned().collect();
         for uri in open {
@@ -564,6 +568,7 @@ fn make_loader(
 
 impl LanguageServer for Server {
     async fn initialize(&self, params: InitializeParams) -> jsonrpc::Result<InitializeResult> {
+        self.init_dictionaries(&params);
         let offered = params
             .capabilities
             .general
@@ -611,7 +616,11 @@ impl LanguageServer for Server {
                 inline_completion_provider: Some(OneOf::Left(true)),
                 hover_provider: Some(HoverProviderCapability::Simple(true)),
                 execute_command_provider: Some(ExecuteCommandOptions {
-                    commands: commands::ALL.iter().map(|c| c.to_string()).collect(),
+                    commands: commands::ALL
+                        .iter()
+                        .chain(&dictionary::ALL)
+                        .map(|c| c.to_string())
+                        .collect(),
                     ..Default::default()
                 }),
                 code_action_provider: Some(CodeActionProviderCapability::Options(
@@ -651,6 +660,7 @@ impl LanguageServer for Server {
             .set_t5(make_t5_loader(&self.settings(), &self.options));
         self.settings_known.send_replace(true);
         self.load_model().await;
+        self.inner.start_dictionaries().await;
     }
 
     async fn shutdown(&self) -> jsonrpc::Result<()> {
@@ -754,6 +764,7 @@ impl LanguageServer for Server {
             )));
         }
         let mut actions = diagnostics::quick_fixes(&uri, &params.context.diagnostics);
+        actions.extend(self.dictionary_actions(&uri, &params.context.diagnostics));
         // T5 actions on a selection of at least two words (not on a cursor that an editor
         // sends as a one-character range), unless the client asked for other kinds only.
         let wants_refactor = params.context.only.as_ref().is_none_or(|only| {
@@ -783,7 +794,14 @@ impl LanguageServer for Server {
         &self,
         params: ExecuteCommandParams,
     ) -> jsonrpc::Result<Option<Value>> {
+        if dictionary::ALL.contains(&params.command.as_str()) {
+            return self.inner.execute_dictionary(params).await;
+        }
         self.execute(params).await
+    }
+
+    async fn did_change_watched_files(&self, _: DidChangeWatchedFilesParams) {
+        self.inner.dictionaries_changed().await;
     }
 
     async fn completion(

@@ -35,6 +35,16 @@ impl LspClient {
         Self::start_with(args, &[], None)
     }
 
+    /// Starts `quill serve` with extra arguments and environment variables naming paths.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &std::path::Path)]) -> LspClient {
+        let env: Vec<(&str, String)> = env
+            .iter()
+            .map(|(k, v)| (*k, v.to_string_lossy().into_owned()))
+            .collect();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        Self::start_with(args, &env, None)
+    }
+
     /// Starts `quill serve` with extra arguments and environment, its stderr written to a file
     /// if one is given (else inherited).
     pub fn start_with(
@@ -48,6 +58,11 @@ impl LspClient {
         let mut child = Command::new(bin)
             .arg("serve")
             .args(args)
+            // The user's own dictionary stays out of the tests unless a test names one.
+            .env(
+                "XDG_CONFIG_HOME",
+                std::env::temp_dir().join("quill-test-no-config"),
+            )
             .env("HF_HUB_OFFLINE", "1")
             .env("QUILL_LOG", "error")
             .env(

@@ -493,6 +493,51 @@ tests[#tests + 1] = { ":checkhealth quill reports the binary, its version, the c
   check(not text:find("ERROR"), "checkhealth reports an error", text)
 end }
 
+tests[#tests + 1] = { "'Add to the user dictionary' from the code action menu clears the word", function()
+  local dict = vim.env.XDG_CONFIG_HOME .. "/quill/dictionary.txt"
+  os.remove(dict)
+  edit(write_file("names.md", CAFE .. "\n"))
+  local get = [[
+    local out = {}
+    for _, d in ipairs(vim.diagnostic.get(0)) do
+      if d.source == "quill" and d.code == "unlikely-token" then
+        table.insert(out, { lnum = d.lnum, col = d.col, word = d.user_data.lsp.data.word })
+      end
+    end
+    table.sort(out, function(a, b) return a.col < b.col end)
+    return out
+  ]]
+  local d = wait_for("quill diagnostics in names.md", 30000, function()
+    local ds = lua(get)
+    return #ds > 0 and ds
+  end)
+  local word = d[1].word
+  local others = vim.tbl_filter(function(x) return x.word ~= word end, d)
+  local title = "Add '" .. word .. "' to the user dictionary"
+  lua("vim.api.nvim_win_set_cursor(0, { ... })", d[1].lnum + 1, d[1].col)
+  -- The menu as :lua vim.lsp.buf.code_action() shows it, applied with a filter on the title.
+  lua([[
+    local title = ...
+    vim.lsp.buf.code_action({
+      apply = true,
+      context = { only = { "quickfix" } },
+      filter = function(a) return a.title == title end,
+    })
+  ]], title)
+  wait_for(dict .. " to hold " .. vim.inspect(word), 10000, function()
+    local f = io.open(dict)
+    local text = f and f:read("*a")
+    if f then f:close() end
+    return text == word .. "\n"
+  end)
+  wait_for("the diagnostics of " .. vim.inspect(word) .. " to go", 10000, function()
+    local now = lua(get)
+    return #now == #others and not vim.tbl_contains(vim.tbl_map(function(x) return x.word end, now), word)
+  end)
+  log("   added", vim.inspect(word), "to", dict, "; left:", #others)
+  cmd("silent! bwipeout")
+end }
+
 -- Run ------------------------------------------------------------------------------------
 chan = vim.fn.jobstart({ vim.v.progpath, "--embed", "--headless", "-u", here .. "/init.lua", "-i", "NONE", "-n" },
   { rpc = true, cwd = work })

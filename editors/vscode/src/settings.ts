@@ -26,6 +26,9 @@ export const SERVER_SETTING_KEYS = [
   'diagnostics.languages',
   'diagnostics.tokenSeverity',
   'diagnostics.sentenceSeverity',
+  'diagnostics.dictionary',
+  'diagnostics.ignoreRepeated',
+  'diagnostics.exclude',
   't5.maxTokens',
 ] as const;
 

@@ -1,5 +1,6 @@
 // Drives code-server in headless Chromium (playwright-core) through the Quill extension:
-// ghost text, diagnostics + hover, quick fix, and Summarize Selection. Run by test/e2e.sh.
+// ghost text, diagnostics + hover, quick fix, adding a word to the workspace dictionary, and
+// Summarize Selection. Run by test/e2e.sh.
 'use strict';
 
 const { execFileSync } = require('node:child_process');
@@ -290,6 +291,40 @@ async function main() {
     assert(now === want, `the file is ${JSON.stringify(now)}, expected ${JSON.stringify(want)}`);
   });
 
+  // --- 3b. add a word to the workspace dictionary ------------------------------------------------
+  await check('"Add \'X\' to the workspace dictionary" (Ctrl+.) writes it and its squiggle goes', async () => {
+    await page.mouse.move(5, 5);
+    await page.keyboard.press('Escape');
+    const words = checkFindings(path.join(WORK, 'ws', 'names.md')).filter((f) => f.code === 'unlikely-token');
+    assert(words.length > 0, 'quill check flags nothing in names.md');
+    const w = words[0].word;
+    const left = words.filter((f) => f.word !== w).length;
+    await openFile('names.md');
+    const sel = '.monaco-editor.focused .squiggly-info';
+    const n = await waitFor(async () => (await page.locator(sel).count()) === words.length || undefined, 30000);
+    assert(n, `expected ${words.length} squiggles in names.md`);
+    const boxes = (await page.locator(sel).evaluateAll((els) =>
+      els.map((e) => {
+        const r = e.getBoundingClientRect();
+        return { x: r.x, y: r.y, width: r.width, height: r.height };
+      }),
+    )).sort((a, b) => a.y - b.y || a.x - b.x);
+    await page.mouse.click(boxes[0].x + boxes[0].width / 2, boxes[0].y + boxes[0].height / 2 - 4);
+    const title = `Add '${w}' to the workspace dictionary`;
+    const ok = await pressUntil('Control+.', async () =>
+      norm(await page.locator('.action-widget').first().innerText()).includes(title), { tries: 6, waitMs: 3000 });
+    assert(ok, `Ctrl+. did not offer "${title}"`);
+    const f = await shot('add-to-dictionary', { clip: { x: 0, y: 0, width: 900, height: 320 } });
+    await copyToImages(f, 'add-to-dictionary.png');
+    await page.locator('.action-widget .monaco-list-row', { hasText: title }).first().click();
+    const dict = path.join(WORK, 'ws', '.quill', 'dictionary.txt');
+    const written = await waitFor(() => fs.existsSync(dict) && fs.readFileSync(dict, 'utf8') === `${w}\n`, 15000);
+    assert(written, `${dict} does not hold ${JSON.stringify(w)}`);
+    const gone = await waitFor(async () => (await page.locator(sel).count()) === left || undefined, 15000);
+    assert(gone, `the squiggles did not drop to ${left} after adding ${JSON.stringify(w)}`);
+    log(`added ${JSON.stringify(w)}; ${left} squiggles left`);
+  });
+
   // --- 4. summarize ------------------------------------------------------------------------------
   await check('Quill: Summarize Selection shows the reference summary', async () => {
     await openFile('harbour.md');
@@ -434,7 +469,7 @@ async function main() {
   const failed = results.filter((r) => !r.ok);
   log(`${results.length - failed.length}/${results.length} checks passed`);
   for (const r of failed) log(`  failed: ${r.name}: ${r.error}`);
-  if (failed.length === 0 && results.length === 7) {
+  if (failed.length === 0 && results.length === 8) {
     console.log('QUILL-VSCODE-E2E-PASSED');
     process.exit(0);
   }

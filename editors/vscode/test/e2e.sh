@@ -115,6 +115,7 @@ cat >"$WORK/ws/.vscode/settings.json" <<EOF
 EOF
 printf 'The quick brown fo' >"$WORK/ws/ghost.md"
 printf 'We sat in the café and ordered coffee. It was good.\n' >"$WORK/ws/cafe.md"
+printf 'We sat in the café and ordered coffee. It was good.\n' >"$WORK/ws/names.md"
 printf '# Harbour\n\nThe harbour town woke early. Before the sun was up, the bakers had lit their ovens, the fishermen were loading nets onto their boats, and the first bus of the day was waiting outside the station with its engine running.\n\nThe end.\n' \
   >"$WORK/ws/harbour.md"
 
