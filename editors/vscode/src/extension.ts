@@ -30,7 +30,7 @@ import {
   type Language,
   type T5Kind,
 } from './results';
-import { notFoundMessage, resolveServerPath } from './server';
+import { bundledServerPath, describeServer, findServer, notFoundMessage } from './server';
 import { buildServerSettings, toggleTarget, type ServerSettingKey } from './settings';
 import {
   applyProgress,
@@ -131,15 +131,24 @@ async function startClient(): Promise<void> {
   const cfg = quillConfig();
   const setting = cfg.get<string>('server.path', 'quill');
   const folder = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
-  const command = resolveServerPath(setting, process.env, isExecutable, {
+  // A platform-specific .vsix carries the server in server/ (see scripts/package.ts).
+  const bundled = extensionUri ? bundledServerPath(extensionUri.fsPath) : undefined;
+  if (bundled) {
+    ensureExecutable(bundled);
+  }
+  const found = findServer(setting, process.env, isExecutable, {
     workspaceFolder: folder,
     home: process.env.HOME ?? process.env.USERPROFILE,
+    bundled,
   });
-  if (!command) {
+  if (!found) {
     status?.update((s) => ({ ...s, phase: 'error', error: `${setting} not found` }));
+    output?.appendLine(notFoundMessage(setting));
     void showNotFound(setting);
     return;
   }
+  output?.appendLine(describeServer(found));
+  const command = found.path;
   const extraEnv = cfg.get<Record<string, string>>('server.extraEnv', {});
   const serverOptions: ServerOptions = {
     command,
@@ -251,6 +260,25 @@ function isExecutable(file: string): boolean {
     return true;
   } catch {
     return false;
+  }
+}
+
+/**
+ * The bundled server must be executable. vsce and VS Code keep the file mode of a .vsix entry,
+ * but an unpacker that drops it (or a copy made by hand) would leave it 0644: set it back.
+ */
+function ensureExecutable(file: string): void {
+  if (process.platform === 'win32') {
+    return;
+  }
+  try {
+    const st = fs.statSync(file);
+    if (st.isFile() && (st.mode & 0o111) === 0) {
+      fs.chmodSync(file, st.mode | 0o755);
+      output?.appendLine(`made ${file} executable`);
+    }
+  } catch {
+    // absent (the untargeted .vsix) or not ours to change: findServer reports it
   }
 }
 
