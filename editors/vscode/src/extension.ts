@@ -289,7 +289,7 @@ async function showNotFound(setting: string): Promise<void> {
     'Open Settings',
   );
   if (choice === 'Open Install Instructions' && extensionUri) {
-    // The extension's README (bundled in the .vsix) has an "Installing the server" section.
+    // The extension's README (bundled in the .vsix) has an "Installing" section.
     const readme = vscode.Uri.joinPath(extensionUri, 'README.md');
     await vscode.commands.executeCommand('markdown.showPreview', readme).then(undefined, () =>
       vscode.window.showTextDocument(readme),

