@@ -73,7 +73,11 @@ exe=quill
 case "$HOST" in *-windows-*) exe=quill.exe ;; esac
 log "building quill $VERSION for $HOST ($profile)"
 cargo build "${cargo_profile[@]}" --bin quill
-builds+=("$HOST $TARGET_DIR/$profile/$exe strip")
+# GNU strip on Linux; elsewhere the binary stays as built (on macOS the DWARF is not in the
+# binary anyway, and stripping would break the linker's ad-hoc code signature on arm64)
+host_strip=none
+case "$HOST" in *-linux-*) host_strip=strip ;; esac
+builds+=("$HOST $TARGET_DIR/$profile/$exe $host_strip")
 
 CROSS=aarch64-unknown-linux-gnu
 cross_ready() {
@@ -128,7 +132,9 @@ for b in "${builds[@]}"; do
   mkdir -p "$dir"
   exe_name="$(basename "$bin")"
   # the release profile keeps debug info (for profiling); users get the symbols only
-  if command -v "$strip_tool" >/dev/null; then
+  if [ "$strip_tool" = none ]; then
+    cp "$bin" "$dir/$exe_name"
+  elif command -v "$strip_tool" >/dev/null; then
     "$strip_tool" --strip-debug -o "$dir/$exe_name" "$bin"
   else
     log "no $strip_tool: $exe_name keeps its debug info"

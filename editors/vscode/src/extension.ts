@@ -30,7 +30,7 @@ import {
   type Language,
   type T5Kind,
 } from './results';
-import { bundledServerPath, describeServer, findServer, notFoundMessage } from './server';
+import { bundledServerPath, describeServer, ensureExecutable, findServer, notFoundMessage } from './server';
 import { buildServerSettings, toggleTarget, type ServerSettingKey } from './settings';
 import {
   applyProgress,
@@ -133,8 +133,8 @@ async function startClient(): Promise<void> {
   const folder = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
   // A platform-specific .vsix carries the server in server/ (see scripts/package.ts).
   const bundled = extensionUri ? bundledServerPath(extensionUri.fsPath) : undefined;
-  if (bundled) {
-    ensureExecutable(bundled);
+  if (bundled && ensureExecutable(bundled)) {
+    output?.appendLine(`made ${bundled} executable`);
   }
   const found = findServer(setting, process.env, isExecutable, {
     workspaceFolder: folder,
@@ -260,25 +260,6 @@ function isExecutable(file: string): boolean {
     return true;
   } catch {
     return false;
-  }
-}
-
-/**
- * The bundled server must be executable. vsce and VS Code keep the file mode of a .vsix entry,
- * but an unpacker that drops it (or a copy made by hand) would leave it 0644: set it back.
- */
-function ensureExecutable(file: string): void {
-  if (process.platform === 'win32') {
-    return;
-  }
-  try {
-    const st = fs.statSync(file);
-    if (st.isFile() && (st.mode & 0o111) === 0) {
-      fs.chmodSync(file, st.mode | 0o755);
-      output?.appendLine(`made ${file} executable`);
-    }
-  } catch {
-    // absent (the untargeted .vsix) or not ours to change: findServer reports it
   }
 }
 

@@ -1,5 +1,6 @@
-// Finding the quill binary. Pure apart from the injected file checks.
+// Finding the quill binary. Pure apart from the injected file checks (and ensureExecutable).
 
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 /** The default of `quill.server.path`: "not set", i.e. look on PATH, then use the bundled binary. */
@@ -120,4 +121,26 @@ export function describeServer(found: FoundServer): string {
         ? 'found on PATH'
         : 'bundled with the extension';
   return `server: ${found.path} (${where})`;
+}
+
+/**
+ * The bundled server must be executable. vsce records the file mode in the .vsix and VS Code
+ * restores it, but an unpacker that drops it (or a copy made by hand) leaves it 0644: this sets
+ * the execute bits again. True when it changed the mode; false when there was nothing to do,
+ * no such file (the plain .vsix), or the mode could not be changed (findServer then reports it).
+ */
+export function ensureExecutable(file: string, platform: string = process.platform): boolean {
+  if (platform === 'win32') {
+    return false;
+  }
+  try {
+    const st = fs.statSync(file);
+    if (st.isFile() && (st.mode & 0o111) === 0) {
+      fs.chmodSync(file, (st.mode & 0o777) | 0o755);
+      return true;
+    }
+  } catch {
+    // absent, or not ours to change
+  }
+  return false;
 }

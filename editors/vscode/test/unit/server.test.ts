@@ -1,7 +1,17 @@
 import { strict as assert } from 'node:assert';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { test } from 'node:test';
 
-import { bundledServerPath, describeServer, findServer, notFoundMessage, resolveServerPath } from '../../src/server';
+import {
+  bundledServerPath,
+  describeServer,
+  ensureExecutable,
+  findServer,
+  notFoundMessage,
+  resolveServerPath,
+} from '../../src/server';
 
 const files = (...names: string[]) => (f: string) => names.includes(f);
 
@@ -118,4 +128,23 @@ test('the not-found message names the three ways to get a server', () => {
   }
   assert.match(notFoundMessage('/nonexistent/quill'), /`\/nonexistent\/quill` was not found/);
   assert.match(notFoundMessage(''), /`quill\.server\.path` is not set, there is no `quill` on PATH/);
+});
+
+test('ensureExecutable gives a bundled server that lost its mode the execute bits back, once', { skip: process.platform === 'win32' }, () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'quill-bundled-'));
+  try {
+    const file = path.join(dir, 'quill');
+    fs.writeFileSync(file, '#!/bin/sh\n');
+    fs.chmodSync(file, 0o644);
+    assert.equal(ensureExecutable(file), true);
+    assert.equal(fs.statSync(file).mode & 0o777, 0o755);
+    assert.equal(ensureExecutable(file), false); // already executable: left alone
+    fs.chmodSync(file, 0o700);
+    assert.equal(ensureExecutable(file), false);
+    assert.equal(fs.statSync(file).mode & 0o777, 0o700);
+    assert.equal(ensureExecutable(path.join(dir, 'absent')), false);
+    assert.equal(ensureExecutable(dir), false); // a directory is not a server
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
