@@ -38,6 +38,10 @@ fi
 
 # --- code-server + playwright-core -----------------------------------------------------------
 TOOLS="$QUILL_VSCODE_CACHE/tools-cs$CODE_SERVER_VERSION-pw$PLAYWRIGHT_CORE_VERSION"
+# One install at a time: a second run (another job on the machine) waits for the first and then
+# finds .ok, instead of deleting the tree the first is building.
+exec 9>"$QUILL_VSCODE_CACHE/.tools.lock"
+flock 9
 if [ ! -f "$TOOLS/.ok" ]; then
   setup_log "npm install code-server@$CODE_SERVER_VERSION playwright-core@$PLAYWRIGHT_CORE_VERSION (a few minutes, once)"
   rm -rf "$TOOLS" && mkdir -p "$TOOLS"
@@ -46,6 +50,7 @@ if [ ! -f "$TOOLS/.ok" ]; then
        "code-server@$CODE_SERVER_VERSION" "playwright-core@$PLAYWRIGHT_CORE_VERSION" >&2)
   touch "$TOOLS/.ok"
 fi
+flock -u 9
 export QUILL_VSCODE_TOOLS="$TOOLS"
 export PATH="$TOOLS/node_modules/.bin:$PATH"
 setup_log "node $(node --version), code-server $(node -p 'require(process.argv[1]).version' "$TOOLS/node_modules/code-server/package.json"), playwright-core $PLAYWRIGHT_CORE_VERSION"
