@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds quill's release archives and platform .vsix files into dist/:
 #
-#   scripts/dist.sh [--debug] [--no-aarch64] [--no-vsix] [--out DIR]
+#   scripts/dist.sh [--debug | --bin QUILL] [--no-aarch64] [--no-vsix] [--out DIR]
 #
 # For the host (cargo build --release) and, on an x86-64 Linux host where the cross toolchain
 # is installed (see "aarch64 here" in the CI notes: Debian's rustc-web with
@@ -12,6 +12,7 @@
 #   SHA256SUMS
 # --debug     package the debug build (cargo build) instead: fast, for testing this script;
 #             the files are named ...-debug
+# --bin QUILL package this host binary as is, without building it (implies --no-aarch64)
 # --no-aarch64  the host only (the cross build is a full second build)
 # --no-vsix   the archives only (the .vsix needs Node >= 22; editors/vscode/test/node.sh
 #             fetches Node 24 into the cache when the node on PATH is older)
@@ -21,16 +22,18 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 profile=release
+prebuilt=""
 aarch64=auto
 vsix=1
 OUT="$ROOT/dist"
 while [ $# -gt 0 ]; do
   case "$1" in
     --debug) profile=debug ;;
+    --bin) prebuilt="$(cd "$(dirname "$2")" && pwd)/$(basename "$2")"; aarch64=no; shift ;;
     --no-aarch64) aarch64=no ;;
     --no-vsix) vsix=0 ;;
     --out) OUT="$(mkdir -p "$2" && cd "$2" && pwd)"; shift ;;
-    -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "dist: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -71,13 +74,19 @@ builds=()
 
 exe=quill
 case "$HOST" in *-windows-*) exe=quill.exe ;; esac
-log "building quill $VERSION for $HOST ($profile)"
-cargo build "${cargo_profile[@]}" --bin quill
 # GNU strip on Linux; elsewhere the binary stays as built (on macOS the DWARF is not in the
 # binary anyway, and stripping would break the linker's ad-hoc code signature on arm64)
 host_strip=none
 case "$HOST" in *-linux-*) host_strip=strip ;; esac
-builds+=("$HOST $TARGET_DIR/$profile/$exe $host_strip")
+if [ -n "$prebuilt" ]; then
+  [ -x "$prebuilt" ] || die "no executable at $prebuilt"
+  log "packaging $prebuilt as quill $VERSION for $HOST (not built here)"
+  builds+=("$HOST $prebuilt $host_strip")
+else
+  log "building quill $VERSION for $HOST ($profile)"
+  cargo build "${cargo_profile[@]}" --bin quill
+  builds+=("$HOST $TARGET_DIR/$profile/$exe $host_strip")
+fi
 
 CROSS=aarch64-unknown-linux-gnu
 cross_ready() {
@@ -130,7 +139,8 @@ for b in "${builds[@]}"; do
   name="quill-$VERSION-$triple$suffix"
   dir="$STAGE/$name"
   mkdir -p "$dir"
-  exe_name="$(basename "$bin")"
+  exe_name=quill
+  case "$triple" in *-windows-*) exe_name=quill.exe ;; esac
   # the release profile keeps debug info (for profiling); users get the symbols only
   if [ "$strip_tool" = none ]; then
     cp "$bin" "$dir/$exe_name"
