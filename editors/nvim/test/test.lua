@@ -538,6 +538,26 @@ tests[#tests + 1] = { "'Add to the user dictionary' from the code action menu cl
   cmd("silent! bwipeout")
 end }
 
+tests[#tests + 1] = { ":checkhealth quill says how to get a missing binary", function()
+  local saved = lua([[
+    local cmd = vim.lsp.config.quill.cmd
+    vim.lsp.config("quill", { cmd = { "/nonexistent/quill" } })
+    return cmd
+  ]])
+  cmd("checkhealth quill")
+  local text = table.concat(lines(), "\n")
+  lua([[vim.lsp.config("quill", { cmd = ... })]], saved)
+  for _, want in ipairs({
+    "quill binary not found: /nonexistent/quill",
+    "cargo install --path .",
+    "scripts/dist.sh",
+    "cmd = { '/path/to/quill' }",
+    "$QUILL_BIN",
+  }) do
+    check(text:find(want, 1, true), "checkhealth lacks " .. vim.inspect(want), text)
+  end
+end }
+
 -- Run ------------------------------------------------------------------------------------
 chan = vim.fn.jobstart({ vim.v.progpath, "--embed", "--headless", "-u", here .. "/init.lua", "-i", "NONE", "-n" },
   { rpc = true, cwd = work })

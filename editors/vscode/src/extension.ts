@@ -30,7 +30,7 @@ import {
   type Language,
   type T5Kind,
 } from './results';
-import { notFoundMessage, resolveServerPath } from './server';
+import { bundledServerPath, describeServer, ensureExecutable, findServer, notFoundMessage } from './server';
 import { buildServerSettings, toggleTarget, type ServerSettingKey } from './settings';
 import {
   applyProgress,
@@ -131,15 +131,24 @@ async function startClient(): Promise<void> {
   const cfg = quillConfig();
   const setting = cfg.get<string>('server.path', 'quill');
   const folder = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
-  const command = resolveServerPath(setting, process.env, isExecutable, {
+  // A platform-specific .vsix carries the server in server/ (see scripts/package.ts).
+  const bundled = extensionUri ? bundledServerPath(extensionUri.fsPath) : undefined;
+  if (bundled && ensureExecutable(bundled)) {
+    output?.appendLine(`made ${bundled} executable`);
+  }
+  const found = findServer(setting, process.env, isExecutable, {
     workspaceFolder: folder,
     home: process.env.HOME ?? process.env.USERPROFILE,
+    bundled,
   });
-  if (!command) {
+  if (!found) {
     status?.update((s) => ({ ...s, phase: 'error', error: `${setting} not found` }));
+    output?.appendLine(notFoundMessage(setting));
     void showNotFound(setting);
     return;
   }
+  output?.appendLine(describeServer(found));
+  const command = found.path;
   const extraEnv = cfg.get<Record<string, string>>('server.extraEnv', {});
   const serverOptions: ServerOptions = {
     command,
@@ -261,7 +270,7 @@ async function showNotFound(setting: string): Promise<void> {
     'Open Settings',
   );
   if (choice === 'Open Install Instructions' && extensionUri) {
-    // The extension's README (bundled in the .vsix) has an "Installing the server" section.
+    // The extension's README (bundled in the .vsix) has an "Installing" section.
     const readme = vscode.Uri.joinPath(extensionUri, 'README.md');
     await vscode.commands.executeCommand('markdown.showPreview', readme).then(undefined, () =>
       vscode.window.showTextDocument(readme),

@@ -13,6 +13,7 @@ const WORK = process.env.E2E_WORK;
 const SHOTS = process.env.E2E_SHOTS;
 const IMAGES = process.env.E2E_IMAGES; // where to also save the README screenshots (optional)
 const QUILL_BIN = process.env.QUILL_BIN;
+const BUNDLED = process.env.E2E_BUNDLED; // server/quill of the installed platform .vsix
 const FIX = process.env.QUILL_FIXTURES;
 const GHOST_FILE_TEXT = fs.readFileSync(path.join(WORK, 'ws', 'ghost.md'), 'utf8');
 const CAFE = fs.readFileSync(path.join(WORK, 'ws', 'cafe.md'), 'utf8');
@@ -132,6 +133,43 @@ async function runCommand(title) {
   await page.keyboard.press('Enter');
 }
 
+const CS_PID = process.env.E2E_CS_PID; // code-server: the servers it started are its descendants
+
+function parentOf(pid) {
+  // /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces and parentheses
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1];
+}
+
+function startedByCodeServer(pid) {
+  for (let p = pid, n = 0; p && p !== '0' && p !== '1' && n < 64; n++) {
+    if (p === CS_PID) return true;
+    try {
+      p = parentOf(p);
+    } catch {
+      return false;
+    }
+  }
+  return false;
+}
+
+/** argv of every `quill serve` process this test's code-server started (from /proc). */
+function quillServers() {
+  const out = [];
+  for (const pid of fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    let argv;
+    try {
+      argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+    } catch {
+      continue; // gone, or not ours
+    }
+    if (argv.length >= 2 && path.basename(argv[0]).startsWith('quill') && argv[1] === 'serve' && startedByCodeServer(pid)) {
+      out.push({ pid, argv });
+    }
+  }
+  return out;
+}
+
 function greedyContinuation(prompt) {
   const out = execFileSync(
     QUILL_BIN,
@@ -228,6 +266,21 @@ async function main() {
     const saved = await saveUntil('ghost.md', (t) => t === prompt + expected);
     await shot('ghost-text-accepted', { clip: { x: 0, y: 0, width: 900, height: 260 } });
     assert(saved === prompt + expected, `after Tab the file is ${JSON.stringify(saved)}, expected ${JSON.stringify(prompt + expected)}`);
+  });
+
+  // --- 1b. the server is the one the .vsix carries ---------------------------------------------------
+  await check('the server running is the binary bundled in the .vsix', async () => {
+    assert(BUNDLED && CS_PID, 'E2E_BUNDLED or E2E_CS_PID is not set');
+    const servers = quillServers();
+    log(`quill servers: ${JSON.stringify(servers.map((s) => s.argv.join(' ')))}`);
+    assert(servers.length === 1, `${servers.length} quill serve processes, expected 1`);
+    assert(servers[0].argv[0] === BUNDLED, `the server is ${servers[0].argv[0]}, not the bundled ${BUNDLED}`);
+    assert(servers[0].argv.slice(1).join(' ') === 'serve --stdio', `arguments ${servers[0].argv.slice(1).join(' ')}`);
+    const logs = execFileSync('find', [path.join(WORK, 'data', 'logs'), '-name', '*Quill*', '-type', 'f'], { encoding: 'utf8' })
+      .split('\n')
+      .filter(Boolean);
+    const said = logs.some((f) => fs.readFileSync(f, 'utf8').includes(`server: ${BUNDLED} (bundled with the extension)`));
+    assert(said, `the Quill output channel does not say it started the bundled server (logs: ${logs.join(', ')})`);
   });
 
   // --- 2. diagnostics and hover ------------------------------------------------------------------
@@ -442,7 +495,9 @@ async function main() {
     await closeToasts();
     const settingsFile = path.join(WORK, 'ws', '.vscode', 'settings.json');
     const settings = fs.readFileSync(settingsFile, 'utf8');
-    fs.writeFileSync(settingsFile, settings.replace(/"quill\.server\.path": "[^"]*"/, '"quill.server.path": "/nonexistent/quill"'));
+    // the workspace leaves quill.server.path unset (the bundled server runs); set a wrong one
+    assert(!/quill\.server\.path/.test(settings), 'the workspace settings already set quill.server.path');
+    fs.writeFileSync(settingsFile, settings.replace(/^\{/, '{\n  "quill.server.path": "/nonexistent/quill",'));
     const toastButton = (msg, button) =>
       page.locator('.notifications-toasts .notification-list-item', { hasText: msg }).locator('.monaco-button', { hasText: button }).first();
     const restart = toastButton('server settings changed', 'Restart Server');
@@ -454,7 +509,11 @@ async function main() {
     }, 15000);
     assert(msg, 'no "not found" error');
     log(`error: ${JSON.stringify(msg)}`);
-    assert(/\/nonexistent\/quill/.test(msg) && /quill\.server\.path/.test(msg) && /cargo install/.test(msg), 'the error does not say what to do');
+    assert(/\/nonexistent\/quill/.test(msg), 'the error does not name the missing binary');
+    // the three ways: the setting, quill on PATH, the platform .vsix
+    assert(/quill\.server\.path/.test(msg) && /cargo install/.test(msg) && /\.vsix built for your platform/.test(msg),
+      'the error does not say the three ways to fix it');
+    assert(await waitFor(() => quillServers().length === 0, 10000), 'a quill server still runs after the restart with a missing binary');
     const status = await statusBarQuill();
     await toastButton('was not found', 'Open Install Instructions').click();
     const preview = await waitFor(async () =>

@@ -6,8 +6,11 @@
 #   editors/vscode/test/e2e.sh          (QUILL_BIN defaults to <repo>/target/debug/quill)
 #
 # Installs what it needs (cached in ${QUILL_CI_CACHE:-$HOME/.cache/quill-ci}/vscode), builds
-# and packages the extension unless QUILL_VSIX names a ready .vsix, installs it into a fresh
-# code-server, runs test/e2e.cjs, and prints QUILL-VSCODE-E2E-PASSED when every check passed.
+# the platform-specific .vsix with QUILL_BIN inside (server/quill) unless QUILL_VSIX names a
+# ready one, installs it into a fresh code-server, runs test/e2e.cjs, and prints
+# QUILL-VSCODE-E2E-PASSED when every check passed. The editor runs with no quill on PATH and
+# no quill.server.path: the server it starts is the one in the .vsix, as for a user who
+# installed only the extension.
 # Screenshots: <repo>/target/e2e/vscode-*.png; QUILL_E2E_IMAGES=DIR also copies the README ones there. Set QUILL_E2E_KEEP=1 to keep the temporary directory.
 set -euo pipefail
 
@@ -37,12 +40,27 @@ if [ -z "$VSIX" ]; then
     npm ci --no-audit --no-fund --loglevel=error
     echo "$lock_hash" >node_modules/.quill-lock-hash
   fi
-  log "compile + package"
-  npm run -s compile
-  npm run -s package >/dev/null
-  VSIX="$EXT_DIR/quill.vsix"
+  log "package the platform .vsix with $QUILL_BIN"
+  # the debug binary's debug info is 95% of it: the .vsix carries a stripped copy
+  stripped="$(mktemp "${TMPDIR:-/tmp}/quill-e2e-bin.XXXXXX")"
+  strip -o "$stripped" "$QUILL_BIN"
+  npm run -s package -- --server "$stripped" --out "$EXT_DIR/quill-e2e.vsix" >/dev/null
+  rm -f "$stripped"
+  VSIX="$EXT_DIR/quill-e2e.vsix"
 fi
 [ -f "$VSIX" ] || { log "no .vsix at $VSIX"; exit 1; }
+
+# No quill on PATH: drop every PATH entry that holds one (HOME below is empty, so no
+# ~/.cargo/bin either); the extension must fall back to the binary in the .vsix.
+clean_path=""
+IFS=: read -ra path_dirs <<<"$PATH"
+for d in "${path_dirs[@]}"; do
+  [ -n "$d" ] && [ ! -x "$d/quill" ] && clean_path="${clean_path:+$clean_path:}$d"
+done
+export PATH="$clean_path"
+if command -v quill >/dev/null; then
+  log "quill is still on PATH ($(command -v quill))"; exit 1
+fi
 
 # --- a fresh code-server -----------------------------------------------------------------------
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/quill-vscode-e2e.XXXXXX")"
@@ -66,6 +84,12 @@ rm -f "$SHOTS"/vscode-*.png
 log "installing $(basename "$VSIX") into a fresh code-server"
 code-server --user-data-dir "$WORK/data" --extensions-dir "$WORK/ext" --install-extension "$VSIX" \
   >"$WORK/install.log" 2>&1 || { cat "$WORK/install.log" >&2; exit 1; }
+# VS Code's unpacker must have kept the executable bit that the .vsix records (the extension
+# would chmod it at activation, but a user's VS Code should not need that)
+BUNDLED="$(find "$WORK/ext" -path '*/server/quill' -type f | head -n 1)"
+[ -n "$BUNDLED" ] || { log "the installed extension has no server/quill"; find "$WORK/ext" -maxdepth 2 >&2; exit 1; }
+[ -x "$BUNDLED" ] || { log "$BUNDLED lost its executable bit: $(stat -c %A "$BUNDLED")"; exit 1; }
+log "bundled server: $BUNDLED ($(stat -c %A "$BUNDLED"))"
 
 # User settings: quiet, deterministic UI.
 cat >"$WORK/data/User/settings.json" <<'EOF'
@@ -99,7 +123,6 @@ cat >"$WORK/ws/.vscode/settings.json" <<EOF
   "editor.inlineSuggest.enabled": true,
   "editor.hover.delay": 150,
   "[markdown]": { "editor.quickSuggestions": { "other": "off", "comments": "off", "strings": "off" } },
-  "quill.server.path": "$QUILL_BIN",
   "quill.server.extraEnv": { "HF_HUB_OFFLINE": "1" },
   "quill.model": "$FIX/gpt2-tiny",
   "quill.t5Model": "$FIX/t5-tiny",
@@ -144,7 +167,7 @@ done
 
 set +e
 QUILL_BIN="$QUILL_BIN" QUILL_FIXTURES="$FIX" E2E_URL="http://127.0.0.1:$PORT/?folder=$WORK/ws" \
-  E2E_WORK="$WORK" E2E_SHOTS="$SHOTS" E2E_IMAGES="${QUILL_E2E_IMAGES:-}" \
+  E2E_WORK="$WORK" E2E_SHOTS="$SHOTS" E2E_IMAGES="${QUILL_E2E_IMAGES:-}" E2E_BUNDLED="$BUNDLED" E2E_CS_PID="$CS_PID" \
   NODE_PATH="$QUILL_VSCODE_TOOLS/node_modules" \
   node "$EXT_DIR/test/e2e.cjs"
 rc=$?

