@@ -69,12 +69,21 @@ def token_scores(model_dir, items, threads):
     with torch.no_grad():
         for it in items:
             enc = tok.encode(it["text"])
-            ids = torch.tensor([[bos] + enc.ids])
-            lp = torch.log_softmax(model(ids).logits[0, :-1].float(), dim=-1)
-            tgt = ids[0, 1:]
-            got = lp.gather(1, tgt.unsqueeze(1))[:, 0]
-            best = lp.max(dim=1).values
-            out.append([(s, e, float(a), float(b)) for (s, e), a, b in zip(enc.offsets, got, best)])
+            seq = [bos] + enc.ids
+            got, best = [], []
+            # quill's windows (src/engine/scoring.rs): at most n_positions tokens, each later
+            # window keeping half a window of context.
+            w, done = model.config.n_positions, 0
+            while done < len(enc.ids):
+                a = 0 if done == 0 else done + 1 - min(w // 2, done + 1)
+                b = min(a + w, len(seq))
+                lp = torch.log_softmax(model(torch.tensor([seq[a:b]])).logits[0].float(), dim=-1)
+                for i in range(done, b - 1):
+                    row = lp[i - a]
+                    got.append(float(row[seq[i + 1]]))
+                    best.append(float(row.max()))
+                done = b - 1
+            out.append([(s, e, a, b) for (s, e), a, b in zip(enc.offsets, got, best)])
     return out
 
 
@@ -149,6 +158,19 @@ def sweep(items, t, budget):
     return grid, word_best, sgrid, sent_best
 
 
+def replay_flags(items, scores, T, G):
+    """{item: [flagged word spans]} by quill's rule at (T, G), from token scores."""
+    out = {}
+    for k, (it, toks) in enumerate(zip(items, scores)):
+        words = word_spans(it["text"])
+        for s, e, lp, best in toks:
+            if lp < T and best - lp >= G:
+                w = next((w for w in words if w[0] < e and s < w[1]), None)
+                if w is not None:
+                    out.setdefault(k, []).append(w)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", required=True)
@@ -157,11 +179,28 @@ def main():
     ap.add_argument("--split", default="dev")
     ap.add_argument("--budget", type=float, default=5.0, help="false flags per 1,000 clean words")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--evaluate", nargs=2, type=float, metavar=("LOGPROB", "GAP"),
+                    help="no sweep: score the split at these thresholds (replaying quill's rule)")
+    ap.add_argument("--scores", help="cache of the token scores (JSON): read if present, else written")
     ap.add_argument("--json", help="write the grid and the choice here")
     args = ap.parse_args()
     pool = inject.load_sentences(args.corpus, args.split)
     items = inject.build(pool, inject.load_vocabulary(args.corpus))
-    scores = token_scores(args.model, items, args.threads)
+    if args.scores and os.path.exists(args.scores):
+        with open(args.scores) as f:
+            scores = json.load(f)
+    else:
+        scores = token_scores(args.model, items, args.threads)
+        if args.scores:
+            with open(args.scores, "w") as f:
+                json.dump(scores, f)
+    if args.evaluate:
+        m = score.score(items, replay_flags(items, scores, *args.evaluate))
+        print(score.table({"quill": m}))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"thresholds": args.evaluate, "results": m}, f, indent=1)
+        return
     grid, best, sgrid, sbest = sweep(items, tables(items, scores), args.budget)
     print("word flags, best F0.5 at <= %.1f false flags / 1,000 clean words:" % args.budget, json.dumps(best))
     for g in sgrid:

@@ -34,7 +34,7 @@ def load_items(args):
         with open(args.items) as f:
             return [json.loads(line) for line in f]
     pool = inject.load_sentences(args.corpus, args.split)
-    return inject.build(pool, inject.load_vocabulary(args.corpus), per_kind=args.per_kind)
+    return inject.build(pool, inject.load_vocabulary(args.corpus), per_kind=args.per_kind, clean=args.clean)
 
 
 def run_quill(quill, model, items, thresholds, threads=1, extra=()):
@@ -104,6 +104,7 @@ def main():
     ap.add_argument("--split", choices=["dev", "test"], default="test")
     ap.add_argument("--items", help="items written by inject.py (instead of --corpus/--split)")
     ap.add_argument("--per-kind", type=int, default=500)
+    ap.add_argument("--clean", type=int, help="clean sentences (default: every sentence of the split)")
     ap.add_argument("--quill", default="target/release/quill")
     ap.add_argument("--model", default="models/demo-gpt2")
     ap.add_argument("--dtype", help="quill's --dtype (a GGUF model keeps its own)")
