@@ -107,13 +107,13 @@ enum Command {
         #[arg(long)]
         language: Option<String>,
         /// Flag tokens below this log-probability...
-        #[arg(long, default_value_t = -10.0, allow_hyphen_values = true)]
+        #[arg(long, default_value_t = -12.5, allow_hyphen_values = true)]
         min_token_logprob: f32,
         /// ...when the model's best guess is at least this much more likely (nats).
-        #[arg(long, default_value_t = 5.0)]
+        #[arg(long, default_value_t = 0.0)]
         min_gap: f32,
         /// Hint at sentences above this perplexity.
-        #[arg(long, default_value_t = 2000.0)]
+        #[arg(long, default_value_t = 750.0)]
         max_sentence_perplexity: f64,
         /// Print `{"findings":[{"line","column","code","message","word","alternatives",…}]}`.
         #[arg(long)]

@@ -56,7 +56,7 @@ Sent as initializationOptions and answered for workspace/configuration (section
 \"quill\").  Missing keys keep the server's defaults.  Example:
   (:model \"openai-community/gpt2\" :t5Model \"google-t5/t5-small\"
    :completion (:numSuggestions 3 :temperature 0.7)
-   :diagnostics (:minTokenLogprob -10.0 :debounceMs 400)
+   :diagnostics (:minTokenLogprob -12.5 :debounceMs 400)
    :t5 (:maxTokens 96))
 Use :json-false for false."
   :type 'plist)

@@ -136,9 +136,9 @@ impl Default for DiagnosticsSettings {
     fn default() -> Self {
         Self {
             enabled: true,
-            min_token_logprob: -10.0,
-            min_alternative_gap: 5.0,
-            max_sentence_perplexity: 2000.0,
+            min_token_logprob: -12.5,
+            min_alternative_gap: 0.0,
+            max_sentence_perplexity: 750.0,
             debounce_ms: 400,
             languages: [
                 "plaintext",

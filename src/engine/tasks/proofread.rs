@@ -23,10 +23,10 @@ pub struct ProofreadOptions {
 impl Default for ProofreadOptions {
     fn default() -> Self {
         Self {
-            min_token_logprob: -10.0,
-            min_gap: 5.0,
+            min_token_logprob: -12.5,
+            min_gap: 0.0,
             max_alternatives: 3,
-            max_sentence_perplexity: 2000.0,
+            max_sentence_perplexity: 750.0,
         }
     }
 }
