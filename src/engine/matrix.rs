@@ -248,6 +248,7 @@ impl Matrix {
                     *o = v.to_f32();
                 }
             }
+            #[cfg(target_arch = "x86_64")]
             Data::Q8 { qs, scales } if simd() => {
                 let blocks = first * k / QK8_0..;
                 // SAFETY: simd() checked the CPU; the ranges are whole blocks of `out`.
