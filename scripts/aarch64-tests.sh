@@ -31,9 +31,21 @@ export RUSTC=/usr/bin/rustc
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER=qemu-aarch64
 export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
-unset QEMU_LD_PREFIX RUSTC_WRAPPER RUSTC_WORKSPACE_WRAPPER
-# No debug info and no incremental state: faster to build, smaller to cache.
+unset QEMU_LD_PREFIX RUSTC_WRAPPER
+# Clippy in the same pass as the build: Debian's clippy-driver (it belongs to /usr/bin/rustc;
+# rustup's clippy cannot read Debian's arm64 standard library) wraps rustc for quill's own
+# targets only, with the arguments `cargo clippy -- -D warnings` gives it, so the dependencies
+# are compiled once instead of again in check mode. Set for every step, so that the tests reuse
+# the build.
+export RUSTC_WORKSPACE_WRAPPER=/usr/bin/clippy-driver
+export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
+# No debug info and no incremental state: faster to build, smaller to cache. Dependencies at
+# opt-level 1 instead of Cargo.toml's 3: LLVM's time dominates this build, and the emulated
+# tests (tiny fixtures) stay quick without it.
 export CARGO_PROFILE_DEV_DEBUG=0 CARGO_PROFILE_TEST_DEBUG=0 CARGO_INCREMENTAL=0
+OPTS=(--target $TARGET
+  --config 'profile.dev.package."*".opt-level=1'
+  --config 'profile.test.package."*".opt-level=1')
 
 PACKAGES=(rustc-web libstd-rust-web-dev:arm64 rust-web-clippy libc6:arm64
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
@@ -66,16 +78,9 @@ install_packages() {
 }
 
 build_all() {
-  # One pass builds and lints: Debian's clippy-driver (it belongs to /usr/bin/rustc; rustup's
-  # clippy cannot read Debian's arm64 standard library) wraps rustc for quill's own targets
-  # only, with the arguments `cargo clippy -- -D warnings` would give it, so the dependencies
-  # are compiled once, not again in check mode. Every target is built: lib, bin, tests, benches.
-  RUSTC_WORKSPACE_WRAPPER=/usr/bin/clippy-driver \
-    CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__" \
-    nice -n 10 cargo test --target $TARGET --no-run --all-targets
-  RUSTC_WORKSPACE_WRAPPER=/usr/bin/clippy-driver \
-    CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__" \
-    nice -n 10 cargo build --target $TARGET --bin quill
+  # Every target is built (lib, bin, tests, benches) and linted: see RUSTC_WORKSPACE_WRAPPER.
+  nice -n 10 cargo test "${OPTS[@]}" --no-run --all-targets
+  nice -n 10 cargo build "${OPTS[@]}" --bin quill
   file "$CARGO_TARGET_DIR/$TARGET/debug/quill" | grep -q 'ARM aarch64' || {
     echo "aarch64: $CARGO_TARGET_DIR/$TARGET/debug/quill is not an aarch64 executable"
     exit 1
@@ -86,13 +91,13 @@ run_tests() {
   # Through the runner above: each test binary runs as `qemu-aarch64 BINARY ...`.
   local t
   t=$(date +%s)
-  nice -n 10 cargo test --target $TARGET --lib engine::
+  nice -n 10 cargo test "${OPTS[@]}" --lib engine::
   echo "aarch64: kernel unit tests (--lib engine::) took $(since "$t") s"
   t=$(date +%s)
-  nice -n 10 cargo test --target $TARGET --test parity
+  nice -n 10 cargo test "${OPTS[@]}" --test parity
   echo "aarch64: parity tests took $(since "$t") s"
   t=$(date +%s)
-  nice -n 10 cargo test --target $TARGET --test quantized
+  nice -n 10 cargo test "${OPTS[@]}" --test quantized
   echo "aarch64: quantized-format tests took $(since "$t") s"
 }
 
