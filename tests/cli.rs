@@ -539,6 +539,9 @@ fn quill_cpu_forces_a_path_and_refuses_one_it_cannot_run() {
         assert!(!out.status.success(), "{value}: accepted");
         assert!(stderr.contains(says), "{value}: {stderr}");
         assert!(out.stdout.is_empty(), "{value}: printed a result");
+    }
+}
+
 /// `quill check` on the fixture with thresholds that flag words, in `dir`, with the user's
 /// config directory `config`.
 fn check_in(dir: &Path, config: &Path, args: &[&str]) -> Output {

@@ -8,7 +8,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use quill::engine::proofread::ProofreadOptions;
+use quill::engine::tasks::proofread::ProofreadOptions;
 use quill::engine::Cancel;
 use serde_json::{json, Value};
 use support::lsp::LspClient;
@@ -434,7 +434,7 @@ fn words_the_document_repeats_are_not_flagged() {
     let text = format!("{PARA}\n\n{PARA}\n\n{PARA}\n");
     let md = home.uri("notes.md");
     let count = |w: &str| {
-        quill::engine::proofread::word_spans(&text)
+        quill::engine::tasks::proofread::word_spans(&text)
             .into_iter()
             .filter(|&(a, b)| &text[a..b] == w)
             .count()

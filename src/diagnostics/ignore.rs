@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use super::checker::{Finding, FindingKind};
 use super::dictionary::WordList;
-use crate::engine::proofread::word_spans;
+use crate::engine::tasks::proofread::word_spans;
 
 /// The directives of ignore comments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

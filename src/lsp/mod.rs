@@ -6,8 +6,8 @@ mod commands;
 pub mod config;
 pub mod convert;
 mod diagnostics;
-mod guard;
 mod dictionary;
+mod guard;
 pub mod transport;
 
 use std::collections::HashMap;
