@@ -10,6 +10,7 @@ use candle_core::{DType, Device, Tensor};
 
 #[path = "../../src/allocator.rs"]
 mod allocator;
+#[allow(unused_imports)]
 pub use allocator::keep_freed_buffers;
 
 pub const N_EMBD: usize = 768;
