@@ -528,7 +528,7 @@ async function main() {
   const failed = results.filter((r) => !r.ok);
   log(`${results.length - failed.length}/${results.length} checks passed`);
   for (const r of failed) log(`  failed: ${r.name}: ${r.error}`);
-  if (failed.length === 0 && results.length === 8) {
+  if (failed.length === 0 && results.length === 9) {
     console.log('QUILL-VSCODE-E2E-PASSED');
     process.exit(0);
   }
