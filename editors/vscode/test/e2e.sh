@@ -12,12 +12,23 @@
 # no quill.server.path: the server it starts is the one in the .vsix, as for a user who
 # installed only the extension.
 # Screenshots: <repo>/target/e2e/vscode-*.png; QUILL_E2E_IMAGES=DIR also copies the README ones there. Set QUILL_E2E_KEEP=1 to keep the temporary directory.
+#
+#   editors/vscode/test/e2e.sh --screenshots
+#
+# remakes the README's pictures instead: the demo model (models/demo-gpt2) with the default
+# diagnostics thresholds, English text, only the ghost-text checks, the image
+# written to editors/vscode/images/ (QUILL_E2E_IMAGES overrides).
 set -euo pipefail
 
 EXT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 REPO="$(cd "$EXT_DIR/../.." && pwd)"
 QUILL_BIN="${QUILL_BIN:-$REPO/target/debug/quill}"
 SHOTS="${QUILL_E2E_SHOTS:-$REPO/target/e2e}"
+MODE=e2e
+if [ "${1:-}" = --screenshots ]; then
+  MODE=screenshots
+  QUILL_E2E_IMAGES="${QUILL_E2E_IMAGES:-$EXT_DIR/images}"
+fi
 
 log() { echo "[e2e] $*" >&2; }
 
@@ -114,6 +125,17 @@ EOF
 
 # Workspace settings: the test settings of the server, and the editor behaviour the checks need.
 FIX="$REPO/tests/fixtures"
+MODEL="$FIX/gpt2-tiny"
+# the thresholds of the checks: the tiny random model flags nothing at the defaults
+THRESHOLDS='"quill.diagnostics.minTokenLogprob": -25,
+  "quill.diagnostics.minAlternativeGap": 8,
+  "quill.diagnostics.maxSentencePerplexity": 1e12,'
+CHECK_ARGS='["--min-token-logprob","-25","--min-gap","8","--max-sentence-perplexity","1e12"]'
+if [ "$MODE" = screenshots ]; then
+  MODEL="$REPO/models/demo-gpt2"
+  THRESHOLDS=""
+  CHECK_ARGS='[]'
+fi
 cat >"$WORK/ws/.vscode/settings.json" <<EOF
 {
   "files.hotExit": "off",
@@ -124,20 +146,25 @@ cat >"$WORK/ws/.vscode/settings.json" <<EOF
   "editor.hover.delay": 150,
   "[markdown]": { "editor.quickSuggestions": { "other": "off", "comments": "off", "strings": "off" } },
   "quill.server.extraEnv": { "HF_HUB_OFFLINE": "1" },
-  "quill.model": "$FIX/gpt2-tiny",
+  "quill.model": "$MODEL",
   "quill.t5Model": "$FIX/t5-tiny",
   "quill.completion.temperature": 0,
   "quill.completion.numSuggestions": 1,
   "quill.completion.maxTokens": 8,
-  "quill.diagnostics.minTokenLogprob": -25,
-  "quill.diagnostics.minAlternativeGap": 8,
-  "quill.diagnostics.maxSentencePerplexity": 1e12,
+  $THRESHOLDS
   "quill.diagnostics.debounceMs": 50,
   "quill.t5.maxTokens": 20
 }
 EOF
-printf 'The quick brown fo' >"$WORK/ws/ghost.md"
-printf 'We sat in the café and ordered coffee. It was good.\n' >"$WORK/ws/cafe.md"
+if [ "$MODE" = screenshots ]; then
+  # English for a model that has learned some (the demo model was trained on Debian's docs)
+  printf 'If the device is not found, the drive' >"$WORK/ws/ghost.md"
+  printf 'To build the documentation, run make htmldocs in the top directory. The output is writen to the Documentation/output directory.\n' \
+    >"$WORK/ws/cafe.md"
+else
+  printf 'The quick brown fo' >"$WORK/ws/ghost.md"
+  printf 'We sat in the café and ordered coffee. It was good.\n' >"$WORK/ws/cafe.md"
+fi
 printf 'We sat in the café and ordered coffee. It was good.\n' >"$WORK/ws/names.md"
 printf '# Harbour\n\nThe harbour town woke early. Before the sun was up, the bakers had lit their ovens, the fishermen were loading nets onto their boats, and the first bus of the day was waiting outside the station with its engine running.\n\nThe end.\n' \
   >"$WORK/ws/harbour.md"
@@ -166,7 +193,7 @@ for _ in $(seq 1 120); do
 done
 
 set +e
-QUILL_BIN="$QUILL_BIN" QUILL_FIXTURES="$FIX" E2E_URL="http://127.0.0.1:$PORT/?folder=$WORK/ws" \
+QUILL_BIN="$QUILL_BIN" QUILL_FIXTURES="$FIX" E2E_MODE="$MODE" E2E_MODEL="$MODEL" E2E_CHECK_ARGS="$CHECK_ARGS" E2E_URL="http://127.0.0.1:$PORT/?folder=$WORK/ws" \
   E2E_WORK="$WORK" E2E_SHOTS="$SHOTS" E2E_IMAGES="${QUILL_E2E_IMAGES:-}" E2E_BUNDLED="$BUNDLED" E2E_CS_PID="$CS_PID" \
   NODE_PATH="$QUILL_VSCODE_TOOLS/node_modules" \
   node "$EXT_DIR/test/e2e.cjs"
