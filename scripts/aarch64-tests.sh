@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # quill on aarch64 Linux, from this x86-64 machine: cross-builds quill and its test binaries for
 # aarch64-unknown-linux-gnu, lints them with clippy for that target, and runs the CPU kernel unit
-# tests, the parity tests and the quantized-format tests under qemu-user.
+# tests (NEON with and without dotprod, and portable), the parity tests and the quantized-format
+# tests (QUILL_CPU=neon and QUILL_CPU=portable) under qemu-user.
 #
 #   scripts/aarch64-tests.sh [install|build|test|all]   (default: all)
 #
@@ -90,20 +91,22 @@ build_all() {
 run_tests() {
   # Through the runner above: each test binary runs as `qemu-aarch64 BINARY ...`.
   local t
+  # qemu's default CPU (max) has NEON and dotprod: unforced, the kernel tests run the portable
+  # path and NEON with and without `sdot` (cpu::isa's test_paths).
   t=$(date +%s)
-  nice -n 10 cargo test "${OPTS[@]}" --lib engine::
-  echo "aarch64: kernel unit tests (--lib engine::) took $(since "$t") s"
-  # qemu's default CPU (max) has dotprod; a Cortex-A72 has NEON without it, so the kernels'
-  # other aarch64 path runs too.
+  nice -n 10 cargo test "${OPTS[@]}" --lib engine::cpu
+  echo "aarch64: kernel unit tests (--lib engine::cpu, every path) took $(since "$t") s"
+  # A Cortex-A72 has NEON without dotprod: the detection itself picks the non-sdot kernels.
   t=$(date +%s)
-  QEMU_CPU=cortex-a72 nice -n 10 cargo test "${OPTS[@]}" --lib engine::
-  echo "aarch64: kernel unit tests on a Cortex-A72 (no dotprod) took $(since "$t") s"
-  t=$(date +%s)
-  nice -n 10 cargo test "${OPTS[@]}" --test parity
-  echo "aarch64: parity tests took $(since "$t") s"
-  t=$(date +%s)
-  nice -n 10 cargo test "${OPTS[@]}" --test quantized
-  echo "aarch64: quantized-format tests took $(since "$t") s"
+  QEMU_CPU=cortex-a72 QUILL_CPU=neon nice -n 10 cargo test "${OPTS[@]}" --lib engine::cpu
+  echo "aarch64: kernel unit tests on a Cortex-A72 (NEON, no dotprod) took $(since "$t") s"
+  # End to end, each forced path for the whole process.
+  local cpu
+  for cpu in neon portable; do
+    t=$(date +%s)
+    QUILL_CPU=$cpu nice -n 10 cargo test "${OPTS[@]}" --test parity --test quantized
+    echo "aarch64: parity and quantized-format tests (QUILL_CPU=$cpu) took $(since "$t") s"
+  done
 }
 
 step() {

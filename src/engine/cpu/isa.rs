@@ -96,9 +96,14 @@ impl Features {
             .unwrap_or(Isa::Portable)
     }
 
-    /// The paths this CPU runs, portable first: what the kernel tests compare.
+    /// The paths this CPU runs, portable first: what the kernel tests compare. A CPU with
+    /// NEON's dot-product extension runs the NEON kernels without it too (`sdot` replaced by
+    /// widening multiplies), so both are listed.
     pub fn paths(self) -> Vec<Isa> {
         let mut out = vec![Isa::Portable];
+        if self.best() == (Isa::Neon { dotprod: true }) {
+            out.push(Isa::Neon { dotprod: false });
+        }
         if self.best() != Isa::Portable {
             out.push(self.best());
         }
@@ -250,11 +255,20 @@ mod tests {
             ..Features::default()
         };
         assert_eq!(m1.best(), Isa::Neon { dotprod: true });
+        assert_eq!(
+            m1.paths(),
+            [
+                Isa::Portable,
+                Isa::Neon { dotprod: false },
+                Isa::Neon { dotprod: true }
+            ]
+        );
         let a72 = Features {
             neon: true,
             ..Features::default()
         };
         assert_eq!(a72.choose(Some("neon")), Ok(Isa::Neon { dotprod: false }));
+        assert_eq!(a72.paths(), [Isa::Portable, Isa::Neon { dotprod: false }]);
         assert!(a72
             .choose(Some("avx2"))
             .unwrap_err()

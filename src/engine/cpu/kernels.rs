@@ -32,14 +32,19 @@ pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> 
 }
 
 /// `out[r] = dot(xs[r], w)` for each row `r` of `xs` (rows of `w.len()`).
-// One arm on targets whose SIMD kernels are not written yet.
-#[cfg_attr(not(target_arch = "x86_64"), allow(clippy::match_single_binding))]
+// One arm on targets without SIMD kernels.
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(clippy::match_single_binding)
+)]
 fn rows_dot(isa: Isa, xs: &[f32], w: &[f32], out: &mut [f32]) {
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: Isa::Avx2 is chosen only where the CPU has AVX2, FMA and F16C (cpu::isa).
         Isa::Avx2 => unsafe { rows_dot_fma(xs, w, out) },
-        // aarch64: a NEON `rows_dot` goes here (Isa::Neon).
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: Isa::Neon is chosen only where the CPU has NEON (cpu::isa).
+        Isa::Neon { .. } => unsafe { super::neon::rows_dot(xs, w, out) },
         _ => rows_dot_portable(xs, w, out),
     }
 }
@@ -86,15 +91,20 @@ unsafe fn rows_dot_fma(xs: &[f32], w: &[f32], out: &mut [f32]) {
     rows_dot_body!(xs, w, out, |a: f32, b: f32, c: f32| a.mul_add(b, c))
 }
 
-/// `x = e^x` for each value, eight at a time with AVX2 where the CPU has it (libm's `expf` one
-/// at a time was 6% of a prompt's time, in GELU and softmax).
-#[cfg_attr(not(target_arch = "x86_64"), allow(clippy::match_single_binding))]
+/// `x = e^x` for each value, eight at a time with AVX2 or NEON where the CPU has it (libm's
+/// `expf` one at a time was 6% of a prompt's time, in GELU and softmax).
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(clippy::match_single_binding)
+)]
 fn exp_in_place(isa: Isa, xs: &mut [f32]) {
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: Isa::Avx2 is chosen only where the CPU has AVX2, FMA and F16C (cpu::isa).
         Isa::Avx2 => unsafe { exp_avx2(xs) },
-        // aarch64: a NEON `exp` goes here (Isa::Neon).
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: Isa::Neon is chosen only where the CPU has NEON (cpu::isa).
+        Isa::Neon { .. } => unsafe { super::neon::exp_in_place(xs) },
         _ => {
             for x in xs {
                 *x = x.exp();
@@ -355,8 +365,8 @@ mod tests {
                     "{isa}: exp({x}) = {e}, libm {want}"
                 );
             }
-            // Past the clamp: tiny or huge, never NaN (AVX2 clamps to finite values, libm
-            // gives 0 and infinity; GELU's tanh and the softmax take either to their limits).
+            // Past the clamp: tiny or huge, never NaN (AVX2 and NEON clamp to finite values,
+            // libm gives 0 and infinity; GELU's tanh and the softmax take either to their limits).
             let mut far = [-1e4f32, -100.0, -88.0, 89.0, 100.0, 1e4, 0.0, 1.0];
             exp_in_place(isa, &mut far);
             assert!(
@@ -364,7 +374,8 @@ mod tests {
                 "{isa}: {far:?}"
             );
             assert!(far[3..6].iter().all(|&v| v > 1e38), "{isa}: {far:?}");
-            if isa == Isa::Avx2 {
+            if isa != Isa::Portable {
+                // AVX2's and NEON's kernels clamp; libm (portable) overflows to infinity.
                 assert!(far.iter().all(|v| v.is_finite()), "{isa}: {far:?}");
             }
             assert_eq!(&far[6..], &[1.0, std::f32::consts::E], "{isa}");

@@ -7,13 +7,12 @@ pub mod gemm;
 pub mod isa;
 pub mod kernels;
 pub mod matrix;
+#[cfg(target_arch = "aarch64")]
+mod neon;
 pub mod q4k;
 #[cfg(test)]
 pub(crate) mod testutil;
 #[cfg(target_arch = "x86_64")]
 mod x86;
-// aarch64: the NEON kernels and helpers live in their own module here (`mod neon;`, behind
-// `#[cfg(target_arch = "aarch64")]`), dispatched on `Isa::Neon { dotprod }` where each
-// kernel matches on the `Isa` (the `// aarch64:` comments mark the places).
 
 pub use isa::{isa, Isa};

@@ -463,5 +463,25 @@ mod tests {
                 );
             }
         }
+        // The NEON kernels' integer sums are exact and scaled as the portable kernel scales
+        // them: the same sums, bit for bit, with `sdot` and without.
+        #[cfg(target_arch = "aarch64")]
+        for isa in crate::engine::cpu::isa::test_paths() {
+            use crate::engine::cpu::{neon, Isa};
+            let mut got = [f32::NAN; 2];
+            match isa {
+                // SAFETY: test_paths lists Isa::Neon only where the CPU has NEON.
+                Isa::Neon { dotprod: false } => unsafe {
+                    neon::dots_q4k::<2>(&xa, 1, &bytes, &mut got, at, k)
+                },
+                // SAFETY: test_paths lists Isa::Neon { dotprod: true } only where the CPU
+                // has NEON and the dot-product extension.
+                Isa::Neon { dotprod: true } => unsafe {
+                    neon::dots_q4k_dotprod::<2>(&xa, 1, &bytes, &mut got, at, k)
+                },
+                _ => continue,
+            }
+            assert_eq!(got, plain, "{isa}");
+        }
     }
 }
