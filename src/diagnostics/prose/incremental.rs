@@ -7,7 +7,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tree_sitter::{InputEdit, Parser, Point, Tree};
+use std::ops::ControlFlow;
+
+use tree_sitter::{InputEdit, ParseOptions, ParseState, Parser, Point, Tree};
 
 use super::comments::scanner::{self, Syntax};
 use super::comments::treesitter::{self, touches, Grammar, Ident, Span};
@@ -111,13 +113,7 @@ impl DocumentProse {
         self.last_walked = 0;
         match self.kind {
             Kind::Prose(ref lang) => prose_document(text, lang),
-            Kind::Scanner(syn) => {
-                let mut out = Vec::new();
-                for group in scanner::comment_groups(text, syn) {
-                    group_paragraphs(text, &group, &mut out);
-                }
-                out
-            }
+            Kind::Scanner(syn) => scanned(syn, text),
             Kind::Tree(g, syn) => self.extract_tree(g, syn, text, edits),
             Kind::Nothing => Vec::new(),
         }
@@ -133,6 +129,9 @@ impl DocumentProse {
         let state = match (self.state.take(), edits) {
             (Some(mut st), Some(edits)) => {
                 self.last_walked = st.update(g, text, edits);
+                if self.last_walked == usize::MAX {
+                    return scanned(syn, text);
+                }
                 st
             }
             _ => match TreeState::parse(g, text) {
@@ -140,7 +139,8 @@ impl DocumentProse {
                     self.last_walked = text.len();
                     st
                 }
-                None => return Vec::new(),
+                // Over the parser's work budget (hostile input): the table scanner.
+                None => return scanned(syn, text),
             },
         };
         let mut state = state;
@@ -155,7 +155,7 @@ impl TreeState {
     fn parse(g: &Grammar, text: &str) -> Option<TreeState> {
         let mut parser = Parser::new();
         parser.set_language(&g.language()).ok()?;
-        let tree = parser.parse(text, None)?;
+        let tree = parse_bounded(&mut parser, text, None)?;
         let found = treesitter::collect(g, &tree, text, 0, text.len());
         let mut known = KnownWords::default();
         for id in &found.idents {
@@ -181,8 +181,8 @@ impl TreeState {
             shift_ranges(&mut dirty, e);
             dirty.push((e.start, e.new_end));
         }
-        let Some(tree) = self.parser.parse(text, Some(&self.tree)) else {
-            return 0;
+        let Some(tree) = parse_bounded(&mut self.parser, text, Some(&self.tree)) else {
+            return usize::MAX;
         };
         dirty.extend(
             self.tree
@@ -272,6 +272,42 @@ impl TreeState {
         self.cache = cache;
         (out, extracted)
     }
+}
+
+/// Parser work allowed per byte of text, in tree-sitter's progress calls (one per about 100
+/// parse operations): ordinary code needs about a quarter of it (0.005 a byte); pathological input (200 KB
+/// of unmatched quotes) would otherwise take seconds.
+const PARSE_CALLS_PER_BYTE: f64 = 0.02;
+
+/// Parses within a work budget proportional to the text's length; `None` past it.
+fn parse_bounded(parser: &mut Parser, text: &str, old: Option<&Tree>) -> Option<Tree> {
+    let bytes = text.as_bytes();
+    let budget = 500 + (text.len() as f64 * PARSE_CALLS_PER_BYTE) as usize;
+    let mut calls = 0usize;
+    let mut progress = |_: &ParseState| {
+        calls += 1;
+        if calls > budget {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    };
+    let options = ParseOptions::new().progress_callback(&mut progress);
+    let mut input = |i: usize, _: Point| bytes.get(i..).unwrap_or(&[]);
+    let tree = parser.parse_with_options(&mut input, old, Some(options));
+    if tree.is_none() {
+        parser.reset();
+    }
+    tree
+}
+
+/// The paragraphs of every comment, from the table scanner.
+fn scanned(syn: &Syntax, text: &str) -> Vec<Paragraph> {
+    let mut out = Vec::new();
+    for group in scanner::comment_groups(text, syn) {
+        group_paragraphs(text, &group, &mut out);
+    }
+    out
 }
 
 /// The paragraphs of one run of comments `sub[from..]` (`sub` starts at a line start).

@@ -22,6 +22,7 @@ pub(crate) fn inline(doc: &str, s: usize, e: usize, fl: Flavor, b: &mut Builder)
         i: s,
         run: s,
         no_closer: [false; 17],
+        open: None,
     };
     while scan.i < e {
         scan.step(fl, b);
@@ -40,6 +41,8 @@ struct Scan<'a> {
     /// Backtick runs of a length known to have no closer on this line (lengths over 16 share
     /// the last slot): keeps a line full of unmatched backticks linear.
     no_closer: [bool; 17],
+    /// The length of an open `*` emphasis run.
+    open: Option<usize>,
 }
 
 impl Scan<'_> {
@@ -109,8 +112,8 @@ impl Scan<'_> {
         self.i += n;
     }
 
-    /// Emphasis markers go; a marker that cannot open or close (spaced, or inside a word
-    /// for `_`, or between digits for `*`) is text.
+    /// Emphasis markers go: `*` runs that open (before a non-space, with a closer later on
+    /// the line) or close an open one; `_` when it is not inside a word. Anything else is text.
     fn emphasis(&mut self, c: u8, b: &mut Builder) {
         let (i, s, e) = (self.i, self.s, self.e);
         let n = run_len(self.bytes, i, e, c);
@@ -120,20 +123,39 @@ impl Scan<'_> {
         let after = (i + n < e)
             .then(|| self.doc[i + n..e].chars().next())
             .flatten();
-        let space_before = before.is_none_or(char::is_whitespace);
-        let space_after = after.is_none_or(char::is_whitespace);
-        let literal = if c == b'*' {
-            (space_before && space_after)
-                || (before.is_some_and(|x| x.is_ascii_digit())
-                    && after.is_some_and(|x| x.is_ascii_digit()))
+        let markup = if c == b'*' {
+            self.star_markup(n, before, after)
         } else {
-            before.is_some_and(char::is_alphanumeric) == after.is_some_and(char::is_alphanumeric)
+            before.is_some_and(char::is_alphanumeric) != after.is_some_and(char::is_alphanumeric)
         };
-        if !literal {
+        if markup {
             b.push(self.run, i);
             self.run = i + n;
         }
         self.i += n;
+    }
+
+    fn star_markup(&mut self, n: usize, before: Option<char>, after: Option<char>) -> bool {
+        let spaced_before = before.is_none_or(char::is_whitespace);
+        if self.open == Some(n) && !spaced_before {
+            self.open = None;
+            return true;
+        }
+        let opens = after.is_some_and(|a| !a.is_whitespace())
+            && before.is_none_or(|x| x.is_whitespace() || "-:/'\"<([{".contains(x));
+        if !opens || self.open.is_some() {
+            return false;
+        }
+        let (bytes, from) = (self.bytes, self.i + n);
+        let mut j = from;
+        while let Some(p) = find_run(bytes, j, self.e, b'*', n) {
+            if !is_ws(bytes[p - 1]) {
+                self.open = Some(n);
+                return true;
+            }
+            j = p + n;
+        }
+        false
     }
 
     /// A role prefix `:name:` before interpreted text: both left out.

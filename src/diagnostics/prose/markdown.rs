@@ -38,8 +38,14 @@ fn options(mode: Mode) -> Options {
 /// The paragraphs of markdown `src` (offsets into `src`).
 pub fn paragraphs(src: &str, mode: Mode) -> Vec<Paragraph> {
     let mut b = Builder::new(src);
-    let mut walk = Walk { skip: 0 };
-    for (event, range) in Parser::new_ext(src, options(mode)).into_offset_iter() {
+    let mut walk = Walk {
+        skip: 0,
+        links: Vec::new(),
+    };
+    // A reference link whose definition is elsewhere (`[text][ref]`) is still a link.
+    let broken = |_: pulldown_cmark::BrokenLink| Some(("".into(), "".into()));
+    let parser = Parser::new_with_broken_link_callback(src, options(mode), Some(broken));
+    for (event, range) in parser.into_offset_iter() {
         walk.event(src, event, range, &mut b);
     }
     b.finish()
@@ -54,12 +60,17 @@ struct Walk {
     /// Depth inside something whose text is not prose (code block, HTML block, front matter,
     /// image, autolink).
     skip: usize,
+    /// Open links: whether each one's text is left out (an autolink).
+    links: Vec<bool>,
 }
 
 impl Walk {
     fn event(&mut self, src: &str, event: Event, range: Range<usize>, b: &mut Builder) {
         match event {
             Event::Start(tag) => {
+                if let Tag::Link { .. } = tag {
+                    self.links.push(skips(&tag));
+                }
                 if skips(&tag) {
                     self.skip += 1;
                 } else if !is_inline(&tag) {
@@ -67,7 +78,8 @@ impl Walk {
                 }
             }
             Event::End(end) => {
-                if skips_end(end) {
+                let link_skips = end == TagEnd::Link && self.links.pop() == Some(true);
+                if skips_end(end) || link_skips {
                     self.skip = self.skip.saturating_sub(1);
                 } else if !is_inline_end(end) {
                     b.flush();

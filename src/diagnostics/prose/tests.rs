@@ -1,5 +1,7 @@
 //! The extraction table and its invariants, over every format.
 
+use super::comments::machine::MACHINE_PREFIXES;
+use super::comments::scanner::{syntax_of, SYNTAXES};
 use super::text::floor_char;
 use super::*;
 
@@ -132,7 +134,7 @@ const CASES: &[Case] = &[
         name: "markdown lists, tasks and blockquotes",
         lang: "markdown",
         doc: "- first item\n- second *item*\n  1. nested one\n\n> quoted text\n> continues here\n\n* [ ] task box\n+ [x] done box",
-        want: &["first item\nsecond item\nnested one", "quoted text\ncontinues here", "task box\ndone box"],
+        want: &["first item", "second item", "nested one", "quoted text\ncontinues here", "task box", "done box"],
     },
     Case {
         name: "markdown tables, closed headings, setext headings",
@@ -150,7 +152,7 @@ const CASES: &[Case] = &[
         name: "markdown footnotes, references, entities, reference links",
         lang: "markdown",
         doc: "Some claim[^1] and [a link][ref] here &amp; there.\n\n[^1]: The footnote text.",
-        want: &["Some claim and a link here there.", "The footnote text."],
+        want: &["Some claim and a link here & there.", "The footnote text."],
     },
     Case {
         name: "markdown badges",
@@ -185,7 +187,7 @@ const CASES: &[Case] = &[
     Case {
         name: "shell",
         lang: "shellscript",
-        doc: "#!/bin/bash\n# Install the tool.\necho \"# not a comment\" 'it''s' $# ${#arr[@]} don't\ncat <<EOF\n# inside heredoc\nEOF\nls # list files\n",
+        doc: "#!/bin/bash\n# Install the tool.\necho \"# not a comment\" 'it''s' $# ${#arr[@]} dont\ncat <<EOF\n# inside heredoc\nEOF\nls # list files\n",
         want: &["Install the tool.", "list files"],
     },
     Case {
@@ -349,7 +351,7 @@ const CASES: &[Case] = &[
         lang: "kotlin",
         doc: "val s = \"\"\"// no\"\"\" // first part\n                    // continues\n/* a /* b */ c */ // after nest\n",
         // The nested comment ends at its own close; its inner markers read as text.
-        want: &["first part\ncontinues", "a / b / c", "after nest"],
+        want: &["first part\ncontinues", "a /* b */ c", "after nest"],
     },
     Case {
         name: "ocaml",
@@ -607,6 +609,7 @@ fn to_document_maps_glue_and_ends() {
     let p = Paragraph {
         text: "ab cd".into(),
         pieces: vec![(0, 10, 2), (3, 20, 2)],
+        ..Paragraph::default()
     };
     assert_eq!(p.to_document(0), 10);
     assert_eq!(p.to_document(1), 11);
@@ -759,7 +762,9 @@ fn large_inputs_stay_linear() {
         ("R\"", "cpp"),
     ] {
         let doc = pattern.repeat(200_000 / pattern.len());
+        let t = std::time::Instant::now();
         let ps = paragraphs(&doc, lang, &prose_langs());
+        eprintln!("{pattern:?} {lang}: {:?}", t.elapsed());
         assert!(
             ps.len() <= 1,
             "{pattern:?} in {lang}: {} paragraphs",

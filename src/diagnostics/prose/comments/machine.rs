@@ -6,7 +6,7 @@ use crate::diagnostics::prose::text::*;
 
 /// Prefixes (lowercase) of comment lines that talk to tools, not to people. Sorted by their
 /// first byte (a test checks it), so a lookup only compares the prefixes of one bucket.
-const MACHINE_PREFIXES: &[&str] = &[
+pub(crate) const MACHINE_PREFIXES: &[&str] = &[
     "# sourcemappingurl",
     "#![",
     "#[",

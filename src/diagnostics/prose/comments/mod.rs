@@ -75,7 +75,11 @@ impl Virtual {
                 if a >= b {
                     break;
                 }
-                pieces.push((t + (a - vd), ds + (a - vs), b - a));
+                let (nt, nd) = (t + (a - vd), ds + (a - vs));
+                match pieces.last_mut() {
+                    Some((pt, pd, pl)) if *pt + *pl == nt && *pd + *pl == nd => *pl += b - a,
+                    _ => pieces.push((nt, nd, b - a)),
+                }
                 k += 1;
             }
         }

@@ -59,7 +59,7 @@ const LINE_START_BLOCK: u32 = 1 << 24;
 /// The comment syntax of one family of languages.
 pub(crate) struct Syntax {
     /// Language ids (VS Code ids first, then common editor aliases); matched case-insensitively.
-    names: &'static [&'static str],
+    pub names: &'static [&'static str],
     line: &'static [&'static str],
     block: &'static [(&'static str, &'static str)],
     flags: u32,
@@ -68,7 +68,7 @@ pub(crate) struct Syntax {
 const C_BLOCK: &[(&str, &str)] = &[("/*", "*/")];
 
 /// The comment syntax of the common languages: the one table.
-static SYNTAXES: &[Syntax] = &[
+pub(crate) static SYNTAXES: &[Syntax] = &[
     Syntax {
         names: &["rust", "rs"],
         line: &["//"],

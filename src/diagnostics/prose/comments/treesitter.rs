@@ -202,7 +202,10 @@ fn docstring(string: Node) -> Option<(usize, usize)> {
         return None;
     }
     let body = stmt.parent()?;
-    let first = body.named_child(0)?;
+    let mut cursor = body.walk();
+    let first = body
+        .named_children(&mut cursor)
+        .find(|c| c.kind() != "comment")?;
     if first.id() != stmt.id() {
         return None;
     }
