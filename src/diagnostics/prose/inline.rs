@@ -83,8 +83,10 @@ impl Scan<'_> {
             // A hard line break.
             self.cut(b, e);
         } else if self.bytes[i + 1].is_ascii_punctuation() {
+            // The escaped character stands for both bytes, so a flag on it covers the escape.
             b.push(self.run, i);
-            self.run = i + 1;
+            b.replace(&self.doc[i + 1..i + 2], i, i + 2);
+            self.run = i + 2;
             self.i += 2;
         } else {
             self.i += 1;

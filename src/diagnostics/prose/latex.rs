@@ -391,7 +391,8 @@ fn control_symbol(
     let c = bytes[j];
     match c {
         b'%' | b'$' | b'&' | b'#' | b'_' | b'{' | b'}' => {
-            b.push(j, j + 1);
+            // The character stands for its escape, backslash included.
+            b.replace(char::from(c).encode_utf8(&mut [0; 4]), j - 1, j + 1);
             j + 1
         }
         b'[' => find(bytes, j + 1, end, b"\\]").map_or(end, |p| p + 2),

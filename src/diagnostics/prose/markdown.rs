@@ -137,17 +137,35 @@ fn is_inline_end(end: TagEnd) -> bool {
     )
 }
 
-/// A text event: the source bytes when the text is them (or their tail, after a backslash
-/// escape); otherwise a replacement (a decoded entity).
+/// A text event: the source bytes when the text is them; otherwise a replacement that stands
+/// for the whole source range (a decoded entity). A text that follows a backslash escape
+/// starts with the escaped character (pulldown-cmark leaves the backslash out of the range):
+/// that character stands for both bytes, so a flag on it covers the backslash too.
 fn text(src: &str, t: &str, range: Range<usize>, b: &mut Builder) {
-    let source = &src[range.clone()];
-    if source == t {
-        plain_text(src, range.start, range.end, b);
-    } else if source.ends_with(t) {
-        plain_text(src, range.end - t.len(), range.end, b);
-    } else {
+    if &src[range.clone()] != t {
         b.replace(t, range.start, range.end);
+        return;
     }
+    let mut s = range.start;
+    if escaped(src.as_bytes(), s) {
+        b.replace(&src[s..s + 1], s - 1, s + 1);
+        s += 1;
+    }
+    plain_text(src, s, range.end, b);
+}
+
+/// Whether the byte at `at` is ASCII punctuation escaped by the backslash before it (an odd
+/// run of backslashes: `\\*` is an escaped backslash and then a star).
+fn escaped(bytes: &[u8], at: usize) -> bool {
+    if !bytes.get(at).is_some_and(u8::is_ascii_punctuation) {
+        return false;
+    }
+    let run = bytes[..at]
+        .iter()
+        .rev()
+        .take_while(|&&c| c == b'\\')
+        .count();
+    run % 2 == 1
 }
 
 /// Source text without bare URLs and JSDoc inline tags (`{@link Foo}`).

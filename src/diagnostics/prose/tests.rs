@@ -43,19 +43,48 @@ fn short(s: &str) -> String {
     format!("{:?}... ({} bytes)", &s[..cut], s.len())
 }
 
-/// `doc[ds..de]` with the replaced bytes (entities) as the paragraph reads them.
-fn decoded(doc: &str, p: &Paragraph, ds: usize, de: usize) -> String {
-    let mut out = String::new();
-    let mut at = ds;
-    for &(t, l, rs, re) in &p.replaced {
-        if rs >= at && re <= de {
-            out.push_str(&doc[at..rs]);
-            out.push_str(&p.text[t..t + l]);
-            at = re;
+/// The word at `text[start..end]` read back from the document through the map: each of its
+/// bytes from a piece (the same bytes in the document) or a replacement (the text that stands
+/// for the document bytes it replaced), with their document ranges in text order. Glue inside
+/// a word reads as nothing, so it shows up as a mismatch.
+fn read_back(doc: &str, p: &Paragraph, start: usize, end: usize) -> Vec<(usize, usize, String)> {
+    let mut parts = Vec::new();
+    for &(t, d, l) in &p.pieces {
+        let (a, b) = (t.max(start), (t + l).min(end));
+        if a < b {
+            parts.push((
+                a,
+                d + (a - t),
+                d + (b - t),
+                doc[d + (a - t)..d + (b - t)].to_string(),
+            ));
         }
     }
-    out.push_str(&doc[at..de]);
-    out
+    for &(t, l, rs, re) in &p.replaced {
+        if t >= start && t + l <= end {
+            parts.push((t, rs, re, p.text[t..t + l].to_string()));
+        }
+    }
+    parts.sort();
+    parts
+        .into_iter()
+        .map(|(_, ds, de, s)| (ds, de, s))
+        .collect()
+}
+
+/// Whether the word at `text[start..end]` maps back exactly: its document range starts at its
+/// first byte and ends after its last, its bytes come in document order, and read back they
+/// are the word. Removed markup may lie between them (`foo**bar**` reads "foobar", `a\*b`
+/// reads "a*b"): the range covers the whole word as the document writes it.
+fn word_maps(doc: &str, p: &Paragraph, start: usize, end: usize) -> bool {
+    let (ds, de) = p.range_to_document(start, end);
+    let parts = read_back(doc, p, start, end);
+    let text: String = parts.iter().map(|x| x.2.as_str()).collect();
+    let ordered = parts.windows(2).all(|w| w[0].1 <= w[1].0);
+    text == p.text[start..end]
+        && ordered
+        && parts.first().is_some_and(|x| x.0 == ds)
+        && parts.last().is_some_and(|x| x.1 == de)
 }
 
 /// Every piece copies the document (each scored byte maps back to the same byte), every
@@ -73,12 +102,24 @@ pub(super) fn map_errors(doc: &str, ps: &[Paragraph]) -> Vec<String> {
             }
             prev_end = t + l;
         }
+        for &(t, l, rs, re) in &p.replaced {
+            let in_piece = p
+                .pieces
+                .iter()
+                .any(|&(pt, _, pl)| t < pt + pl && pt < t + l);
+            if rs >= re || doc.get(rs..re).is_none() || p.text.get(t..t + l).is_none() || in_piece {
+                errors.push(format!(
+                    "bad replacement {t},{l},{rs},{re} of {}",
+                    short(&p.text)
+                ));
+            }
+        }
         let mut pos = 0;
         for word in p.text.split_whitespace() {
             let start = pos + p.text[pos..].find(word).unwrap();
             let end = start + word.len();
             let (ds, de) = p.range_to_document(start, end);
-            if decoded(doc, p, ds, de) != word {
+            if !word_maps(doc, p, start, end) {
                 errors.push(format!(
                     "word {} maps to {} in {}",
                     short(word),

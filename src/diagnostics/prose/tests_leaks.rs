@@ -165,6 +165,30 @@ const MARKUP: &[Case] = &[
         &["Use and here."],
     ),
     (
+        "markdown backslash escapes",
+        "markdown",
+        "Not \\*emphasis\\* and a\\_b here.",
+        &["Not *emphasis* and a_b here."],
+    ),
+    (
+        "intraword emphasis",
+        "markdown",
+        "Some foo**bar**baz word.",
+        &["Some foobarbaz word."],
+    ),
+    (
+        "reStructuredText escapes",
+        "restructuredtext",
+        "An \\*escaped\\* star.\n",
+        &["An *escaped* star."],
+    ),
+    (
+        "LaTeX escapes",
+        "latex",
+        "AT\\&T costs 5\\% more.\n",
+        &["AT&T costs 5% more."],
+    ),
+    (
         "commit message",
         "gitcommit",
         "Fix the parser\n\nIt read past the end.\n# Please enter the commit message\nSigned-off-by: A <a@b.c>\n",
@@ -295,6 +319,36 @@ fn entity_words_map_to_the_whole_entity() {
     let start = p.text.find("café").unwrap();
     let (ds, de) = p.range_to_document(start, start + "café".len());
     assert_eq!(&doc[ds..de], "caf&eacute;");
+}
+
+#[test]
+fn escaped_words_map_to_the_whole_escape() {
+    for (lang, doc, word, source) in [
+        ("markdown", "Read \\*args now.", "*args", "\\*args"),
+        ("markdown", "See AT\\&T here.", "AT&T", "AT\\&T"),
+        (
+            "restructuredtext",
+            "Read \\*args now.\n",
+            "*args",
+            "\\*args",
+        ),
+        ("latex", "See AT\\&T here.\n", "AT&T", "AT\\&T"),
+        (
+            "markdown",
+            "Some foo**bar**baz word.",
+            "foobarbaz",
+            "foo**bar**baz",
+        ),
+    ] {
+        let ps = paragraphs(doc, lang, &langs());
+        let p = &ps[0];
+        let start = p
+            .text
+            .find(word)
+            .unwrap_or_else(|| panic!("{lang}: {:?}", p.text));
+        let (ds, de) = p.range_to_document(start, start + word.len());
+        assert_eq!(&doc[ds..de], source, "{lang} {doc:?}");
+    }
 }
 
 #[test]
