@@ -275,11 +275,22 @@ impl TreeState {
 }
 
 /// Parser work allowed per byte of text, in tree-sitter's progress calls (one per about 100
-/// parse operations): ordinary code needs about a quarter of it (0.005 a byte); pathological input (200 KB
-/// of unmatched quotes) would otherwise take seconds.
+/// parse operations): ordinary code needs about a quarter of it (0.005 a byte); pathological
+/// input (200 KB of unmatched quotes) would otherwise take seconds.
 const PARSE_CALLS_PER_BYTE: f64 = 0.02;
 
-/// Parses within a work budget proportional to the text's length; `None` past it.
+/// The text is handed to the parser in chunks of this many bytes, so that reading is counted.
+const READ_CHUNK: usize = 1024;
+
+/// Chunks the parser may read, as a multiple of the chunks in the text. A grammar's external
+/// scanner can read far ahead without a progress call between (Lua's, looking for the end of
+/// a long bracket `[=[` that never comes, reads to the end of the document from each of
+/// them): 200 KB of `[=` took minutes. Ordinary code reads each chunk about once.
+const READS_PER_CHUNK: usize = 16;
+
+/// Parses within a work budget proportional to the text's length, counted both in progress
+/// calls and in bytes read; `None` past either. Past the read budget the parser is shown the
+/// end of the text, so it finishes at once, and its tree is thrown away.
 fn parse_bounded(parser: &mut Parser, text: &str, old: Option<&Tree>) -> Option<Tree> {
     let bytes = text.as_bytes();
     let budget = 500 + (text.len() as f64 * PARSE_CALLS_PER_BYTE) as usize;
@@ -293,8 +304,17 @@ fn parse_bounded(parser: &mut Parser, text: &str, old: Option<&Tree>) -> Option<
         }
     };
     let options = ParseOptions::new().progress_callback(&mut progress);
-    let mut input = |i: usize, _: Point| bytes.get(i..).unwrap_or(&[]);
+    let read_budget = 64 + READS_PER_CHUNK * text.len().div_ceil(READ_CHUNK);
+    let mut reads = 0usize;
+    let mut input = |i: usize, _: Point| {
+        reads += 1;
+        if reads > read_budget {
+            return &[][..];
+        }
+        bytes.get(i..bytes.len().min(i + READ_CHUNK)).unwrap_or(&[])
+    };
     let tree = parser.parse_with_options(&mut input, old, Some(options));
+    let tree = tree.filter(|_| reads <= read_budget);
     if tree.is_none() {
         parser.reset();
     }

@@ -72,6 +72,29 @@ fn a_keystroke_re_extracts_only_its_comment() {
 }
 
 #[test]
+fn a_parser_reading_past_its_budget_falls_back_to_the_scanner() {
+    // Lua's external scanner looks for the end of every unclosed long bracket `[=[` by
+    // reading to the end of the document: quadratic, with no progress call in between.
+    let doc = format!("-- A real comment here.\nx = 1\n{}", "[=".repeat(100_000));
+    let mut dp = DocumentProse::new("lua", &[]);
+    let started = std::time::Instant::now();
+    let ps = dp.extract(&doc, None);
+    assert!(started.elapsed().as_secs() < 10, "{:?}", started.elapsed());
+    assert_eq!(dp.last_walked, 0, "the tree was given up");
+    let texts: Vec<&str> = ps.iter().map(|p| p.text.as_str()).collect();
+    assert_eq!(texts, ["A real comment here."]);
+    // An edit to it parses anew, within the budget again, and still finds the comment.
+    let (next, edit) = edit_of(&doc, 5, 9, "true");
+    let ps = dp.extract(&next, Some(&[edit]));
+    assert_eq!(dp.last_walked, 0);
+    assert_eq!(ps[0].text, "A true comment here.");
+    // The same comment in ordinary Lua keeps its tree.
+    let ordinary = "-- A real comment here.\nx = 1\n".repeat(5_000);
+    dp.extract(&ordinary, None);
+    assert_eq!(dp.last_walked, ordinary.len());
+}
+
+#[test]
 fn identifiers_follow_edits() {
     let text = "fn alpha() {}\n// mentions alpha and beta\n";
     let mut dp = DocumentProse::new("rust", &[]);
