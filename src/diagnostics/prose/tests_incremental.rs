@@ -32,8 +32,11 @@ fn source(lines: usize) -> String {
     s
 }
 
+/// Paragraphs' texts and pieces.
+type Stripped = Vec<(String, Vec<(usize, usize, usize)>)>;
+
 fn same(a: &[Paragraph], b: &[Paragraph]) -> Result<(), String> {
-    let strip = |ps: &[Paragraph]| -> Vec<(String, Vec<(usize, usize, usize)>)> {
+    let strip = |ps: &[Paragraph]| -> Stripped {
         ps.iter()
             .map(|p| (p.text.clone(), p.pieces.clone()))
             .collect()

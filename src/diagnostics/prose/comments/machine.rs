@@ -131,48 +131,10 @@ pub(crate) fn looks_like_code(line: &str) -> bool {
     if l.is_empty() || l.len() > 1000 {
         return false;
     }
-    let mut letters = 0usize;
-    let mut symbols = 0usize;
-    let mut spaced = false;
-    let mut call = false;
-    let mut close_paren = false;
-    let mut in_code = false;
-    let mut prev = b' ';
-    let (mut first, mut last) = (0u8, 0u8);
-    for &c in l {
-        if c == b'`' {
-            in_code = !in_code;
-            continue;
-        }
-        if in_code {
-            continue;
-        }
-        if first == 0 {
-            first = c;
-        }
-        last = c;
-        match c {
-            b'a'..=b'z' | b'A'..=b'Z' | 0xc0..=0xff => letters += 1,
-            b' ' | b'\t' => spaced = true,
-            b'(' => {
-                symbols += 1;
-                call |= prev.is_ascii_alphanumeric() || prev == b'_';
-            }
-            b')' => {
-                symbols += 1;
-                close_paren = true;
-            }
-            b'{' | b'}' | b'[' | b']' | b';' | b'=' | b'<' | b'>' | b'&' | b'|' | b'+' | b'*'
-            | b'/' | b'\\' | b'$' | b'@' | b'^' => symbols += 1,
-            _ => {}
-        }
-        prev = c;
-    }
-    if first == 0 {
+    let Some(sh) = Shape::of(l) else {
         return false;
-    }
-    let call = call && close_paren;
-    let ends = matches!(last, b';' | b'{' | b'}') || first == b'}';
+    };
+    let ends = matches!(sh.last, b';' | b'{' | b'}') || sh.first == b'}';
     const KEYWORDS: [&[u8]; 16] = [
         b"#include",
         b"#define",
@@ -195,6 +157,7 @@ pub(crate) fn looks_like_code(line: &str) -> bool {
     if l.starts_with(b"#include") || l.starts_with(b"#define") {
         return true;
     }
+    let (letters, symbols, spaced, call) = (sh.letters, sh.symbols, sh.spaced, sh.call);
     let dense = symbols * 3 >= letters;
     if !(ends || !spaced || keyword || dense) {
         return false;
@@ -206,13 +169,71 @@ pub(crate) fn looks_like_code(line: &str) -> bool {
     if ends && (call || operators || keyword || symbols * 4 >= letters || !spaced) {
         return true;
     }
-    if !spaced && (call || operators || (symbols > 0 && l.contains(&b'=')) || last == b';') {
+    if !spaced && (call || operators || (symbols > 0 && l.contains(&b'=')) || sh.last == b';') {
         return true;
     }
     if keyword && (call || operators) {
         return true;
     }
     operators && dense
+}
+
+/// What [`looks_like_code`] counts in a line, code spans left out.
+struct Shape {
+    letters: usize,
+    symbols: usize,
+    /// Whether the line has a space or tab.
+    spaced: bool,
+    /// A name followed by `(`, and a `)` somewhere.
+    call: bool,
+    first: u8,
+    last: u8,
+}
+
+impl Shape {
+    /// `None` when nothing is left outside code spans.
+    fn of(l: &[u8]) -> Option<Shape> {
+        let mut sh = Shape {
+            letters: 0,
+            symbols: 0,
+            spaced: false,
+            call: false,
+            first: 0,
+            last: 0,
+        };
+        let (mut close_paren, mut in_code, mut prev) = (false, false, b' ');
+        for &c in l {
+            if c == b'`' {
+                in_code = !in_code;
+                continue;
+            }
+            if in_code {
+                continue;
+            }
+            if sh.first == 0 {
+                sh.first = c;
+            }
+            sh.last = c;
+            match c {
+                b'a'..=b'z' | b'A'..=b'Z' | 0xc0..=0xff => sh.letters += 1,
+                b' ' | b'\t' => sh.spaced = true,
+                b'(' => {
+                    sh.symbols += 1;
+                    sh.call |= prev.is_ascii_alphanumeric() || prev == b'_';
+                }
+                b')' => {
+                    sh.symbols += 1;
+                    close_paren = true;
+                }
+                b'{' | b'}' | b'[' | b']' | b';' | b'=' | b'<' | b'>' | b'&' | b'|' | b'+'
+                | b'*' | b'/' | b'\\' | b'$' | b'@' | b'^' => sh.symbols += 1,
+                _ => {}
+            }
+            prev = c;
+        }
+        sh.call &= close_paren;
+        (sh.first != 0).then_some(sh)
+    }
 }
 
 pub(crate) enum Tag {
