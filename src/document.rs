@@ -8,6 +8,12 @@
 
 use ropey::Rope;
 
+use crate::diagnostics::prose::TextEdit;
+
+/// Edits kept for the diagnostics' incremental parse at most; past this they are dropped and
+/// the next pass parses the document anew.
+const MAX_PENDING_EDITS: usize = 4096;
+
 /// The unit of `character` in a position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PositionEncoding {
@@ -52,6 +58,9 @@ pub struct Document {
     rope: Rope,
     pub version: i32,
     pub language_id: String,
+    /// The edits since [`Document::take_edits`] last ran, and the version they start from;
+    /// `None` when they are not known (a new document, a whole-text replacement).
+    edits: Option<(i32, Vec<TextEdit>)>,
 }
 
 impl Document {
@@ -60,7 +69,21 @@ impl Document {
             rope: Rope::from_str(text),
             version,
             language_id: language_id.to_string(),
+            edits: None,
         }
+    }
+
+    /// The edits since the last call and the version they start from (`None`: not known),
+    /// for the diagnostics' incremental parse; the next edits start from this version.
+    pub fn take_edits(&mut self) -> Option<(i32, Vec<TextEdit>)> {
+        let taken = self.edits.replace((self.version, Vec::new()));
+        taken.filter(|(_, e)| e.len() <= MAX_PENDING_EDITS)
+    }
+
+    /// (row, byte column) of a byte offset, as tree-sitter counts them.
+    fn point(&self, byte: usize) -> (usize, usize) {
+        let row = self.rope.byte_to_line(byte);
+        (row, byte - self.rope.line_to_byte(row))
     }
 
     /// A cheap snapshot of the text.
@@ -95,15 +118,31 @@ impl Document {
     ) -> Result<(), EditError> {
         let Some((start, end)) = range else {
             self.rope = Rope::from_str(text);
+            self.edits = None;
             return Ok(());
         };
         if end < start {
             return Err(EditError::Reversed { start, end });
         }
-        let a = self.rope.byte_to_char(self.offset(start, enc));
-        let b = self.rope.byte_to_char(self.offset(end, enc));
+        let (start_byte, old_end) = (self.offset(start, enc), self.offset(end, enc));
+        let mut edit = TextEdit {
+            start: start_byte,
+            old_end,
+            new_end: start_byte + text.len(),
+            start_point: self.point(start_byte),
+            old_end_point: self.point(old_end),
+            ..TextEdit::default()
+        };
+        let a = self.rope.byte_to_char(start_byte);
+        let b = self.rope.byte_to_char(old_end);
         self.rope.remove(a..b);
         self.rope.insert(a, text);
+        edit.new_end_point = self.point(edit.new_end);
+        if let Some((_, edits)) = &mut self.edits {
+            if edits.len() <= MAX_PENDING_EDITS {
+                edits.push(edit);
+            }
+        }
         Ok(())
     }
 }

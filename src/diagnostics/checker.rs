@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::prose::{self, Paragraph};
+use super::prose::{self, DocumentProse, Paragraph, TextEdit};
 use crate::engine::tasks::proofread::Proofread;
 
 /// What was found, in document byte offsets.
@@ -71,7 +71,8 @@ pub fn prob(logprob: f32) -> String {
 /// Maps one paragraph's proofreading to document findings.
 pub fn findings(paragraph: &Paragraph, result: &Proofread) -> Vec<Finding> {
     let mut out = Vec::new();
-    for w in &result.words {
+    // A word that names something of the document itself (an identifier) is meant.
+    for w in result.words.iter().filter(|w| !paragraph.is_known(&w.word)) {
         let (start, end) = paragraph.range_to_document(w.start, w.end);
         out.push(Finding {
             start,
@@ -108,6 +109,20 @@ pub fn plan(text: &str, language_id: &str, prose_languages: &[String]) -> Vec<Pa
         .collect()
 }
 
+/// [`plan`] for an open document whose extractor is kept between passes: `edits` are those
+/// since its last extraction (`None`: not known, parse anew).
+pub fn plan_document(
+    prose: &mut DocumentProse,
+    text: &str,
+    edits: Option<&[TextEdit]>,
+) -> Vec<Paragraph> {
+    prose
+        .extract(text, edits)
+        .into_iter()
+        .flat_map(split_long)
+        .collect()
+}
+
 fn split_long(p: Paragraph) -> Vec<Paragraph> {
     if p.text.len() <= MAX_PARAGRAPH_BYTES {
         return vec![p];
@@ -126,39 +141,11 @@ fn split_long(p: Paragraph) -> Vec<Paragraph> {
                 }
             }
         }
-        let (doc_start, _) = p.range_to_document(start, end);
-        let text = p.text[start..end].to_string();
-        let len = text.len();
-        out.push(Paragraph {
-            text,
-            pieces: sub_pieces(&p, start, end, doc_start, len),
-        });
+        out.push(p.slice(start, end));
         start = end;
         while start < p.text.len() && !p.text.is_char_boundary(start) {
             start += 1;
         }
-    }
-    out
-}
-
-/// The pieces of `p` restricted to text range `start..end`, rebased to 0.
-fn sub_pieces(
-    p: &Paragraph,
-    start: usize,
-    end: usize,
-    doc_start: usize,
-    len: usize,
-) -> Vec<(usize, usize, usize)> {
-    let mut out = Vec::new();
-    for &(t, d, l) in &p.pieces {
-        let a = t.max(start);
-        let b = (t + l).min(end);
-        if a < b {
-            out.push((a - start, d + (a - t), b - a));
-        }
-    }
-    if out.is_empty() {
-        out.push((0, doc_start, len));
     }
     out
 }

@@ -11,6 +11,7 @@ use tower_lsp_server::ls_types::*;
 
 use super::{convert, lock, Inner};
 use crate::diagnostics::checker::{self, Cache, Finding, FindingKind};
+use crate::diagnostics::prose::{DocumentProse, Paragraph, TextEdit as ProseEdit};
 use crate::engine::tasks::proofread::ProofreadOptions;
 use crate::engine::{Cancel, EngineError};
 
@@ -37,6 +38,17 @@ pub struct DiagnosticsState {
     cursor: HashMap<Uri, usize>,
     /// The running pass of each document, cancelled by the next edit.
     running: HashMap<Uri, Cancel>,
+    /// Each open document's prose extractor (its tree), kept between passes.
+    prose: HashMap<Uri, ProseEntry>,
+}
+
+/// A document's extractor and what it was made for.
+struct ProseEntry {
+    language: String,
+    languages: Vec<String>,
+    /// The document version it last extracted.
+    version: i32,
+    prose: DocumentProse,
 }
 
 impl Inner {
@@ -81,10 +93,10 @@ impl Inner {
 
     async fn run_pass(self: &Arc<Self>, uri: &Uri, generation: u64) -> Result<(), EngineError> {
         let settings = self.settings();
-        let Some((text, version, language)) = ({
-            let docs = lock(&self.docs);
-            docs.get(uri)
-                .map(|d| (d.text(), d.version, d.language_id.clone()))
+        let Some((text, version, language, edits)) = ({
+            let mut docs = lock(&self.docs);
+            docs.get_mut(uri)
+                .map(|d| (d.text(), d.version, d.language_id.clone(), d.take_edits()))
         }) else {
             return Ok(());
         };
@@ -106,7 +118,7 @@ impl Inner {
         let mut findings = Vec::new();
         let cursor = lock(&self.diagnostics).cursor.get(uri).copied();
         let paragraphs = nearest(
-            checker::plan(&text, &language, &ds.languages),
+            self.extract(uri, &text, version, &language, &ds.languages, edits),
             cursor.unwrap_or(0),
             |p| p.range_to_document(0, p.text.len()),
         );
@@ -161,6 +173,40 @@ impl Inner {
         Ok(())
     }
 
+    /// The paragraphs of `text`, through the document's kept extractor: with the edits since
+    /// its last extraction, only what changed is parsed and extracted again. The extractor is
+    /// taken out while it works, so no lock is held over the parse.
+    fn extract(
+        &self,
+        uri: &Uri,
+        text: &str,
+        version: i32,
+        language: &str,
+        languages: &[String],
+        edits: Option<(i32, Vec<ProseEdit>)>,
+    ) -> Vec<Paragraph> {
+        let kept = lock(&self.diagnostics).prose.remove(uri);
+        let mut entry = match kept {
+            Some(e) if e.language == language && e.languages == languages => e,
+            _ => ProseEntry {
+                language: language.to_string(),
+                languages: languages.to_vec(),
+                version: i32::MIN,
+                prose: DocumentProse::new(language, languages),
+            },
+        };
+        let known = edits
+            .as_ref()
+            .filter(|(from, _)| *from == entry.version)
+            .map(|(_, e)| e.as_slice());
+        let paragraphs = checker::plan_document(&mut entry.prose, text, known);
+        entry.version = version;
+        if entry.prose.is_incremental() && lock(&self.docs).contains_key(uri) {
+            lock(&self.diagnostics).prose.insert(uri.clone(), entry);
+        }
+        paragraphs
+    }
+
     async fn publish(&self, uri: &Uri, findings: Vec<Finding>, version: i32, text: &str) {
         let settings = self.settings();
         let enc = self.encoding();
@@ -206,6 +252,7 @@ impl Inner {
             let mut d = lock(&self.diagnostics);
             d.published.remove(uri);
             d.cursor.remove(uri);
+            d.prose.remove(uri);
             if let Some(c) = d.running.remove(uri) {
                 c.cancel();
             }

@@ -10,6 +10,8 @@ mod dictionary;
 mod guard;
 pub mod transport;
 
+pub use diagnostics::{PARAGRAPHS_PER_DOCUMENT, PARAGRAPHS_PER_PASS};
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
