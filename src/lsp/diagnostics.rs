@@ -39,6 +39,13 @@ pub struct DiagnosticsState {
     running: HashMap<Uri, Cancel>,
 }
 
+impl DiagnosticsState {
+    /// Forgets every paragraph's findings (the backend changed).
+    pub(super) fn clear_cache(&mut self) {
+        self.cache.clear();
+    }
+}
+
 impl Inner {
     /// Notes where an edit left the cursor; the word there is not flagged until it moves.
     pub(super) fn set_cursor(&self, uri: &Uri, offset: usize) {
@@ -125,7 +132,7 @@ impl Inner {
                 }
                 None => {
                     proofread += 1;
-                    let rx = self.engine.proofread(
+                    let rx = self.backend().proofread(
                         paragraph.text.clone(),
                         options.clone(),
                         cancel.clone(),
