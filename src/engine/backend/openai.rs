@@ -294,21 +294,34 @@ pub fn parse_prompt_logprobs(
         .collect::<Option<_>>()
         .ok_or_else(|| bad("a text_offset that is not a number"))?;
     let texts: Vec<&str> = tokens.iter().map(|t| t.as_str().unwrap_or("")).collect();
-    // Offsets in characters or in bytes: pick the reading under which more tokens match.
+    // Offsets in characters or in bytes, into the whole prompt or into the text after the
+    // BOS text (llama-cpp-python leaves the special token out): the reading under which most
+    // tokens' texts stand at their offsets.
     let char_bytes: Vec<usize> = full
         .char_indices()
         .map(|(b, _)| b)
         .chain([full.len()])
         .collect();
-    let as_chars = |o: usize| char_bytes.get(o).copied().unwrap_or(usize::MAX);
+    let bos_chars = bos.chars().count();
+    let readings: [&dyn Fn(usize) -> usize; 4] = [
+        &|o| char_bytes.get(o).copied().unwrap_or(usize::MAX),
+        &|o| o,
+        &|o| char_bytes.get(o + bos_chars).copied().unwrap_or(usize::MAX),
+        &|o| o + bos.len(),
+    ];
     let matches = |f: &dyn Fn(usize) -> usize| {
         raw.iter()
             .zip(&texts)
             .filter(|(&o, t)| full.get(f(o)..).is_some_and(|rest| rest.starts_with(**t)))
             .count()
     };
-    let chars_win = matches(&as_chars) >= matches(&|o| o);
-    let to_byte = |o: usize| if chars_win { as_chars(o) } else { o };
+    let mut best = 0;
+    for (k, f) in readings.iter().enumerate() {
+        if matches(*f) > matches(readings[best]) {
+            best = k;
+        }
+    }
+    let to_byte = readings[best];
     let starts: Vec<usize> = raw.iter().map(|&o| to_byte(o)).collect();
     let mut out = Vec::new();
     for i in 0..tokens.len() {
@@ -325,8 +338,10 @@ pub fn parse_prompt_logprobs(
             .min(full.len());
         let logprob = match logprobs[i].as_f64() {
             Some(v) => v as f32,
-            // With no BOS text the first token has nothing before it.
-            None if out.is_empty() && bos.is_empty() => 0.0,
+            // The first listed token may come without one (llama-cpp-python gives none for
+            // the token after BOS; with no BOS text nothing precedes it): it counts as
+            // expected, so it is never flagged.
+            None if out.is_empty() => 0.0,
             None => {
                 return Err(PromptError::Missing(
                     "it gives no log-probability for the prompt's tokens".into(),
@@ -485,4 +500,241 @@ pub fn names_unknown_model(msg: &str) -> bool {
     let m = msg.to_lowercase();
     m.contains("model")
         && (m.contains("not found") || m.contains("does not exist") || m.contains("unknown"))
+}
+
+#[cfg(test)]
+mod tests {
+    //! Recorded answers of llama-cpp-python 0.3.36's server (`tests/fixtures/openai/`), serving
+    //! a `quill quantize`d f32 GGUF of `tests/fixtures/gpt2-tiny`.
+    use super::*;
+    use crate::engine::tasks::sampling::{SamplingParams, StopAt};
+
+    fn recorded(name: &str) -> Value {
+        let path = format!(
+            "{}/tests/fixtures/openai/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("recording")).unwrap()
+    }
+
+    fn cfg() -> RemoteConfig {
+        RemoteConfig::new("http://127.0.0.1:1/v1", "tiny")
+    }
+
+    fn params(temperature: f32, n: usize, stop: StopAt) -> GenerateParams {
+        GenerateParams {
+            max_tokens: 8,
+            n,
+            sampling: SamplingParams {
+                temperature,
+                top_k: Some(40),
+                top_p: Some(0.9),
+                seed: 5,
+            },
+            stop,
+        }
+    }
+
+    fn policy(context_tokens: usize) -> WindowPolicy {
+        WindowPolicy {
+            context_tokens,
+            reserve: 8,
+            n_positions: usize::MAX,
+        }
+    }
+
+    #[test]
+    fn greedy_requests_ask_for_one_deterministic_choice() {
+        let body = completion_request(
+            &cfg(),
+            "<|endoftext|>The cat",
+            None,
+            &params(0.0, 3, StopAt::Never),
+        );
+        assert_eq!(body["model"], "tiny");
+        assert_eq!(body["prompt"], "<|endoftext|>The cat");
+        assert_eq!(body["temperature"], 0.0);
+        assert_eq!(body["n"], 1);
+        assert_eq!(body["max_tokens"], 8);
+        assert_eq!(body["logprobs"], 1);
+        assert_eq!(body["cache_prompt"], true);
+        assert_eq!(body["stream"], false);
+        assert!(body.get("top_p").is_none() && body.get("suffix").is_none());
+        assert!(body.get("stop").is_none());
+    }
+
+    #[test]
+    fn sampled_requests_carry_the_sampling_settings_and_the_suffix() {
+        let body = completion_request(&cfg(), "x", Some(")\n"), &params(0.8, 3, StopAt::Newline));
+        assert_eq!(body["n"], 3);
+        assert!((body["temperature"].as_f64().unwrap() - 0.8).abs() < 1e-6);
+        assert!((body["top_p"].as_f64().unwrap() - 0.9).abs() < 1e-6);
+        assert_eq!(body["top_k"], 40);
+        assert_eq!(body["seed"], 5);
+        assert_eq!(body["suffix"], ")\n");
+        assert_eq!(body["stop"], json!(["\n\n\n"]));
+    }
+
+    #[test]
+    fn the_prompt_has_bos_only_at_the_document_start_and_a_stable_window() {
+        let c = cfg();
+        assert_eq!(
+            completion_prompt(&c, "Hello", 0, &policy(64)),
+            "<|endoftext|>Hello"
+        );
+        // Mid-document: the tail is trimmed to a line start, no BOS.
+        let tail = "ial line\nsecond line";
+        assert_eq!(
+            completion_prompt(&c, tail, 4096, &policy(64)),
+            "second line"
+        );
+        // Longer than the window (16 tokens: 64 bytes): cut at a line start, no BOS, and the
+        // start stays put while one types.
+        let text: String = (0..20).map(|i| format!("line {i:02} of text\n")).collect();
+        let p = completion_prompt(&c, &text, 0, &policy(16));
+        assert!(
+            !p.starts_with("<|endoftext|>") && p.starts_with("line "),
+            "{p:?}"
+        );
+        assert!(p.len() <= 64 && text.ends_with(&p));
+        // Sixteen keystrokes move the window's start at most once (it moves in steps).
+        let mut starts = Vec::new();
+        let mut typed = text.clone();
+        for _ in 0..16 {
+            typed.push('a');
+            let q = completion_prompt(&c, &typed, 0, &policy(16));
+            assert!(q.len() <= 64 && typed.ends_with(&q));
+            let start = typed.len() - q.len();
+            if starts.last() != Some(&start) {
+                starts.push(start);
+            }
+        }
+        assert!(starts.len() <= 2, "{starts:?}");
+    }
+
+    #[test]
+    fn a_recorded_completion_is_read() {
+        let choices = parse_completion(&recorded("completion_greedy.json")).unwrap();
+        assert_eq!(choices.len(), 1);
+        assert_eq!(choices[0].text, " them back bherek for rock");
+        assert_eq!(choices[0].logprobs.len(), 8);
+        assert!((choices[0].logprobs[0] - -0.001_147_565_3).abs() < 1e-6);
+        let out = finish_completions(choices, &params(0.0, 1, StopAt::Never), None);
+        assert_eq!(out.completions[0].text, " them back bherek for rock");
+        assert!(out.completions[0].tokens.is_empty());
+    }
+
+    #[test]
+    fn stop_rules_and_duplicates_apply_to_answers() {
+        let choices = vec![
+            Choice {
+                text: " the mat. Then".into(),
+                logprobs: vec![],
+            },
+            Choice {
+                text: " the mat. Later".into(),
+                logprobs: vec![],
+            },
+            Choice {
+                text: " a\nb".into(),
+                logprobs: vec![],
+            },
+        ];
+        let out = finish_completions(choices, &params(0.7, 3, StopAt::Sentence), None);
+        let texts: Vec<&str> = out.completions.iter().map(|c| c.text.as_str()).collect();
+        assert_eq!(texts, [" the mat.", " a"]);
+    }
+
+    #[test]
+    fn suggestions_that_repeat_the_suffix_are_trimmed() {
+        assert_eq!(without_suffix_repeat("x + 1)", ")\n"), "x + 1".len());
+        assert_eq!(
+            without_suffix_repeat("foo(a, b)", "b)\nnext"),
+            "foo(a, ".len()
+        );
+        assert_eq!(
+            without_suffix_repeat(" = compute()\nreturn value", "return value\n"),
+            " = compute()\n".len()
+        );
+        assert_eq!(without_suffix_repeat("abc", "xyz"), 3);
+        assert_eq!(without_suffix_repeat("abc ", "  "), 4);
+        let out = finish_completions(
+            vec![Choice {
+                text: "x + 1)".into(),
+                logprobs: vec![],
+            }],
+            &params(0.0, 1, StopAt::Never),
+            Some(")\n"),
+        );
+        assert_eq!(out.completions[0].text, "x + 1");
+    }
+
+    #[test]
+    fn recorded_prompt_logprobs_map_to_the_text() {
+        let text = "The café is near the";
+        let tokens =
+            parse_prompt_logprobs(&recorded("echo_logprobs.json"), "<|endoftext|>", text).unwrap();
+        // Every token of the text, none of BOS and the generated one; spans cover the text.
+        let starts: Vec<usize> = tokens.iter().map(|t| t.start).collect();
+        // "é" is two bytes, split over two tokens.
+        assert_eq!(starts, [0, 3, 5, 7, 7, 9, 12, 15, 17]);
+        assert_eq!(tokens.last().unwrap().end, text.len());
+        assert_eq!(&text[tokens[5].start..tokens[5].end], " is");
+        // llama-cpp-python gives none for the first token: it counts as expected.
+        assert_eq!(tokens[0].logprob, 0.0);
+        assert!((tokens[1].logprob - -14.304_56).abs() < 1e-4);
+        assert!(tokens[1].top.len() >= 8);
+        assert!(tokens[1].top.windows(2).all(|w| w[0].1 >= w[1].1));
+        assert!(tokens[1].best_logprob() > tokens[1].logprob);
+        let scored = scored_text(text, &tokens);
+        assert_eq!(scored.tokens[5].text, " is");
+        assert_eq!(scored.tokens[0].id, NO_ID);
+        // The flagging rules of local scoring: " ne" and "ar" are far below the best guess.
+        let opts = ProofreadOptions {
+            min_token_logprob: -25.0,
+            ..Default::default()
+        };
+        let found = proofread(text, &tokens, &opts);
+        let words: Vec<&str> = found.words.iter().map(|w| w.word.as_str()).collect();
+        assert_eq!(words, ["near"]);
+    }
+
+    #[test]
+    fn an_answer_without_prompt_logprobs_is_named() {
+        let answer = json!({"choices": [{"text": "x", "index": 0, "logprobs": null}]});
+        assert!(matches!(
+            parse_prompt_logprobs(&answer, "<|endoftext|>", "x"),
+            Err(PromptError::Missing(_))
+        ));
+        let answer = json!({"choices": [{"text": "ab", "index": 0, "logprobs": {
+            "tokens": ["a", "b"], "token_logprobs": [null, null], "text_offset": [0, 1],
+            "top_logprobs": [null, null]}}]});
+        assert!(matches!(
+            parse_prompt_logprobs(&answer, "", "ab"),
+            Err(PromptError::Missing(_))
+        ));
+        assert!(refuses_echo("`echo` is not supported with logprobs"));
+        assert!(!refuses_echo("max_tokens must be positive"));
+    }
+
+    #[test]
+    fn error_bodies_give_their_message() {
+        let body = std::fs::read_to_string(format!(
+            "{}/tests/fixtures/openai/error_422.txt",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let json_part = body.lines().next().unwrap();
+        assert!(error_message(json_part).contains("max_tokens"));
+        assert_eq!(
+            error_message(r#"{"detail":"Invalid API Key"}"#),
+            "Invalid API Key"
+        );
+        assert_eq!(
+            error_message(r#"{"error":"model 'x' not found"}"#),
+            "model 'x' not found"
+        );
+        assert!(names_unknown_model("model 'x' not found"));
+        assert_eq!(error_message("  Bad Gateway "), "Bad Gateway");
+    }
 }
