@@ -87,6 +87,11 @@ pub fn completion_request(
         // Not OpenAI's, but llama.cpp, vLLM, TGI and Ollama take it.
         body.insert("top_k".into(), json!(k));
     }
+    // No penalties: quill's own sampler has none (llama-cpp-python's server applies a
+    // repeat penalty of 1.1 unless told otherwise).
+    body.insert("repeat_penalty".into(), json!(1.0));
+    body.insert("frequency_penalty".into(), json!(0.0));
+    body.insert("presence_penalty".into(), json!(0.0));
     // llama.cpp keeps seeds in 32 bits.
     body.insert("seed".into(), json!(s.seed % (1 << 31)));
     body.insert("logprobs".into(), json!(1));
