@@ -500,3 +500,56 @@ fn llama_wrong_api_key_is_refused_clearly() {
         ghost_text(&mut ok);
     });
 }
+
+/// Keystroke latency through the LSP, remote (llama.cpp's server) against local, on the same
+/// GGUF: types 40 characters one `didChange` at a time, asking for ghost text after each, and
+/// prints the median latencies, their ratio and the HTTP requests per keystroke. Not a timed
+/// test: `cargo test --release --test backend keystroke_latency -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn keystroke_latency_remote_against_local() {
+    with_llama(&[], |llama, model| {
+        let settings = |backend: Value| {
+            json!({"backend": backend, "diagnostics": {"enabled": false},
+                   "completion": {"temperature": 0.0, "numSuggestions": 1, "maxTokens": 8,
+                                  "stopAtSentence": false, "stopAtNewline": false}})
+        };
+        let model_arg = model.to_string_lossy().into_owned();
+        let typed = "the quick brown fox jumps over a lazy do";
+        let mut run = |backend: Value| -> (f64, Value) {
+            let mut c = LspClient::start(&["--model", &model_arg]);
+            c.initialize(json!({}), settings(backend));
+            c.open(URI, "plaintext", TEXT);
+            ghost_text(&mut c); // warm up (model load, connection)
+            let mut times = Vec::new();
+            let mut col = TEXT.len() as u32;
+            for (v, ch) in typed.chars().enumerate() {
+                c.notify(
+                    "textDocument/didChange",
+                    json!({"textDocument": {"uri": URI, "version": v + 2},
+                           "contentChanges": [{"range": {"start": {"line": 0, "character": col},
+                           "end": {"line": 0, "character": col}}, "text": ch.to_string()}]}),
+                );
+                col += 1;
+                let t = Instant::now();
+                let id = inline_request(&mut c, col);
+                let r = c.response(id);
+                assert!(r.get("error").is_none(), "{r}");
+                times.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+            times.sort_by(f64::total_cmp);
+            let stats = c.request("quill/stats", Value::Null)["result"].clone();
+            (times[times.len() / 2], stats)
+        };
+        let (local, _) = run(json!("local"));
+        let (remote, stats) = run(json!({"url": llama.url(), "model": "tiny"}));
+        let keystrokes = typed.chars().count() as f64;
+        let per_key = (stats["backendRequests"].as_f64().unwrap() - 1.0) / keystrokes;
+        println!(
+            "keystroke latency (median of {keystrokes}): local {local:.2} ms, remote {remote:.2} ms, \
+             remote/local {:.2}; HTTP requests per keystroke {per_key:.2}",
+            remote / local
+        );
+        assert_eq!(per_key, 1.0);
+    });
+}
