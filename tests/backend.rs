@@ -516,7 +516,7 @@ fn keystroke_latency_remote_against_local() {
         };
         let model_arg = model.to_string_lossy().into_owned();
         let typed = "the quick brown fox jumps over a lazy do";
-        let mut run = |backend: Value| -> (f64, Value) {
+        let run = |backend: Value| -> (f64, Value) {
             let mut c = LspClient::start(&["--model", &model_arg]);
             c.initialize(json!({}), settings(backend));
             c.open(URI, "plaintext", TEXT);
