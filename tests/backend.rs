@@ -30,6 +30,8 @@ enum Stub {
     Unauthorized,
     /// Answers a completion after this long.
     Slow(Duration),
+    /// Answers completions without log-probabilities (a server that cannot echo them).
+    NoLogprobs,
 }
 
 struct StubServer {
@@ -81,6 +83,7 @@ fn serve_stub(stream: TcpStream, kind: Stub, log: Arc<Mutex<Vec<String>>>) {
                 "401 Unauthorized",
                 json!({"error": {"message": "Invalid API key", "type": "invalid_request_error"}}),
             ),
+            Stub::NoLogprobs => json_completion(" text"),
             Stub::Slow(d) => {
                 std::thread::sleep(d);
                 json_completion(" slowly")
@@ -206,6 +209,51 @@ fn a_superseded_completion_is_answered_at_once() {
     let r = c.response(third);
     assert!(started.elapsed() < Duration::from_secs(1), "{r}");
     assert_eq!(r["error"]["code"], -32800, "{r}");
+}
+
+#[test]
+fn a_server_without_prompt_logprobs_gets_one_message_and_no_diagnostics() {
+    let stub = start_stub(Stub::NoLogprobs);
+    let mut c = LspClient::start_with(&["--model", "/nonexistent-model"], &[], None);
+    c.initialize(
+        json!({}),
+        json!({"backend": {"url": stub.url, "model": "tiny"},
+               "diagnostics": {"debounceMs": 10}}),
+    );
+    c.open(
+        URI,
+        "plaintext",
+        "Teh cat sat on the mat.\n\nAnother paragraph here.",
+    );
+    c.wait_notification("window/showMessage", |p| {
+        p["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("cannot return the log-probabilities of a prompt")
+    });
+    let asked = stub.seen.lock().unwrap().len();
+    assert!(asked >= 1);
+    // Edits do not ask again, and nothing more is shown; completions still work.
+    c.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": URI, "version": 2},
+               "contentChanges": [{"text": "The cat sat on the mat."}]}),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let id = inline_request(&mut c, 23);
+    let r = c.response(id);
+    assert_eq!(r["result"][0]["insertText"], " text", "{r}");
+    let shown = messages(&c);
+    assert_eq!(
+        shown
+            .iter()
+            .filter(|m| m.contains("log-probabilities"))
+            .count(),
+        1,
+        "{shown:?}"
+    );
+    // One more request: the completion; the paragraphs were not sent again.
+    assert!(stub.seen.lock().unwrap().len() <= asked + 1);
 }
 
 // ---- llama.cpp's server ----------------------------------------------------------------

@@ -395,6 +395,34 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn the_backend_is_checked_whole_and_a_bad_one_keeps_the_previous() {
+        use crate::engine::backend::BackendSpec;
+        let (s, errors) = Settings::from_json(
+            &json!({"backend": {"url": "http://127.0.0.1:8080/v1", "model": "gpt2", "fim": true},
+                    "completion": {"maxTokens": 4}}),
+            &Settings::default(),
+            &Settings::default(),
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        let BackendSpec::Remote(c) = &s.backend else {
+            panic!("{:?}", s.backend)
+        };
+        assert!(c.fim && c.model == "gpt2");
+        assert_eq!(s.completion.max_tokens, 4);
+        let (t, errors) = Settings::from_json(
+            &json!({"backend": {"url": "ftp://x", "model": "gpt2"}}),
+            &Settings::default(),
+            &s,
+        );
+        assert_eq!(t.backend, s.backend);
+        assert!(errors[0].starts_with("quill.backend.url"), "{errors:?}");
+        let (u, errors) =
+            Settings::from_json(&json!({"backend": "local"}), &Settings::default(), &s);
+        assert!(errors.is_empty());
+        assert_eq!(u.backend, BackendSpec::Local);
+    }
+
+    #[test]
     fn missing_keys_take_defaults() {
         let (s, errors) = Settings::from_json(
             &json!({"completion": {"maxTokens": 8}}),
