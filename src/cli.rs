@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use serde_json::json;
 
+use crate::engine::backend::{openai, RemoteBackend, RemoteConfig};
 use crate::engine::tasks::sampling::{SamplingParams, StopAt};
 use crate::engine::{Cancel, GenerateParams, LanguageModel};
 use crate::models::{self, DownloadProgress, FetchOptions, ModelFiles, ModelSource};
@@ -23,6 +24,8 @@ pub struct ModelOptions {
     pub dtype: String,
     /// Compute threads; 0 for the default.
     pub threads: usize,
+    /// An OpenAI-compatible server that completes and scores instead of the local model.
+    pub backend: Option<RemoteConfig>,
 }
 
 impl ModelOptions {
@@ -56,6 +59,10 @@ pub fn serve(model: &ModelOptions) -> anyhow::Result<i32> {
         device: model.device.clone(),
         dtype: model.dtype.clone(),
         threads: model.threads,
+        backend: match &model.backend {
+            Some(cfg) => crate::engine::backend::BackendSpec::Remote(cfg.clone()),
+            None => Default::default(),
+        },
         ..Default::default()
     };
     let options = crate::lsp::ServeOptions {
@@ -101,9 +108,6 @@ pub fn complete(
             anyhow::bail!("--top-p must be in (0, 1], got {p}");
         }
     }
-    let lm = model.load_language_model()?;
-    let mut ids = vec![lm.bos()];
-    ids.extend(lm.tokenizer().encode(prompt)?.ids);
     let params = GenerateParams {
         max_tokens: opts.max_tokens,
         n: opts.n,
@@ -115,8 +119,27 @@ pub fn complete(
         },
         stop: StopAt::Never,
     };
-    let mut session = lm.new_session()?;
-    let result = lm.complete(&mut session, &ids, &params, &Cancel::new())?;
+    let result = if let Some(cfg) = &model.backend {
+        let req = crate::engine::worker::CompleteRequest {
+            doc: String::new(),
+            text_before: prompt.to_string(),
+            text_start: 0,
+            text_after: None,
+            policy: crate::engine::tasks::session::WindowPolicy {
+                context_tokens: 1 << 20,
+                reserve: opts.max_tokens,
+                n_positions: usize::MAX,
+            },
+            params,
+        };
+        RemoteBackend::new(cfg.clone(), None).complete_blocking(&req, &Cancel::new())?
+    } else {
+        let lm = model.load_language_model()?;
+        let mut ids = vec![lm.bos()];
+        ids.extend(lm.tokenizer().encode(prompt)?.ids);
+        let mut session = lm.new_session()?;
+        lm.complete(&mut session, &ids, &params, &Cancel::new())?
+    };
     if opts.json {
         let completions: Vec<_> = result
             .completions
@@ -150,14 +173,18 @@ pub fn score(
     json_out: bool,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let lm = model.load_language_model()?;
-    let scored = lm.score(text, &Cancel::new())?;
+    let scored = match &model.backend {
+        Some(cfg) => RemoteBackend::new(cfg.clone(), None).score_blocking(text, &Cancel::new())?,
+        None => model.load_language_model()?.score(text, &Cancel::new())?,
+    };
     if json_out {
         let tokens: Vec<_> = scored
             .tokens
             .iter()
             .map(|t| {
-                json!({"id": t.id, "text": t.text, "start": t.start, "end": t.end,
+                // A server names tokens by text: their ids are unknown (null).
+                let id = (t.id != openai::NO_ID).then_some(t.id);
+                json!({"id": id, "text": t.text, "start": t.start, "end": t.end,
                        "logprob": t.logprob})
             })
             .collect();
@@ -252,11 +279,21 @@ pub fn check(
         .clone()
         .unwrap_or_else(|| checker::language_for_path(name).to_string());
     let lists = check_dictionaries(opts.file.as_deref(), &opts.dictionaries)?;
-    let lm = model.load_language_model()?;
+    enum Checker {
+        Local(Box<LanguageModel>),
+        Remote(RemoteBackend),
+    }
+    let checker_model = match &model.backend {
+        Some(cfg) => Checker::Remote(RemoteBackend::new(cfg.clone(), None)),
+        None => Checker::Local(Box::new(model.load_language_model()?)),
+    };
     let cancel = Cancel::new();
     let mut findings = Vec::new();
     for p in checker::plan(text, &language, &opts.prose_languages) {
-        let result = lm.proofread(&p.text, &opts.proofread, &cancel)?;
+        let result = match &checker_model {
+            Checker::Local(lm) => lm.proofread(&p.text, &opts.proofread, &cancel)?,
+            Checker::Remote(r) => r.proofread_blocking(&p.text, &opts.proofread, &cancel)?,
+        };
         findings.extend(checker::findings(&p, &result));
     }
     crate::diagnostics::ignore::Filter {

@@ -46,6 +46,13 @@ struct ModelArgs {
     /// editor keeps one).
     #[arg(long, global = true, default_value_t = 0)]
     threads: usize,
+    /// An OpenAI-compatible server (its API base, e.g. http://127.0.0.1:8080/v1) that
+    /// completes and scores instead of the local model (complete, score, check, serve).
+    #[arg(long = "backend-url", global = true, requires = "backend_model")]
+    backend_url: Option<String>,
+    /// The model name the --backend-url server serves.
+    #[arg(long = "backend-model", global = true, requires = "backend_url")]
+    backend_model: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -201,7 +208,17 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         device,
         dtype,
         threads,
+        backend_url,
+        backend_model,
     } = cli.model;
+    let backend = match (backend_url, backend_model) {
+        (Some(url), Some(name)) => {
+            let cfg = quill::engine::backend::RemoteConfig::new(&url, &name);
+            cfg.validate().map_err(|e| anyhow::anyhow!("--{e}"))?;
+            Some(cfg)
+        }
+        _ => None,
+    };
     let model = ModelOptions {
         model,
         t5_model,
@@ -210,6 +227,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         device,
         dtype,
         threads,
+        backend,
     };
     let serving = matches!(cli.command, None | Some(Command::Serve { .. }));
     if threads > 0 && !serving {

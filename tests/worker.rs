@@ -16,6 +16,7 @@ fn request(doc: &str, text: &str) -> CompleteRequest {
         doc: doc.into(),
         text_before: text.into(),
         text_start: 0,
+        text_after: None,
         policy: WindowPolicy {
             context_tokens: 64,
             reserve: 8,

@@ -1,6 +1,7 @@
 //! Models and inference. Knows nothing of LSP: it takes text and token ids, and returns text,
 //! ids and numbers.
 
+pub mod backend;
 pub mod checkpoint;
 pub mod cpu;
 mod model;

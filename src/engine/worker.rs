@@ -65,6 +65,8 @@ pub struct CompleteRequest {
     /// tail that [`super::tasks::session::tail_start`] names (moved back to a character boundary).
     pub text_before: String,
     pub text_start: usize,
+    /// The text after the cursor, for backends that fill in the middle (`None`: not sent).
+    pub text_after: Option<String>,
     pub policy: WindowPolicy,
     pub params: GenerateParams,
 }

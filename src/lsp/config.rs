@@ -14,6 +14,8 @@ pub struct Settings {
     pub dtype: String,
     /// Compute threads; 0 leaves the editor one core.
     pub threads: usize,
+    /// `"local"` or an OpenAI-compatible server (`engine::backend::BackendSpec`).
+    pub backend: crate::engine::backend::BackendSpec,
     pub completion: CompletionSettings,
     pub diagnostics: DiagnosticsSettings,
     pub t5: T5Settings,
@@ -108,6 +110,7 @@ impl Default for Settings {
             device: "cpu".into(),
             dtype: "f32".into(),
             threads: 0,
+            backend: Default::default(),
             completion: CompletionSettings::default(),
             diagnostics: DiagnosticsSettings::default(),
             t5: T5Settings::default(),
@@ -180,8 +183,11 @@ impl Settings {
             errors.push(format!("quill settings must be an object, got {value}"));
             return (previous.clone(), errors);
         }
+        // `backend` is a string or an object, checked whole rather than leaf by leaf.
+        let mut value = value.clone();
+        let backend = value.as_object_mut().and_then(|o| o.remove("backend"));
         let mut leaves = Vec::new();
-        collect_leaves(value, String::new(), &mut leaves);
+        collect_leaves(&value, String::new(), &mut leaves);
         for (path, leaf) in leaves {
             let Some(default_leaf) = pointer(&defaults, &path) else {
                 tracing::warn!("ignoring unknown setting quill.{path}");
@@ -206,6 +212,16 @@ impl Settings {
         let mut settings: Settings =
             serde_json::from_value(merged).unwrap_or_else(|_| previous.clone());
         settings.check_ranges(previous, &mut errors);
+        settings.backend = match backend {
+            None => base.backend.clone(),
+            Some(v) => match crate::engine::backend::BackendSpec::from_json(&v) {
+                Ok(spec) => spec,
+                Err(e) => {
+                    errors.push(format!("quill.{e}"));
+                    previous.backend.clone()
+                }
+            },
+        };
         (settings, errors)
     }
 
@@ -377,6 +393,34 @@ fn set(v: &mut Value, path: &str, leaf: Value) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_backend_is_checked_whole_and_a_bad_one_keeps_the_previous() {
+        use crate::engine::backend::BackendSpec;
+        let (s, errors) = Settings::from_json(
+            &json!({"backend": {"url": "http://127.0.0.1:8080/v1", "model": "gpt2", "fim": true},
+                    "completion": {"maxTokens": 4}}),
+            &Settings::default(),
+            &Settings::default(),
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        let BackendSpec::Remote(c) = &s.backend else {
+            panic!("{:?}", s.backend)
+        };
+        assert!(c.fim && c.model == "gpt2");
+        assert_eq!(s.completion.max_tokens, 4);
+        let (t, errors) = Settings::from_json(
+            &json!({"backend": {"url": "ftp://x", "model": "gpt2"}}),
+            &Settings::default(),
+            &s,
+        );
+        assert_eq!(t.backend, s.backend);
+        assert!(errors[0].starts_with("quill.backend.url"), "{errors:?}");
+        let (u, errors) =
+            Settings::from_json(&json!({"backend": "local"}), &Settings::default(), &s);
+        assert!(errors.is_empty());
+        assert_eq!(u.backend, BackendSpec::Local);
+    }
 
     #[test]
     fn missing_keys_take_defaults() {

@@ -51,6 +51,13 @@ struct ProseEntry {
     prose: DocumentProse,
 }
 
+impl DiagnosticsState {
+    /// Forgets every paragraph's findings (the backend changed).
+    pub(super) fn clear_cache(&mut self) {
+        self.cache.clear();
+    }
+}
+
 impl Inner {
     /// Notes where an edit left the cursor; the word there is not flagged until it moves.
     pub(super) fn set_cursor(&self, uri: &Uri, offset: usize) {
@@ -137,7 +144,7 @@ impl Inner {
                 }
                 None => {
                     proofread += 1;
-                    let rx = self.engine.proofread(
+                    let rx = self.backend().proofread(
                         paragraph.text.clone(),
                         options.clone(),
                         cancel.clone(),

@@ -2,6 +2,7 @@
 //! engine requests go out; the only place that knows LSP. Forward passes run on the engine
 //! thread, never here: every handler awaits a reply channel.
 
+mod backend;
 mod commands;
 pub mod config;
 pub mod convert;
@@ -101,6 +102,9 @@ pub struct Inner {
     docs: Mutex<HashMap<Uri, Document>>,
     state: Mutex<State>,
     engine: Engine,
+    /// The OpenAI-compatible server that answers completions and diagnostics instead of the
+    /// engine thread's model, when the settings name one (see `backend.rs`).
+    remote: Mutex<Option<engine::backend::RemoteBackend>>,
     shutdown: Arc<AtomicBool>,
     diagnostics: Mutex<diagnostics::DiagnosticsState>,
     /// Becomes true once the settings are known (after `initialized` and its configuration
@@ -158,6 +162,9 @@ impl Drop for CancelOnDrop {
     }
 }
 
+/// Bytes of the text after the cursor sent to a fill-in-the-middle backend.
+const FIM_SUFFIX_BYTES: usize = 2048;
+
 /// The word being typed: the run of letters, digits and `_` that ends at the end of `text`.
 /// Returns its byte length.
 pub fn current_word_len(text: &str) -> usize {
@@ -200,6 +207,7 @@ impl Server {
                 supports_configuration: false,
             }),
             engine,
+            remote: Mutex::new(None),
             shutdown,
             diagnostics: Mutex::new(Default::default()),
             settings_known: tokio::sync::watch::channel(false).0,
@@ -217,8 +225,8 @@ impl Server {
             let mut state = lock(&self.state);
             let (new, errors) = Settings::from_json(value, &self.options.defaults, &state.settings);
             let old = &state.settings;
-            let changed =
-                (&new.model, &new.device, &new.dtype) != (&old.model, &old.device, &old.dtype);
+            let changed = (&new.model, &new.device, &new.dtype, &new.backend)
+                != (&old.model, &old.device, &old.dtype, &old.backend);
             let changed_t5 = (&new.t5_model, &new.device, &new.dtype)
                 != (&old.t5_model, &old.device, &old.dtype);
             let threads = (new.threads != old.threads).then_some(new.threads);
@@ -238,7 +246,7 @@ impl Server {
                 .await;
         }
         if changed_model {
-            self.load_model().await;
+            self.start_backend().await;
         }
         self.inner.reload_dictionaries(false).await;
         // Settings apply to open documents at once.
@@ -350,7 +358,8 @@ impl Server {
             reserve: settings.completion.max_tokens,
             n_positions: usize::MAX,
         };
-        let (text_before, text_start, word_range, word, is_prose) = {
+        let fim = matches!(&settings.backend, engine::backend::BackendSpec::Remote(c) if c.fim);
+        let (text_before, text_start, text_after, word_range, word, is_prose) = {
             let docs = lock(&self.docs);
             let doc = docs.get(uri).ok_or_else(|| {
                 invalid_params(format!(
@@ -363,11 +372,17 @@ impl Server {
             let rope = doc.rope();
             let start = rope.char_to_byte(rope.byte_to_char(tail_start(offset, &policy)));
             let text_before = rope.byte_slice(start..offset).to_string();
+            // Fill-in-the-middle: a bounded piece of the text after the cursor.
+            let text_after = fim.then(|| {
+                let end = (offset + FIM_SUFFIX_BYTES).min(rope.len_bytes());
+                let end = rope.char_to_byte(rope.byte_to_char(end));
+                rope.byte_slice(offset..end).to_string()
+            });
             let word_len = current_word_len(&text_before);
             let word = text_before[text_before.len() - word_len..].to_string();
             let range = convert::range(doc, offset - word_len, offset, enc);
             let prose = settings.diagnostics.languages.contains(&doc.language_id);
-            (text_before, start, range, word, prose)
+            (text_before, start, text_after, range, word, prose)
         };
         if !settings.completion.enabled {
             return Ok((Vec::new(), word_range, word));
@@ -384,6 +399,7 @@ impl Server {
             doc: uri.as_str().to_string(),
             text_before,
             text_start,
+            text_after,
             policy,
             params: GenerateParams {
                 max_tokens: c.max_tokens,
@@ -402,7 +418,7 @@ impl Server {
             cancel: cancel.clone(),
             armed: true,
         };
-        let reply = self.engine.complete(req, cancel).await;
+        let reply = self.backend().complete(req, cancel).await;
         guard.armed = false;
         let out = reply
             .map_err(|_| engine_error(EngineError::Input("the engine stopped".into())))?
@@ -431,7 +447,11 @@ impl Server {
 
     async fn stats(&self) -> jsonrpc::Result<Value> {
         let s = self.engine.stats();
+        let remote = self.remote().map(|r| r.stats()).unwrap_or_default();
         Ok(serde_json::json!({
+            "backendRequests": remote.requests,
+            "backendAbandoned": remote.abandoned,
+            "backendErrors": remote.errors,
             "documents": lock(&self.docs).len(),
             "jobs": s.jobs,
             "preemptions": s.preemptions,
@@ -661,7 +681,7 @@ impl LanguageServer for Server {
         self.engine
             .set_t5(make_t5_loader(&self.settings(), &self.options));
         self.settings_known.send_replace(true);
-        self.load_model().await;
+        self.start_backend().await;
         self.inner.start_dictionaries().await;
     }
 
@@ -725,7 +745,7 @@ impl LanguageServer for Server {
     async fn did_close(&self, params: DidCloseTextDocumentParams) {
         let uri = params.text_document.uri;
         lock(&self.docs).remove(&uri);
-        self.engine.forget(uri.as_str().to_string());
+        self.backend().forget(uri.as_str().to_string());
         self.close_diagnostics(&uri).await;
     }
 

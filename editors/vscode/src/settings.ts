@@ -8,6 +8,7 @@ export const SERVER_SETTING_KEYS = [
   'device',
   'dtype',
   'threads',
+  'backend',
   'completion.enabled',
   'completion.maxTokens',
   'completion.numSuggestions',

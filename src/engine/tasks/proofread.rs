@@ -57,7 +57,7 @@ pub struct Proofread {
     pub sentences: Vec<UnlikelySentence>,
 }
 
-fn is_word_char(c: char) -> bool {
+pub(crate) fn is_word_char(c: char) -> bool {
     c.is_alphanumeric() || c == '_'
 }
 
@@ -115,6 +115,101 @@ pub fn sentence_spans(text: &str) -> Vec<(usize, usize)> {
         .collect()
 }
 
+/// What the flagging rules read of one scored token: its byte span in the checked text, its
+/// log-probability and the best log-probability at its position. Local scoring and a remote
+/// backend's prompt log-probabilities both reduce to this, so that both flag the same words.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TokenScore {
+    pub start: usize,
+    pub end: usize,
+    pub logprob: f32,
+    pub best_logprob: f32,
+}
+
+/// A word to report: its byte span, the log-probability of its least likely token, and the
+/// index of its first token.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FlaggedWord {
+    pub start: usize,
+    pub end: usize,
+    pub logprob: f32,
+    pub first_token: usize,
+}
+
+/// The flagging rules' view of a scored text.
+pub fn token_scores(scored: &ScoredText) -> Vec<TokenScore> {
+    scored
+        .tokens
+        .iter()
+        .map(|t| TokenScore {
+            start: t.start,
+            end: t.end,
+            logprob: t.logprob,
+            best_logprob: t.best_logprob,
+        })
+        .collect()
+}
+
+/// The words of `text` that hold a token below `opts.min_token_logprob` whose position's best
+/// token is at least `opts.min_gap` more likely, in text order.
+pub fn flag_words(text: &str, tokens: &[TokenScore], opts: &ProofreadOptions) -> Vec<FlaggedWord> {
+    let words = word_spans(text);
+    let mut flagged: Vec<FlaggedWord> = Vec::new();
+    for (i, t) in tokens.iter().enumerate() {
+        if t.logprob >= opts.min_token_logprob || t.best_logprob - t.logprob < opts.min_gap {
+            continue;
+        }
+        // The word this token belongs to: the first word its span overlaps.
+        let Some(&(ws, we)) = words.iter().find(|&&(ws, we)| ws < t.end && t.start < we) else {
+            continue;
+        };
+        let first = tokens
+            .iter()
+            .position(|u| ws < u.end && u.start < we)
+            .unwrap_or(i);
+        match flagged.iter_mut().find(|f| f.start == ws) {
+            Some(f) => f.logprob = f.logprob.min(t.logprob),
+            None => flagged.push(FlaggedWord {
+                start: ws,
+                end: we,
+                logprob: t.logprob,
+                first_token: first,
+            }),
+        }
+    }
+    flagged.sort_by_key(|f| f.start);
+    flagged
+}
+
+/// Sentences of `text` (of at least four tokens) whose perplexity exceeds
+/// `opts.max_sentence_perplexity`.
+pub fn unlikely_sentences(
+    text: &str,
+    tokens: &[TokenScore],
+    opts: &ProofreadOptions,
+) -> Vec<UnlikelySentence> {
+    let mut out = Vec::new();
+    for (s, e) in sentence_spans(text) {
+        let lps: Vec<f64> = tokens
+            .iter()
+            .filter(|t| t.start >= s && t.end <= e)
+            .map(|t| t.logprob as f64)
+            .collect();
+        if lps.len() < 4 {
+            continue;
+        }
+        let perplexity = (-lps.iter().sum::<f64>() / lps.len() as f64).exp();
+        if perplexity > opts.max_sentence_perplexity {
+            out.push(UnlikelySentence {
+                start: s,
+                end: e,
+                perplexity,
+            });
+        }
+    }
+    out
+}
+
 impl LanguageModel {
     /// Finds unlikely words and sentences in `text` (one paragraph), BOS in front.
     pub fn proofread(
@@ -124,32 +219,18 @@ impl LanguageModel {
         cancel: &Cancel,
     ) -> Result<Proofread, EngineError> {
         let scored = self.score(text, cancel)?;
-        let words = word_spans(text);
-        let mut flagged: Vec<(usize, usize, f32, usize)> = Vec::new(); // word span, logprob, first token
-        for (i, t) in scored.tokens.iter().enumerate() {
-            if t.logprob >= opts.min_token_logprob || t.best_logprob - t.logprob < opts.min_gap {
-                continue;
-            }
-            // The word this token belongs to: the first word its span overlaps.
-            let Some(&(ws, we)) = words.iter().find(|&&(ws, we)| ws < t.end && t.start < we) else {
-                continue;
-            };
-            let first = scored
-                .tokens
-                .iter()
-                .position(|u| ws < u.end && u.start < we)
-                .unwrap_or(i);
-            match flagged.iter_mut().find(|f| f.0 == ws) {
-                Some(f) => f.2 = f.2.min(t.logprob),
-                None => flagged.push((ws, we, t.logprob, first)),
-            }
-        }
+        let flagged = flag_words(text, &token_scores(&scored), opts);
         let mut out = Proofread::default();
         // One session for the paragraph: the prefixes of its flagged words, in order, extend
         // each other, so each costs only the tokens since the previous one.
         let mut session = Session::new(self.gpt2())?;
-        flagged.sort_by_key(|f| f.0);
-        for (ws, we, logprob, first) in flagged {
+        for FlaggedWord {
+            start: ws,
+            end: we,
+            logprob,
+            first_token: first,
+        } in flagged
+        {
             cancel.check()?;
             let word = text[ws..we].to_string();
             let alternatives = self.alternatives(
@@ -168,25 +249,7 @@ impl LanguageModel {
                 alternatives,
             });
         }
-        for (s, e) in sentence_spans(text) {
-            let lps: Vec<f64> = scored
-                .tokens
-                .iter()
-                .filter(|t| t.start >= s && t.end <= e)
-                .map(|t| t.logprob as f64)
-                .collect();
-            if lps.len() < 4 {
-                continue;
-            }
-            let perplexity = (-lps.iter().sum::<f64>() / lps.len() as f64).exp();
-            if perplexity > opts.max_sentence_perplexity {
-                out.sentences.push(UnlikelySentence {
-                    start: s,
-                    end: e,
-                    perplexity,
-                });
-            }
-        }
+        out.sentences = unlikely_sentences(text, &token_scores(&scored), opts);
         Ok(out)
     }
 
