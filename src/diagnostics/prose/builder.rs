@@ -58,15 +58,8 @@ impl<'a> Builder<'a> {
             if s >= e {
                 return;
             }
-            if let Some(nl) = self.sep.take() {
-                if !self.text.is_empty() {
-                    self.trim_end();
-                    if nl == GLUE_NL {
-                        self.text.push('\n');
-                    } else {
-                        self.add_piece(nl, nl + 1);
-                    }
-                }
+            if self.sep.is_some() {
+                self.flush_separator();
             } else if ends_ws(&self.text)
                 && matches!(bytes[s], b'.' | b',' | b';' | b':' | b'!' | b'?' | b')')
             {
@@ -203,7 +196,14 @@ impl<'a> Builder<'a> {
             self.space();
             return;
         }
-        // Push an empty piece's worth of separator handling first.
+        self.flush_separator();
+        self.replaced.push((self.text.len(), text.len(), s, e));
+        self.text.push_str(text);
+    }
+
+    /// Writes the pending separator, if any, before the next text: a line break in the
+    /// document (`sep` is its byte) or a glued `\n`; nothing at the paragraph's start.
+    fn flush_separator(&mut self) {
         if let Some(nl) = self.sep.take() {
             if !self.text.is_empty() {
                 self.trim_end();
@@ -214,8 +214,6 @@ impl<'a> Builder<'a> {
                 }
             }
         }
-        self.replaced.push((self.text.len(), text.len(), s, e));
-        self.text.push_str(text);
     }
 
     pub(crate) fn finish(mut self) -> Vec<Paragraph> {
