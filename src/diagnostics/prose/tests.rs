@@ -5,7 +5,7 @@ use super::comments::scanner::{syntax_of, SYNTAXES};
 use super::text::floor_char;
 use super::*;
 
-fn prose_langs() -> Vec<String> {
+pub(super) fn prose_langs() -> Vec<String> {
     [
         "markdown",
         "plaintext",

@@ -1,24 +1,11 @@
 //! Regression cases for the leaks of the hand-written markdown and comment scanners, the
 //! comments of every tree-sitter language, and bounded work on hostile input.
 
-use super::tests::map_errors;
+use super::tests::{map_errors, prose_langs};
 use super::*;
 
-fn langs() -> Vec<String> {
-    [
-        "markdown",
-        "plaintext",
-        "latex",
-        "restructuredtext",
-        "gitcommit",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
-}
-
 fn texts(doc: &str, lang: &str) -> Vec<String> {
-    let ps = paragraphs(doc, lang, &langs());
+    let ps = paragraphs(doc, lang, &prose_langs());
     let errors = map_errors(doc, &ps);
     assert!(errors.is_empty(), "{lang} {doc:?}:\n{}", errors.join("\n"));
     ps.into_iter().map(|p| p.text).collect()
@@ -281,7 +268,7 @@ const COMMENTS: &[Case] = &[
 fn check(cases: &[Case]) {
     let mut failures = Vec::new();
     for &(what, lang, doc, want) in cases {
-        let ps = paragraphs(doc, lang, &langs());
+        let ps = paragraphs(doc, lang, &prose_langs());
         for e in map_errors(doc, &ps) {
             failures.push(format!("{what}: {e}"));
         }
@@ -314,7 +301,7 @@ fn comments_of_every_tree_sitter_language() {
 #[test]
 fn entity_words_map_to_the_whole_entity() {
     let doc = "A caf&eacute; here.";
-    let ps = paragraphs(doc, "markdown", &langs());
+    let ps = paragraphs(doc, "markdown", &prose_langs());
     let p = &ps[0];
     let start = p.text.find("café").unwrap();
     let (ds, de) = p.range_to_document(start, start + "café".len());
@@ -340,7 +327,7 @@ fn escaped_words_map_to_the_whole_escape() {
             "foo**bar**baz",
         ),
     ] {
-        let ps = paragraphs(doc, lang, &langs());
+        let ps = paragraphs(doc, lang, &prose_langs());
         let p = &ps[0];
         let start = p
             .text
@@ -354,13 +341,13 @@ fn escaped_words_map_to_the_whole_escape() {
 #[test]
 fn identifiers_of_the_file_are_known_words() {
     let doc = "fn frobnicate(widget_count: usize) {}\n// Calls frobnicate with the widget_count.\n";
-    let ps = paragraphs(doc, "rust", &langs());
+    let ps = paragraphs(doc, "rust", &prose_langs());
     assert_eq!(ps.len(), 1);
     assert!(ps[0].is_known("frobnicate"));
     assert!(ps[0].is_known("widget_count"));
     assert!(!ps[0].is_known("Calls"));
     // Prose documents have none.
-    let ps = paragraphs("frobnicate is a word.", "markdown", &langs());
+    let ps = paragraphs("frobnicate is a word.", "markdown", &prose_langs());
     assert!(!ps[0].is_known("frobnicate"));
 }
 
@@ -393,7 +380,7 @@ fn hostile_inputs_take_bounded_work() {
             "{what}: {events} events for {} bytes",
             doc.len()
         );
-        let ps = paragraphs(doc, "markdown", &langs());
+        let ps = paragraphs(doc, "markdown", &prose_langs());
         let errors = map_errors(doc, &ps);
         assert!(
             errors.is_empty(),
@@ -422,7 +409,7 @@ proptest::proptest! {
         ]), 0..60)) {
         let doc: String = parts.concat();
         for lang in ["markdown", "latex", "restructuredtext", "gitcommit", "rust", "javascript", "python", "lua"] {
-            let ps = paragraphs(&doc, lang, &langs());
+            let ps = paragraphs(&doc, lang, &prose_langs());
             let errors = map_errors(&doc, &ps);
             proptest::prop_assert!(errors.is_empty(), "{} {:?}: {:?}", lang, doc, errors);
         }
