@@ -113,6 +113,22 @@ fn exp_in_place(isa: Isa, xs: &mut [f32]) {
     }
 }
 
+/// The SIMD `exp` kernels' constants (AVX2 here, NEON in `neon.rs`): the clamp, ln 2 in two
+/// parts (so that n · ln 2 is exact enough), and Cephes' polynomial for `e^r`, highest degree
+/// first.
+pub(super) const EXP_MIN: f32 = -87.3;
+pub(super) const EXP_MAX: f32 = 88.3;
+pub(super) const EXP_LN2_HI: f32 = 0.693_359_4;
+pub(super) const EXP_LN2_LO: f32 = -2.121_944_4e-4;
+pub(super) const EXP_POLY: [f32; 6] = [
+    1.987_569_1e-4,
+    1.398_199_9e-3,
+    8.333_452e-3,
+    4.166_579_6e-2,
+    0.166_666_65,
+    0.5,
+];
+
 /// `e^x = 2^n · e^r` with `n = round(x / ln 2)` and `|r| <= ln 2 / 2`, `e^r` by Cephes'
 /// degree-6 polynomial (within 2 ulp of `expf` over the clamped range; below `-87.3` it gives
 /// about 1e-38 instead of 0, above 88.3 about 2e38 instead of infinity).
@@ -127,22 +143,15 @@ unsafe fn exp_avx2(xs: &mut [f32]) {
     let set = _mm256_set1_ps;
     for chunk in xs[..full].chunks_exact_mut(8) {
         let x = _mm256_loadu_ps(chunk.as_ptr());
-        let x = _mm256_min_ps(_mm256_max_ps(x, set(-87.3)), set(88.3));
+        let x = _mm256_min_ps(_mm256_max_ps(x, set(EXP_MIN)), set(EXP_MAX));
         let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
             _mm256_mul_ps(x, set(std::f32::consts::LOG2_E)),
         );
-        // ln 2 in two parts, so that n · ln 2 is exact enough.
-        let r = _mm256_fnmadd_ps(n, set(0.693_359_4), x);
-        let r = _mm256_fnmadd_ps(n, set(-2.121_944_4e-4), r);
-        let mut p = set(1.987_569_1e-4);
-        for c in [
-            1.398_199_9e-3,
-            8.333_452e-3,
-            4.166_579_6e-2,
-            0.166_666_65,
-            0.5,
-        ] {
-            p = _mm256_fmadd_ps(p, r, set(c));
+        let r = _mm256_fnmadd_ps(n, set(EXP_LN2_HI), x);
+        let r = _mm256_fnmadd_ps(n, set(EXP_LN2_LO), r);
+        let mut p = set(EXP_POLY[0]);
+        for c in &EXP_POLY[1..] {
+            p = _mm256_fmadd_ps(p, r, set(*c));
         }
         let e = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, set(1.0)));
         let pow2 = _mm256_slli_epi32::<23>(_mm256_add_epi32(
