@@ -145,6 +145,24 @@ pub struct ScoredText {
     pub perplexity: f64,
 }
 
+impl ScoredText {
+    /// The text's scores from its tokens': the sum of their log-probabilities and the
+    /// perplexity `exp(-mean)` (1 for no tokens).
+    pub fn from_tokens(tokens: Vec<ScoredToken>) -> Self {
+        let total: f64 = tokens.iter().map(|t| t.logprob as f64).sum();
+        let perplexity = if tokens.is_empty() {
+            1.0
+        } else {
+            (-total / tokens.len() as f64).exp()
+        };
+        ScoredText {
+            tokens,
+            total_logprob: total,
+            perplexity,
+        }
+    }
+}
+
 /// Reads a checkpoint's `tokenizer.json`.
 pub(crate) fn load_tokenizer(files: &ModelFiles) -> Result<TextTokenizer, ModelError> {
     TextTokenizer::from_file(&files.tokenizer).map_err(|e| ModelError::BadTokenizer {

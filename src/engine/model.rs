@@ -349,17 +349,7 @@ impl LanguageModel {
                 top: s.top,
             })
             .collect();
-        let total: f64 = tokens.iter().map(|t| t.logprob as f64).sum();
-        let perplexity = if tokens.is_empty() {
-            1.0
-        } else {
-            (-total / tokens.len() as f64).exp()
-        };
-        Ok(ScoredText {
-            tokens,
-            total_logprob: total,
-            perplexity,
-        })
+        Ok(ScoredText::from_tokens(tokens))
     }
 }
 

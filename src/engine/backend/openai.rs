@@ -394,17 +394,7 @@ pub fn scored_text(text: &str, tokens: &[PromptToken]) -> ScoredText {
             top: Vec::new(),
         })
         .collect();
-    let total: f64 = scored.iter().map(|t| t.logprob as f64).sum();
-    let perplexity = if scored.is_empty() {
-        1.0
-    } else {
-        (-total / scored.len() as f64).exp()
-    };
-    ScoredText {
-        tokens: scored,
-        total_logprob: total,
-        perplexity,
-    }
+    ScoredText::from_tokens(scored)
 }
 
 /// Proofreads a paragraph from its prompt tokens with the same rules as local scoring. The
