@@ -381,22 +381,24 @@ fn ghost_text(c: &mut LspClient) -> Value {
     r["result"].clone()
 }
 
+/// Settings for comparing backends: greedy ghost text of 8 tokens, no diagnostics.
+fn greedy_settings(backend: Value) -> Value {
+    json!({"backend": backend, "diagnostics": {"enabled": false},
+           "completion": {"temperature": 0.0, "numSuggestions": 1, "maxTokens": 8,
+                          "stopAtSentence": false, "stopAtNewline": false}})
+}
+
 #[test]
 fn llama_ghost_text_equals_the_local_backend() {
     with_llama(&[], |llama, model| {
-        let settings = |backend: Value| {
-            json!({"backend": backend, "diagnostics": {"enabled": false},
-                   "completion": {"temperature": 0.0, "numSuggestions": 1, "maxTokens": 8,
-                                  "stopAtSentence": false, "stopAtNewline": false}})
-        };
         let model_arg = model.to_string_lossy().into_owned();
         let mut local = LspClient::start(&["--model", &model_arg]);
-        local.initialize(json!({}), settings(json!("local")));
+        local.initialize(json!({}), greedy_settings(json!("local")));
         local.open(URI, "plaintext", TEXT);
         let mut remote = LspClient::start(&["--model", "/nonexistent-model"]);
         remote.initialize(
             json!({}),
-            settings(json!({"url": llama.url(), "model": "tiny"})),
+            greedy_settings(json!({"url": llama.url(), "model": "tiny"})),
         );
         remote.open(URI, "plaintext", TEXT);
         // A token that is part of a character: quill shows it as U+FFFD where llama-cpp-python
@@ -557,16 +559,11 @@ fn llama_wrong_api_key_is_refused_clearly() {
 #[ignore]
 fn keystroke_latency_remote_against_local() {
     with_llama(&[], |llama, model| {
-        let settings = |backend: Value| {
-            json!({"backend": backend, "diagnostics": {"enabled": false},
-                   "completion": {"temperature": 0.0, "numSuggestions": 1, "maxTokens": 8,
-                                  "stopAtSentence": false, "stopAtNewline": false}})
-        };
         let model_arg = model.to_string_lossy().into_owned();
         let typed = "the quick brown fox jumps over a lazy do";
         let run = |backend: Value| -> (f64, Value) {
             let mut c = LspClient::start(&["--model", &model_arg]);
-            c.initialize(json!({}), settings(backend));
+            c.initialize(json!({}), greedy_settings(backend));
             c.open(URI, "plaintext", TEXT);
             ghost_text(&mut c); // warm up (model load, connection)
             let mut times = Vec::new();
