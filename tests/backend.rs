@@ -436,16 +436,17 @@ fn llama_scores_and_flagged_words_equal_quill_score() {
                 .arg(model)
                 .arg(text),
         );
-        let got = json_of(quill().args(["score", "--json"]).args(remote).arg(text));
+        let scored = json_of(quill().args(["score", "--json"]).args(remote).arg(text));
+        let got = scored.clone();
         let (want, got) = (
             local["tokens"].as_array().unwrap(),
             got["tokens"].as_array().unwrap(),
         );
-        assert_eq!(want.len(), got.len());
-        // llama-cpp-python gives no log-probability for the first token: it is compared from
-        // the second on.
+        // llama-cpp-python gives no log-probability for the first token: it is left out
+        // there, and the rest are compared.
+        assert_eq!(want.len(), got.len() + 1);
         let mut max_diff: f64 = 0.0;
-        for (w, g) in want.iter().zip(got).skip(1) {
+        for (w, g) in want.iter().skip(1).zip(got) {
             assert_eq!(
                 (w["start"].clone(), w["end"].clone()),
                 (g["start"].clone(), g["end"].clone())
@@ -460,6 +461,14 @@ fn llama_scores_and_flagged_words_equal_quill_score() {
             max_diff = max_diff.max((a - b).abs());
         }
         eprintln!("largest log-probability difference to quill score: {max_diff:.2e}");
+        // The perplexity is over the scored tokens, not a 0.0 put in for the missing one.
+        let mean = want[1..]
+            .iter()
+            .map(|w| w["logprob"].as_f64().unwrap())
+            .sum::<f64>()
+            / got.len() as f64;
+        let ppl = scored["perplexity"].as_f64().unwrap();
+        assert!((ppl - (-mean).exp()).abs() <= 1e-2 * ppl, "{ppl} vs {}", (-mean).exp());
         let check = |args: &[&str], m: Option<&Path>| {
             let mut cmd = quill();
             cmd.args(["check", "--json", "--language", "plaintext"])

@@ -329,6 +329,7 @@ pub fn parse_prompt_logprobs(
     let to_byte = readings[best];
     let starts: Vec<usize> = raw.iter().map(|&o| to_byte(o)).collect();
     let mut out = Vec::new();
+    let mut seen_text = false;
     for i in 0..tokens.len() {
         let start = starts[i];
         // The BOS text, and the generated token after the prompt, are not the text's.
@@ -341,12 +342,15 @@ pub fn parse_prompt_logprobs(
             .find(|&e| e > start)
             .unwrap_or(full.len())
             .min(full.len());
+        let first = !seen_text;
+        seen_text = true;
         let logprob = match logprobs[i].as_f64() {
             Some(v) => v as f32,
-            // The first listed token may come without one (llama-cpp-python gives none for
-            // the token after BOS; with no BOS text nothing precedes it): it counts as
-            // expected, so it is never flagged.
-            None if out.is_empty() => 0.0,
+            // The text's first token may come without one (llama-cpp-python computes it and
+            // then gives null, as OpenAI's API did; with no BOS text nothing precedes it).
+            // It is left out, unscored: counted as certain it would lower the perplexity and
+            // hide a misspelt first word.
+            None if first => continue,
             None => {
                 return Err(PromptError::Missing(
                     "it gives no log-probability for the prompt's tokens".into(),
@@ -371,7 +375,7 @@ pub fn parse_prompt_logprobs(
             top,
         });
     }
-    if out.is_empty() && !text.is_empty() {
+    if !seen_text && !text.is_empty() {
         return Err(bad(
             "no token of the prompt in the echoed log-probabilities",
         ));
@@ -669,21 +673,23 @@ mod tests {
         let text = "The café is near the";
         let tokens =
             parse_prompt_logprobs(&recorded("echo_logprobs.json"), "<|endoftext|>", text).unwrap();
-        // Every token of the text, none of BOS and the generated one; spans cover the text.
+        // Every scored token of the text, none of BOS and the generated one; spans cover the
+        // text after its first token, which llama-cpp-python gives no log-probability.
         let starts: Vec<usize> = tokens.iter().map(|t| t.start).collect();
         // "é" is two bytes, split over two tokens.
-        assert_eq!(starts, [0, 3, 5, 7, 7, 9, 12, 15, 17]);
+        assert_eq!(starts, [3, 5, 7, 7, 9, 12, 15, 17]);
         assert_eq!(tokens.last().unwrap().end, text.len());
-        assert_eq!(&text[tokens[5].start..tokens[5].end], " is");
-        // llama-cpp-python gives none for the first token: it counts as expected.
-        assert_eq!(tokens[0].logprob, 0.0);
-        assert!((tokens[1].logprob - -14.304_56).abs() < 1e-4);
-        assert!(tokens[1].top.len() >= 8);
-        assert!(tokens[1].top.windows(2).all(|w| w[0].1 >= w[1].1));
-        assert!(tokens[1].best_logprob() > tokens[1].logprob);
+        assert_eq!(&text[tokens[4].start..tokens[4].end], " is");
+        assert!((tokens[0].logprob - -14.304_56).abs() < 1e-4);
+        assert!(tokens[0].top.len() >= 8);
+        assert!(tokens[0].top.windows(2).all(|w| w[0].1 >= w[1].1));
+        assert!(tokens[0].best_logprob() > tokens[0].logprob);
         let scored = scored_text(text, &tokens);
-        assert_eq!(scored.tokens[5].text, " is");
+        assert_eq!(scored.tokens[4].text, " is");
         assert_eq!(scored.tokens[0].id, NO_ID);
+        // The perplexity is over the scored tokens only: the unscored one is not a 0.0.
+        let mean = tokens.iter().map(|t| t.logprob as f64).sum::<f64>() / tokens.len() as f64;
+        assert!((scored.perplexity - (-mean).exp()).abs() < 1e-6 * scored.perplexity);
         // The flagging rules of local scoring: " ne" and "ar" are far below the best guess.
         let opts = ProofreadOptions {
             min_token_logprob: -25.0,
@@ -708,6 +714,18 @@ mod tests {
             parse_prompt_logprobs(&answer, "", "ab"),
             Err(PromptError::Missing(_))
         ));
+        // Only the first token may lack one: it is left out, the rest kept.
+        let answer = json!({"choices": [{"text": "ab", "index": 0, "logprobs": {
+            "tokens": ["a", "b"], "token_logprobs": [null, -1.5], "text_offset": [0, 1],
+            "top_logprobs": [null, {"b": -1.5}]}}]});
+        let tokens = parse_prompt_logprobs(&answer, "", "ab").unwrap();
+        assert_eq!(tokens.len(), 1);
+        assert_eq!((tokens[0].start, tokens[0].end, tokens[0].logprob), (1, 2, -1.5));
+        // A one-token text with none scored is empty, not an error.
+        let answer = json!({"choices": [{"text": "a", "index": 0, "logprobs": {
+            "tokens": ["a"], "token_logprobs": [null], "text_offset": [0],
+            "top_logprobs": [null]}}]});
+        assert!(parse_prompt_logprobs(&answer, "", "a").unwrap().is_empty());
         assert!(refuses_echo("`echo` is not supported with logprobs"));
         assert!(!refuses_echo("max_tokens must be positive"));
     }
