@@ -16,8 +16,9 @@
 #   editors/vscode/test/e2e.sh --screenshots
 #
 # remakes the README's pictures instead: the demo model (models/demo-gpt2) with the default
-# diagnostics thresholds, English text, only the ghost-text checks, the image
-# written to editors/vscode/images/ (QUILL_E2E_IMAGES overrides).
+# diagnostics thresholds, English text, only the ghost-text and diagnostics checks, the images
+# (ghost-text.png, diagnostics.png) written to editors/vscode/images/ (QUILL_E2E_IMAGES
+# overrides).
 set -euo pipefail
 
 EXT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -159,7 +160,8 @@ EOF
 if [ "$MODE" = screenshots ]; then
   # English for a model that has learned some (the demo model was trained on Debian's docs)
   printf 'If the device is not found, the drive' >"$WORK/ws/ghost.md"
-  printf 'To build the documentation, run make htmldocs in the top directory. The output is writen to the Documentation/output directory.\n' \
+  # a held-out sentence of the demo corpus with a typo the demo model flags at the defaults
+  printf 'Schedule analysis is needed to aviod this, which is outside the scope of the document.\n' \
     >"$WORK/ws/cafe.md"
 else
   printf 'The quick brown fo' >"$WORK/ws/ghost.md"
