@@ -680,6 +680,48 @@ remote_tests[#remote_tests + 1] = { "remote: diagnostics = `quill check --model 
   cmd("silent! bwipeout")
 end }
 
+remote_tests[#remote_tests + 1] = { "remote, fim = true: ghost text inside a line = the server's fill-in-the-middle answer", function()
+  -- As a user would: backend.fim set at run time (workspace/didChangeConfiguration).
+  lua([[
+    local client = vim.lsp.get_clients({ bufnr = 0, name = "quill" })[1]
+    client.settings.quill.backend = { url = ..., model = "tiny", fim = true }
+    client:notify("workspace/didChangeConfiguration", { settings = client.settings })
+  ]], llama_url)
+  local after = " jumps over the lazy dog."
+  edit(write_file("fim.md", after .. "\n"))
+  lua("vim.api.nvim_win_set_cursor(0, { 1, 0 })")
+  input("i" .. PROMPT)
+  local g = wait_for("ghost text inside the line", 30000, function()
+    local g = ghost()
+    return g ~= vim.NIL and line(1) == PROMPT .. after and g
+  end)
+  eq({ 1, #PROMPT }, g.cursor, "cursor")
+  -- The same request straight to the server: the text after the cursor as `suffix`, BOS in
+  -- front of the prompt (the document starts there), greedy, as quill sends it.
+  local function ask(body)
+    local res = vim.system({ "curl", "-sS", "--max-time", "30", "-H", "Content-Type: application/json",
+      "-d", vim.json.encode(body), llama_url .. "/completions" }, { text = true }):wait(60000)
+    check(res.code == 0, "curl to the server failed", res.stderr)
+    return vim.json.decode(res.stdout).choices[1].text
+  end
+  local body = { model = "tiny", prompt = "<|endoftext|>" .. PROMPT, max_tokens = 8, temperature = 0,
+    n = 1, repeat_penalty = 1, frequency_penalty = 0, presence_penalty = 0, stop = { "\n\n\n" } }
+  local plain = ask(body)
+  body.suffix = after .. "\n"
+  local filled = ask(body)
+  log("   fim:", vim.inspect(g.text), "; the server with suffix:", vim.inspect(filled), "; without:",
+    vim.inspect(plain))
+  check(no_fffd(filled) ~= no_fffd(plain), "this server answers the same with and without suffix", filled)
+  eq(no_fffd(filled), no_fffd(g.text), "ghost text with fim vs the server's answer to prompt + suffix")
+  eq(g.text, g.drawn[1].text, "drawn virtual text")
+  input("<Tab>")
+  wait_for("the accepted text before the rest of the line", 5000, function()
+    return line(1) == PROMPT .. g.text .. after
+  end)
+  input("<Esc>")
+  cmd("silent! bwipeout!")
+end }
+
 -- Run ------------------------------------------------------------------------------------
 local function start_child(env)
   chan = vim.fn.jobstart({ vim.v.progpath, "--embed", "--headless", "-u", here .. "/init.lua", "-i", "NONE", "-n" },
