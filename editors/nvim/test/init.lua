@@ -24,11 +24,15 @@ vim.notify = function(msg, level, o)
   return notify(msg, level, o)
 end
 
+-- With QUILL_TEST_BACKEND_URL (the remote-backend checks of test.lua): the language model is
+-- only on that OpenAI-compatible server; the model path does not exist, so nothing local answers.
+local backend_url = vim.env.QUILL_TEST_BACKEND_URL
 require("quill").setup({
   cmd = { vim.env.QUILL_BIN },
   cmd_env = { HF_HUB_OFFLINE = "1" },
   settings = {
-    model = repo .. "/tests/fixtures/gpt2-tiny",
+    model = backend_url and "/nonexistent/quill-test-model" or repo .. "/tests/fixtures/gpt2-tiny",
+    backend = backend_url and { url = backend_url, model = "tiny" } or nil,
     t5Model = repo .. "/tests/fixtures/t5-tiny",
     completion = { temperature = 0, numSuggestions = 1, maxTokens = 8, stopAtSentence = false },
     diagnostics = { minTokenLogprob = -25, minAlternativeGap = 8, maxSentencePerplexity = 1e12, debounceMs = 50 },

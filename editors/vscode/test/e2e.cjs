@@ -24,6 +24,10 @@ const GHOST_FILE_TEXT = fs.readFileSync(path.join(WORK, 'ws', 'ghost.md'), 'utf8
 const CAFE = fs.readFileSync(path.join(WORK, 'ws', 'cafe.md'), 'utf8');
 const HARBOUR_PARAGRAPH =
   'The harbour town woke early. Before the sun was up, the bakers had lit their ovens, the fishermen were loading nets onto their boats, and the first bus of the day was waiting outside the station with its engine running.';
+// llama.cpp's server serving an f32 GGUF of the tiny fixture (set by e2e.sh when installed)
+const LLAMA_URL = process.env.E2E_LLAMA_URL;
+const LLAMA_GGUF = process.env.E2E_LLAMA_GGUF;
+const LLAMA_LOG = process.env.E2E_LLAMA_LOG;
 const REFERENCE_SUMMARY = 'pe plan pelow A pe fre balq whe pe Daqp hotel house bal home cha hotel';
 
 const results = [];
@@ -501,6 +505,117 @@ async function main() {
     assert(got === expected, `answer ${JSON.stringify(got)} != quill answer ${JSON.stringify(expected)}`);
   });
 
+  // --- 6b. the remote backend: llama.cpp's server answers the ghost text ------------------------
+  if (LLAMA_URL) {
+    await check('quill.backend = llama.cpp\'s server: ghost text and squiggles equal the local backend\'s on the same GGUF', async () => {
+      await closeToasts();
+      // the server log's access lines count the requests that reached it
+      const served = () => (fs.readFileSync(LLAMA_LOG, 'utf8').match(/POST \/v1\/completions/g) ?? []).length;
+      const up = await waitFor(async () => {
+        try {
+          return (await fetch(`${LLAMA_URL}/models`)).ok;
+        } catch {
+          return false;
+        }
+      }, 120000, 500);
+      assert(up, `llama.cpp's server at ${LLAMA_URL} did not come up`);
+      const settingsFile = path.join(WORK, 'ws', '.vscode', 'settings.json');
+      const settings = fs.readFileSync(settingsFile, 'utf8');
+      // a model path that does not exist: only the server can answer
+      const remote = settings.replace(/"quill\.model": "[^"]*",/,
+        `"quill.model": "/nonexistent/quill-model",\n  "quill.backend": { "url": "${LLAMA_URL}", "model": "tiny" },`);
+      assert(remote !== settings, 'no quill.model line in the workspace settings');
+      fs.writeFileSync(settingsFile, remote);
+      try {
+        const prompt = fs.readFileSync(path.join(WORK, 'ws', 'remote.md'), 'utf8') + TYPED;
+        const local = execFileSync(QUILL_BIN, ['complete', '--model', LLAMA_GGUF, '--max-tokens', '8', '--json', prompt],
+          { env: { ...process.env, HF_HUB_OFFLINE: '1' }, encoding: 'utf8' });
+        // quill shows a token that is part of a character as U+FFFD where llama-cpp-python drops it
+        const expected = JSON.parse(local).completions[0].text.replace(/\ufffd/g, '');
+        log(`local backend on the GGUF, ${JSON.stringify(prompt)}: ${JSON.stringify(expected)}`);
+        assert(expected.trim().length > 0, 'the local backend gave an empty continuation');
+        await sleep(1000); // the settings reach the server
+        const before = served();
+        await openFile('remote.md');
+        await focusEditor();
+        await page.keyboard.press('Control+End');
+        const ghostText = async () => norm((await page.locator('.monaco-editor.focused [class*="ghost-text"]').allTextContents()).join(''));
+        let ghost;
+        for (let i = 0; i < 5 && !ghost; i++) {
+          if (i > 0) await page.keyboard.press('Backspace');
+          await page.keyboard.type(TYPED);
+          ghost = await waitFor(async () => (await ghostText()).trim() || undefined, 8000);
+          if (!ghost) {
+            await page.keyboard.press('Alt+Backslash');
+            ghost = await waitFor(async () => (await ghostText()).trim() || undefined, 5000);
+          }
+        }
+        assert(ghost, 'no ghost text appeared');
+        ghost = await ghostText();
+        log(`ghost text from the server: ${JSON.stringify(ghost)}; ${served() - before} requests reached it`);
+        await shot('remote-ghost-text', { clip: { x: 0, y: 0, width: 900, height: 260 } });
+        assert(served() > before, 'no completion request reached llama.cpp\'s server');
+        assert(ghost === expected, `ghost text ${JSON.stringify(ghost)} != the local backend's ${JSON.stringify(expected)}`);
+        await page.keyboard.press('Tab');
+        const saved = await saveUntil('remote.md', (t) => t === prompt + expected);
+        assert(saved === prompt + expected, `after Tab the file is ${JSON.stringify(saved)}, expected ${JSON.stringify(prompt + expected)}`);
+
+        // Diagnostics through the server: the squiggles of `quill check --model GGUF` (local). A
+        // word at a paragraph's start may be missing: the server gives a prompt's first token no
+        // log-probability.
+        const file = path.join(WORK, 'ws', 'remote-cafe.md');
+        const text = fs.readFileSync(file, 'utf8');
+        const starts = new Set([0, ...[...text.matchAll(/\n\n/g)].map((m) => Buffer.byteLength(text.slice(0, m.index + 2)))]);
+        let out;
+        try {
+          out = execFileSync(QUILL_BIN, ['check', '--json', '--model', LLAMA_GGUF, ...CHECK_ARGS, file],
+            { env: { ...process.env, HF_HUB_OFFLINE: '1' }, encoding: 'utf8' });
+        } catch (e) {
+          out = e.stdout; // exit 1 when something was found
+        }
+        const all = JSON.parse(out).findings.filter((f) => f.code === 'unlikely-token');
+        const required = all.filter((f) => !starts.has(f.start));
+        log(`quill check --model GGUF: ${all.map((f) => f.word).join(', ')} (${all.length - required.length} at a paragraph's start)`);
+        assert(required.length > 0, 'quill check flags nothing after the paragraphs\' first words');
+        await openFile('remote-cafe.md');
+        const sel = '.monaco-editor.focused .squiggly-info';
+        const count = () => page.locator(sel).count();
+        let n = await waitFor(async () => ((await count()) >= required.length ? count() : undefined), 30000);
+        await sleep(1500); // all of them: the document's diagnostics come in one publication
+        n = await count();
+        log(`${n} squiggles through the server; quill check: ${required.length} to ${all.length}`);
+        assert(n >= required.length && n <= all.length, `${n} squiggles, expected ${required.length} to ${all.length}`);
+        // The last one, in the second paragraph: its hover names the word the local backend flags.
+        const boxes = (await page.locator(sel).evaluateAll((els) =>
+          els.map((e) => {
+            const r = e.getBoundingClientRect();
+            return { x: r.x, y: r.y, width: r.width, height: r.height };
+          }),
+        )).sort((a, b) => a.y - b.y || a.x - b.x);
+        const last = boxes[boxes.length - 1];
+        const word = required[required.length - 1].word;
+        let hover;
+        for (let i = 0; i < 5 && !hover; i++) {
+          await page.mouse.move(last.x + last.width / 2 + (i % 2), last.y + last.height / 2 - 4);
+          hover = await waitFor(async () => {
+            const t = norm(await page.locator('.monaco-hover:not(.hidden)').first().innerText());
+            return /saw/.test(t) ? t : undefined;
+          }, 4000);
+          if (!hover) await page.mouse.move(5, 5);
+        }
+        assert(hover, 'no hover on the last squiggle');
+        log(`hover: ${JSON.stringify(hover)}`);
+        await shot('remote-diagnostics', { clip: { x: 0, y: 0, width: 900, height: 320 } });
+        assert(new RegExp(`saw \\*?${word}\\*?`).test(hover), `the hover does not name ${JSON.stringify(word)}`);
+        await page.mouse.move(5, 5);
+      } finally {
+        fs.writeFileSync(settingsFile, settings);
+      }
+    });
+  } else {
+    log('SKIPPED the remote-backend check: llama-cpp-python is not installed (scripts/llama_server.sh install)');
+  }
+
   // --- 7. a missing binary: a clear error with the install instructions -------------------------
   await check('a missing quill binary gives an error that links to the install instructions', async () => {
     await closeToasts();
@@ -535,7 +650,7 @@ async function main() {
     fs.writeFileSync(settingsFile, settings);
   });
 
-  await finish(browser, 9);
+  await finish(browser, LLAMA_URL ? 10 : 9);
 }
 
 /** Closes the browser, prints the results and exits 0 when all `expected` checks passed. */

@@ -10,7 +10,9 @@
 # ready one, installs it into a fresh code-server, runs test/e2e.cjs, and prints
 # QUILL-VSCODE-E2E-PASSED when every check passed. The editor runs with no quill on PATH and
 # no quill.server.path: the server it starts is the one in the .vsix, as for a user who
-# installed only the extension.
+# installed only the extension. When llama-cpp-python is installed (scripts/llama_server.sh
+# install), one more check sets quill.backend to llama.cpp's server (otherwise it is skipped,
+# saying so).
 # Screenshots: <repo>/target/e2e/vscode-*.png; QUILL_E2E_IMAGES=DIR also copies the README ones there. Set QUILL_E2E_KEEP=1 to keep the temporary directory.
 #
 #   editors/vscode/test/e2e.sh --screenshots
@@ -74,13 +76,21 @@ if command -v quill >/dev/null; then
   log "quill is still on PATH ($(command -v quill))"; exit 1
 fi
 
+# llama-cpp-python's venv, found before HOME moves below (scripts/llama_server.sh looks in the cache)
+LLAMA_VENV="${QUILL_LLAMA_VENV:-${QUILL_CI_CACHE:-$HOME/.cache/quill-ci}/llama-venv}"
+
 # --- a fresh code-server -----------------------------------------------------------------------
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/quill-vscode-e2e.XXXXXX")"
 CS_PID=""
+LLAMA_PID=""
 cleanup() {
   if [ -n "$CS_PID" ] && kill -0 "$CS_PID" 2>/dev/null; then
     kill "$CS_PID" 2>/dev/null || true
     wait "$CS_PID" 2>/dev/null || true
+  fi
+  if [ -n "$LLAMA_PID" ]; then
+    kill "$LLAMA_PID" 2>/dev/null || true
+    wait "$LLAMA_PID" 2>/dev/null || true
   fi
   if [ "${QUILL_E2E_KEEP:-0}" = 1 ]; then
     log "kept $WORK"
@@ -89,6 +99,7 @@ cleanup() {
   fi
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 export HOME="$WORK/home" XDG_CONFIG_HOME="$WORK/home/.config" XDG_DATA_HOME="$WORK/home/.local/share"
 mkdir -p "$HOME" "$WORK/data/User" "$WORK/ext" "$WORK/ws/.vscode" "$SHOTS"
 rm -f "$SHOTS"/vscode-*.png
@@ -172,6 +183,28 @@ printf '# Harbour\n\nThe harbour town woke early. Before the sun was up, the bak
   >"$WORK/ws/harbour.md"
 
 printf 'The house is wonderful.' >"$WORK/ws/short.md"
+printf 'The quick brown fo' >"$WORK/ws/remote.md"
+printf 'We sat in the café and ordered coffee. It was good.\n\nThe café is near the station, where a dog barked at nothing.\n' \
+  >"$WORK/ws/remote-cafe.md"
+
+# --- llama.cpp's server, for the remote-backend check -------------------------------------------
+# When scripts/llama_server.sh has built llama-cpp-python (CI's .ci/run does before the editor
+# tests), an f32 GGUF of the tiny fixture is served on a free port; one check then switches
+# quill.backend to it. It starts now, so it is up by the time that check comes.
+LLAMA_URL=""
+LLAMA_LOG="$WORK/llama.log"
+if [ "$MODE" = e2e ] && QUILL_LLAMA_VENV="$LLAMA_VENV" bash "$REPO/scripts/llama_server.sh" python >/dev/null 2>"$WORK/llama-why"; then
+  "$QUILL_BIN" quantize --dtype f32 --model "$FIX/gpt2-tiny" "$WORK/gguf" >"$WORK/quantize.log" 2>&1 ||
+    { cat "$WORK/quantize.log" >&2; log "quill quantize --dtype f32 failed"; exit 1; }
+  LLAMA_PORT="$(node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')"
+  QUILL_LLAMA_VENV="$LLAMA_VENV" bash "$REPO/scripts/llama_server.sh" serve "$WORK/gguf/model.gguf" "$LLAMA_PORT" \
+    >"$LLAMA_LOG" 2>&1 &
+  LLAMA_PID=$!
+  LLAMA_URL="http://127.0.0.1:$LLAMA_PORT/v1"
+  log "remote backend: llama-cpp-python serving $WORK/gguf/model.gguf at $LLAMA_URL"
+elif [ "$MODE" = e2e ]; then
+  log "SKIPPING the remote-backend check: $(cat "$WORK/llama-why")"
+fi
 
 PORT="$(node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')"
 cat >"$WORK/config.yaml" <<EOF
@@ -197,6 +230,7 @@ done
 set +e
 QUILL_BIN="$QUILL_BIN" QUILL_FIXTURES="$FIX" E2E_MODE="$MODE" E2E_MODEL="$MODEL" E2E_CHECK_ARGS="$CHECK_ARGS" E2E_URL="http://127.0.0.1:$PORT/?folder=$WORK/ws" \
   E2E_WORK="$WORK" E2E_SHOTS="$SHOTS" E2E_IMAGES="${QUILL_E2E_IMAGES:-}" E2E_BUNDLED="$BUNDLED" E2E_CS_PID="$CS_PID" \
+  E2E_LLAMA_URL="$LLAMA_URL" E2E_LLAMA_GGUF="$WORK/gguf" E2E_LLAMA_LOG="$LLAMA_LOG" \
   NODE_PATH="$QUILL_VSCODE_TOOLS/node_modules" \
   node "$EXT_DIR/test/e2e.cjs"
 rc=$?
@@ -206,5 +240,9 @@ if [ $rc -ne 0 ]; then
   tail -n 40 "$WORK/code-server.log" >&2 || true
   # the extension host log holds the Quill output channel
   find "$WORK/data/logs" -name '*Quill*' -exec tail -n 40 {} + >&2 2>/dev/null || true
+  if [ -n "$LLAMA_URL" ]; then
+    log "llama.cpp server log tail:"
+    tail -n 20 "$LLAMA_LOG" >&2 || true
+  fi
 fi
 exit $rc
