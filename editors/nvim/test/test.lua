@@ -186,6 +186,13 @@ tests[#tests + 1] = { "typing shows ghost text = the server's greedy continuatio
   eq(continuation, g.drawn[1].text, "drawn virtual text")
   eq({ 0, #PROMPT, "inline", "QuillGhostText" }, { g.drawn[1].row, g.drawn[1].col, g.drawn[1].pos,
     g.drawn[1].hl }, "extmark position and style")
+  -- The cursor is drawn before the ghost text (where typing goes), not after it.
+  local at = lua([[
+    local n = ...
+    local last = vim.fn.screenpos(0, 1, n)
+    return { vim.fn.wincol(), last.col - vim.fn.win_screenpos(0)[2] + 2 }
+  ]], #PROMPT)
+  eq(at[2], at[1], "the cursor's window column: right after the typed text, before the ghost text")
   log("   ghost text:", vim.inspect(continuation))
 end }
 

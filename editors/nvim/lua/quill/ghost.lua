@@ -114,7 +114,8 @@ local function render(bufnr)
     virt_text = { { show(lines[1]), hl } },
     virt_text_pos = "inline",
     hl_mode = "combine",
-    right_gravity = false,
+    -- right of the cursor: the cursor is drawn before the ghost text, where typing goes
+    right_gravity = true,
     priority = 200,
   }
   if #lines > 1 then
