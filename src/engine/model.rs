@@ -220,7 +220,10 @@ impl LanguageModel {
             )));
         }
         let (hidden, prime) = session.prime(&self.model, prompt, cancel)?;
-        let first_logits = self.model.logits(&hidden)?.squeeze(0)?.to_vec1::<f32>()?;
+        let first_logits = {
+            let _span = tracing::debug_span!(target: "quill::keystroke", "logits").entered();
+            self.model.logits(&hidden)?.squeeze(0)?.to_vec1::<f32>()?
+        };
         let prompt_len = prompt.len();
         // Greedy candidates are all the same: decode one.
         let n = if params.sampling.is_greedy() {
@@ -236,6 +239,7 @@ impl LanguageModel {
             self.decode_batch(session, first_logits, n, params, cancel)
         };
         session.truncate(prompt_len);
+        let _span = tracing::debug_span!(target: "quill::keystroke", "finish").entered();
         let mut completions: Vec<Completion> = Vec::new();
         for c in result? {
             let done = self.finish(c, params.stop)?;
@@ -256,12 +260,19 @@ impl LanguageModel {
         let mut sampler = Sampler::new(params.sampling.clone());
         let mut c = Candidate::default();
         loop {
-            let id = sampler.sample(&logits);
-            if !c.push(self, id, &logits, params)? {
-                break;
-            }
+            let go_on = {
+                let _span = tracing::debug_span!(target: "quill::keystroke", "sample").entered();
+                let id = sampler.sample(&logits);
+                c.push(self, id, &logits, params)?.then_some(id)
+            };
+            let Some(id) = go_on else { break };
             cancel.check()?;
-            let hidden = self.model.forward(&[id], session.cache_mut())?;
+            let hidden = {
+                let _span =
+                    tracing::debug_span!(target: "quill::keystroke", "decode_pass").entered();
+                self.model.forward(&[id], session.cache_mut())?
+            };
+            let _span = tracing::debug_span!(target: "quill::keystroke", "logits").entered();
             logits = self.model.logits(&hidden)?.squeeze(0)?.to_vec1()?;
         }
         Ok(vec![c])
@@ -285,10 +296,17 @@ impl LanguageModel {
         let mut batch = self.model.new_batch_cache(n, params.max_tokens)?;
         while cands.iter().any(|c| !c.done) {
             cancel.check()?;
-            let hidden = self
-                .model
-                .forward_shared(&next, session.cache(), &mut batch)?;
-            let logits = self.model.logits(&hidden)?.to_vec2::<f32>()?;
+            let hidden = {
+                let _span =
+                    tracing::debug_span!(target: "quill::keystroke", "decode_pass").entered();
+                self.model
+                    .forward_shared(&next, session.cache(), &mut batch)?
+            };
+            let logits = {
+                let _span = tracing::debug_span!(target: "quill::keystroke", "logits").entered();
+                self.model.logits(&hidden)?.to_vec2::<f32>()?
+            };
+            let _span = tracing::debug_span!(target: "quill::keystroke", "sample").entered();
             for (i, c) in cands.iter_mut().enumerate() {
                 if c.done {
                     continue;

@@ -166,12 +166,22 @@ impl Session {
             return Err(EngineError::Input("the prompt is empty".into()));
         }
         // The last token is always fed again: its hidden state is the answer.
-        let common = common_prefix(&self.tokens, prompt).min(prompt.len() - 1);
-        self.cache.truncate(common);
-        self.tokens.truncate(common);
+        let common = {
+            let _span = tracing::debug_span!(target: "quill::keystroke", "prefix").entered();
+            let common = common_prefix(&self.tokens, prompt).min(prompt.len() - 1);
+            self.cache.truncate(common);
+            self.tokens.truncate(common);
+            common
+        };
         let mut last = None;
         for chunk in prompt[common..].chunks(PREFILL_CHUNK) {
             cancel.check()?;
+            let _span = tracing::debug_span!(
+                target: "quill::keystroke",
+                "prompt_pass",
+                tokens = chunk.len()
+            )
+            .entered();
             let hidden = model.forward(chunk, &mut self.cache)?;
             self.tokens.extend_from_slice(chunk);
             last = Some(hidden.narrow(0, chunk.len() - 1, 1)?);
