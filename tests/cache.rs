@@ -89,6 +89,16 @@ fn check_equal(
         n_positions: lm.n_positions(),
     };
     let prompt = lm.prompt_for(text, &policy).unwrap();
+    // The document's text tokenized in pieces, reusing those of the last edit's text, gives
+    // the same prompt as the whole text tokenized at once.
+    let mut start = quill::engine::tasks::session::tail_start(text.len(), &policy);
+    while !text.is_char_boundary(start) {
+        start -= 1;
+    }
+    let pieces = lm
+        .prompt_for_tail_cached(&text[start..], start, &policy, warm.text_cache_mut())
+        .unwrap();
+    prop_assert_eq!(&pieces, &prompt, "tokens in pieces differ for {:?}", text);
     let cancel = Cancel::new();
     let (h_warm, _) = warm.prime(lm.gpt2(), &prompt, &cancel).unwrap();
     let mut cold = lm.new_session().unwrap();

@@ -10,7 +10,7 @@ use super::nets::gpt2::{Gpt2, Gpt2Config};
 use super::tasks::sampling::{log_prob, Sampler, StopAt};
 use super::tasks::scoring;
 use super::tasks::session::{self, Session, WindowPolicy};
-use super::tasks::tokens::TextTokenizer;
+use super::tasks::tokens::{ChunkCache, TextTokenizer};
 use super::{
     load_tokenizer, load_weights, weights_mismatch, Cancel, Completion, CompletionOutput,
     EngineError, GenerateParams, ScoredText, ScoredToken,
@@ -179,6 +179,29 @@ impl LanguageModel {
         text_start: usize,
         policy: &WindowPolicy,
     ) -> Result<Vec<u32>, EngineError> {
+        self.prompt_from(tail, text_start, policy, None)
+    }
+
+    /// [`LanguageModel::prompt_for_tail`], tokenizing only the pieces of the text that `cache`
+    /// (the document's, from its last request) does not hold: a keystroke re-tokenizes the
+    /// few words around the edit.
+    pub fn prompt_for_tail_cached(
+        &self,
+        tail: &str,
+        text_start: usize,
+        policy: &WindowPolicy,
+        cache: &mut ChunkCache,
+    ) -> Result<Vec<u32>, EngineError> {
+        self.prompt_from(tail, text_start, policy, Some(cache))
+    }
+
+    fn prompt_from(
+        &self,
+        tail: &str,
+        text_start: usize,
+        policy: &WindowPolicy,
+        cache: Option<&mut ChunkCache>,
+    ) -> Result<Vec<u32>, EngineError> {
         let at_start = text_start == 0;
         let text = if at_start {
             tail
@@ -189,7 +212,10 @@ impl LanguageModel {
             n_positions: policy.n_positions.min(self.n_positions()),
             ..*policy
         };
-        let enc = self.tokenizer.encode(text)?;
+        let enc = match cache {
+            Some(cache) => self.tokenizer.encode_cached(text, cache)?,
+            None => self.tokenizer.encode(text)?,
+        };
         let bytes = text.as_bytes();
         let line_start: Vec<bool> = enc
             .offsets

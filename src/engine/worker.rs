@@ -516,7 +516,12 @@ fn handle(job: Job, st: &mut State, shared: &Shared) {
                     let prompt = {
                         let _span =
                             tracing::debug_span!(target: "quill::keystroke", "tokenize").entered();
-                        lm.prompt_for_tail(&req.text_before, req.text_start, &req.policy)?
+                        lm.prompt_for_tail_cached(
+                            &req.text_before,
+                            req.text_start,
+                            &req.policy,
+                            session.text_cache_mut(),
+                        )?
                     };
                     let out = lm.complete(&mut session, &prompt, &req.params, &cancel);
                     // A session is kept only after a clean run; an error may leave it odd.

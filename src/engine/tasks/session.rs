@@ -14,6 +14,7 @@
 use candle_core::Tensor;
 
 use crate::engine::nets::gpt2::{Gpt2, KvCache};
+use crate::engine::tasks::tokens::ChunkCache;
 use crate::engine::{Cancel, EngineError};
 
 /// Prompt tokens fed to the model per forward pass; cancellation is checked between them.
@@ -131,6 +132,8 @@ pub struct PrimeStats {
 pub struct Session {
     tokens: Vec<u32>,
     cache: KvCache,
+    /// The pieces of the text last tokenized for this document.
+    text: ChunkCache,
 }
 
 impl Session {
@@ -138,6 +141,7 @@ impl Session {
         Ok(Self {
             tokens: Vec::new(),
             cache: model.new_cache()?,
+            text: ChunkCache::default(),
         })
     }
 
@@ -152,6 +156,12 @@ impl Session {
 
     pub fn cache_mut(&mut self) -> &mut KvCache {
         &mut self.cache
+    }
+
+    /// The pieces of the text last tokenized for this document (see
+    /// [`crate::engine::tasks::tokens::TextTokenizer::encode_cached`]).
+    pub fn text_cache_mut(&mut self) -> &mut ChunkCache {
+        &mut self.text
     }
 
     /// Brings the cache to exactly `prompt` and returns the hidden state of its last position,
