@@ -163,6 +163,19 @@ impl Drop for CancelOnDrop {
     }
 }
 
+/// Marks a completion of a document as ended when its handler ends or is dropped (a pass of
+/// its diagnostics waits for typing to pause, see `diagnostics.rs`).
+struct CompletionActivity<'a> {
+    inner: &'a Inner,
+    uri: &'a Uri,
+}
+
+impl Drop for CompletionActivity<'_> {
+    fn drop(&mut self) {
+        self.inner.completion_ended(self.uri);
+    }
+}
+
 /// Bytes of the text after the cursor sent to a fill-in-the-middle backend.
 const FIM_SUFFIX_BYTES: usize = 2048;
 
@@ -351,6 +364,8 @@ impl Server {
         uri: &Uri,
         position: Position,
     ) -> jsonrpc::Result<(Vec<Completion>, Range, String)> {
+        self.completion_started(uri);
+        let _activity = CompletionActivity { inner: self, uri };
         self.settings_ready().await;
         let settings = self.settings();
         let enc = self.encoding();
