@@ -468,7 +468,11 @@ fn llama_scores_and_flagged_words_equal_quill_score() {
             .sum::<f64>()
             / got.len() as f64;
         let ppl = scored["perplexity"].as_f64().unwrap();
-        assert!((ppl - (-mean).exp()).abs() <= 1e-2 * ppl, "{ppl} vs {}", (-mean).exp());
+        assert!(
+            (ppl - (-mean).exp()).abs() <= 1e-2 * ppl,
+            "{ppl} vs {}",
+            (-mean).exp()
+        );
         let check = |args: &[&str], m: Option<&Path>| {
             let mut cmd = quill();
             cmd.args(["check", "--json", "--language", "plaintext"])

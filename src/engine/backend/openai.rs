@@ -720,7 +720,10 @@ mod tests {
             "top_logprobs": [null, {"b": -1.5}]}}]});
         let tokens = parse_prompt_logprobs(&answer, "", "ab").unwrap();
         assert_eq!(tokens.len(), 1);
-        assert_eq!((tokens[0].start, tokens[0].end, tokens[0].logprob), (1, 2, -1.5));
+        assert_eq!(
+            (tokens[0].start, tokens[0].end, tokens[0].logprob),
+            (1, 2, -1.5)
+        );
         // A one-token text with none scored is empty, not an error.
         let answer = json!({"choices": [{"text": "a", "index": 0, "logprobs": {
             "tokens": ["a"], "token_logprobs": [null], "text_offset": [0],
