@@ -301,3 +301,43 @@ fn caches_and_sessions_cannot_be_cloned_into_shared_state() {
     assert!(!implements_clone!(BatchCache));
     assert!(!implements_clone!(Session));
 }
+
+/// A pass stopped between two layers (background work giving way to a keystroke) leaves the
+/// cache as it was: the same tokens fed again give the cold computation's hidden states.
+#[test]
+fn a_stopped_pass_leaves_the_cache_as_it_was() {
+    let lm = load_fixture("gpt2-tiny");
+    let model = lm.gpt2();
+    let ids = lm
+        .tokenizer()
+        .encode("the cat sat on the mat and looked out of the window")
+        .unwrap()
+        .ids;
+    let mut cache = model.new_cache().unwrap();
+    model.forward(&ids[..3], &mut cache).unwrap();
+    let checks = std::cell::Cell::new(0);
+    let stop = || {
+        checks.set(checks.get() + 1);
+        checks.get() > 1
+    };
+    let stopped = model.forward_or_stop(&ids[3..], &mut cache, &stop).unwrap();
+    assert!(stopped.is_none(), "stopped before the second layer");
+    assert_eq!(cache.len(), 3);
+    let warm: Vec<f32> = model
+        .forward(&ids[3..], &mut cache)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let mut cold = model.new_cache().unwrap();
+    let all = model.forward(&ids, &mut cold).unwrap();
+    let cold: Vec<f32> = all
+        .narrow(0, 3, ids.len() - 3)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    assert!(max_diff(&warm, &cold) < 1e-4, "{}", max_diff(&warm, &cold));
+}

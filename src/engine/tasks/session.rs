@@ -192,7 +192,13 @@ impl Session {
                 tokens = chunk.len()
             )
             .entered();
-            let hidden = model.forward(chunk, &mut self.cache)?;
+            // A newer keystroke or a completion waiting behind proofreading stops the pass
+            // between two layers; the cache and its tokens stay as they were.
+            let Some(hidden) =
+                model.forward_or_stop(chunk, &mut self.cache, &|| cancel.is_cancelled())?
+            else {
+                return Err(EngineError::Cancelled);
+            };
             self.tokens.extend_from_slice(chunk);
             last = Some(hidden.narrow(0, chunk.len() - 1, 1)?);
         }
