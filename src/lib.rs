@@ -13,3 +13,4 @@ pub mod document;
 pub mod engine;
 pub mod lsp;
 pub mod models;
+pub mod span_times;

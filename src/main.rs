@@ -350,6 +350,8 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
 fn main() -> ExitCode {
     allocator::keep_freed_buffers();
     use std::io::IsTerminal;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
@@ -357,6 +359,9 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("QUILL_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
+        .finish()
+        // `QUILL_LOG=quill::keystroke=debug`: where a keystroke's time goes (see span_times).
+        .with(quill::span_times::SpanTimes)
         .init();
     let cli = Cli::parse();
     // QUILL_CPU: refused here, with its reason, rather than at the first product.

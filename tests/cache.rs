@@ -89,6 +89,16 @@ fn check_equal(
         n_positions: lm.n_positions(),
     };
     let prompt = lm.prompt_for(text, &policy).unwrap();
+    // The document's text tokenized in pieces, reusing those of the last edit's text, gives
+    // the same prompt as the whole text tokenized at once.
+    let mut start = quill::engine::tasks::session::tail_start(text.len(), &policy);
+    while !text.is_char_boundary(start) {
+        start -= 1;
+    }
+    let pieces = lm
+        .prompt_for_tail_cached(&text[start..], start, &policy, warm.text_cache_mut())
+        .unwrap();
+    prop_assert_eq!(&pieces, &prompt, "tokens in pieces differ for {:?}", text);
     let cancel = Cancel::new();
     let (h_warm, _) = warm.prime(lm.gpt2(), &prompt, &cancel).unwrap();
     let mut cold = lm.new_session().unwrap();
@@ -290,4 +300,44 @@ fn caches_and_sessions_cannot_be_cloned_into_shared_state() {
     assert!(!implements_clone!(KvCache));
     assert!(!implements_clone!(BatchCache));
     assert!(!implements_clone!(Session));
+}
+
+/// A pass stopped between two layers (background work giving way to a keystroke) leaves the
+/// cache as it was: the same tokens fed again give the cold computation's hidden states.
+#[test]
+fn a_stopped_pass_leaves_the_cache_as_it_was() {
+    let lm = load_fixture("gpt2-tiny");
+    let model = lm.gpt2();
+    let ids = lm
+        .tokenizer()
+        .encode("the cat sat on the mat and looked out of the window")
+        .unwrap()
+        .ids;
+    let mut cache = model.new_cache().unwrap();
+    model.forward(&ids[..3], &mut cache).unwrap();
+    let checks = std::cell::Cell::new(0);
+    let stop = || {
+        checks.set(checks.get() + 1);
+        checks.get() > 1
+    };
+    let stopped = model.forward_or_stop(&ids[3..], &mut cache, &stop).unwrap();
+    assert!(stopped.is_none(), "stopped before the second layer");
+    assert_eq!(cache.len(), 3);
+    let warm: Vec<f32> = model
+        .forward(&ids[3..], &mut cache)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let mut cold = model.new_cache().unwrap();
+    let all = model.forward(&ids, &mut cold).unwrap();
+    let cold: Vec<f32> = all
+        .narrow(0, 3, ids.len() - 3)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    assert!(max_diff(&warm, &cold) < 1e-4, "{}", max_diff(&warm, &cold));
 }

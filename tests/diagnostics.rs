@@ -389,3 +389,42 @@ fn sentences_of_high_perplexity_get_one_hint_each() {
         "the thresholds matter: {counts:?}"
     );
 }
+
+/// A pass waits while completions follow each other, as it waits for edits: one started
+/// between them made each completion wait for the forward pass in progress, which at f32 on
+/// two cores made the keystrokes longer than the debounce, which started the next pass.
+#[test]
+fn a_pass_waits_until_completions_pause() {
+    use std::time::{Duration, Instant};
+    let mut settings = diag_settings();
+    settings["diagnostics"]["debounceMs"] = json!(300);
+    let mut client = LspClient::start(&[]);
+    client.initialize(json!({}), settings);
+    let text = "We sat in the café and ordered coffee. It was good.\n";
+    client.open(DOC, "markdown", text);
+    published(&mut client, DOC, 1);
+    client.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": DOC, "version": 2},
+               "contentChanges": [{"range": {"start": {"line": 1, "character": 0},
+                                             "end": {"line": 1, "character": 0}},
+                                   "text": "More"}]}),
+    );
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(900) {
+        let r = client.request(
+            "textDocument/completion",
+            json!({"textDocument": {"uri": DOC}, "position": {"line": 1, "character": 4}}),
+        );
+        assert!(r.get("error").is_none(), "{r}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    client.drain_responses(Duration::from_millis(50));
+    let early = client
+        .notifications
+        .iter()
+        .any(|n| n["method"] == "textDocument/publishDiagnostics" && n["params"]["version"] == 2);
+    assert!(!early, "a pass ran between completions");
+    // Once they stop, the pass runs.
+    published(&mut client, DOC, 2);
+}

@@ -10,7 +10,7 @@ use super::nets::gpt2::{Gpt2, Gpt2Config};
 use super::tasks::sampling::{log_prob, Sampler, StopAt};
 use super::tasks::scoring;
 use super::tasks::session::{self, Session, WindowPolicy};
-use super::tasks::tokens::TextTokenizer;
+use super::tasks::tokens::{ChunkCache, TextTokenizer};
 use super::{
     load_tokenizer, load_weights, weights_mismatch, Cancel, Completion, CompletionOutput,
     EngineError, GenerateParams, ScoredText, ScoredToken,
@@ -179,6 +179,29 @@ impl LanguageModel {
         text_start: usize,
         policy: &WindowPolicy,
     ) -> Result<Vec<u32>, EngineError> {
+        self.prompt_from(tail, text_start, policy, None)
+    }
+
+    /// [`LanguageModel::prompt_for_tail`], tokenizing only the pieces of the text that `cache`
+    /// (the document's, from its last request) does not hold: a keystroke re-tokenizes the
+    /// few words around the edit.
+    pub fn prompt_for_tail_cached(
+        &self,
+        tail: &str,
+        text_start: usize,
+        policy: &WindowPolicy,
+        cache: &mut ChunkCache,
+    ) -> Result<Vec<u32>, EngineError> {
+        self.prompt_from(tail, text_start, policy, Some(cache))
+    }
+
+    fn prompt_from(
+        &self,
+        tail: &str,
+        text_start: usize,
+        policy: &WindowPolicy,
+        cache: Option<&mut ChunkCache>,
+    ) -> Result<Vec<u32>, EngineError> {
         let at_start = text_start == 0;
         let text = if at_start {
             tail
@@ -189,7 +212,10 @@ impl LanguageModel {
             n_positions: policy.n_positions.min(self.n_positions()),
             ..*policy
         };
-        let enc = self.tokenizer.encode(text)?;
+        let enc = match cache {
+            Some(cache) => self.tokenizer.encode_cached(text, cache)?,
+            None => self.tokenizer.encode(text)?,
+        };
         let bytes = text.as_bytes();
         let line_start: Vec<bool> = enc
             .offsets
@@ -220,7 +246,10 @@ impl LanguageModel {
             )));
         }
         let (hidden, prime) = session.prime(&self.model, prompt, cancel)?;
-        let first_logits = self.model.logits(&hidden)?.squeeze(0)?.to_vec1::<f32>()?;
+        let first_logits = {
+            let _span = tracing::debug_span!(target: "quill::keystroke", "logits").entered();
+            self.model.logits(&hidden)?.squeeze(0)?.to_vec1::<f32>()?
+        };
         let prompt_len = prompt.len();
         // Greedy candidates are all the same: decode one.
         let n = if params.sampling.is_greedy() {
@@ -236,6 +265,7 @@ impl LanguageModel {
             self.decode_batch(session, first_logits, n, params, cancel)
         };
         session.truncate(prompt_len);
+        let _span = tracing::debug_span!(target: "quill::keystroke", "finish").entered();
         let mut completions: Vec<Completion> = Vec::new();
         for c in result? {
             let done = self.finish(c, params.stop)?;
@@ -256,12 +286,19 @@ impl LanguageModel {
         let mut sampler = Sampler::new(params.sampling.clone());
         let mut c = Candidate::default();
         loop {
-            let id = sampler.sample(&logits);
-            if !c.push(self, id, &logits, params)? {
-                break;
-            }
+            let go_on = {
+                let _span = tracing::debug_span!(target: "quill::keystroke", "sample").entered();
+                let id = sampler.sample(&logits);
+                c.push(self, id, &logits, params)?.then_some(id)
+            };
+            let Some(id) = go_on else { break };
             cancel.check()?;
-            let hidden = self.model.forward(&[id], session.cache_mut())?;
+            let hidden = {
+                let _span =
+                    tracing::debug_span!(target: "quill::keystroke", "decode_pass").entered();
+                self.model.forward(&[id], session.cache_mut())?
+            };
+            let _span = tracing::debug_span!(target: "quill::keystroke", "logits").entered();
             logits = self.model.logits(&hidden)?.squeeze(0)?.to_vec1()?;
         }
         Ok(vec![c])
@@ -285,10 +322,17 @@ impl LanguageModel {
         let mut batch = self.model.new_batch_cache(n, params.max_tokens)?;
         while cands.iter().any(|c| !c.done) {
             cancel.check()?;
-            let hidden = self
-                .model
-                .forward_shared(&next, session.cache(), &mut batch)?;
-            let logits = self.model.logits(&hidden)?.to_vec2::<f32>()?;
+            let hidden = {
+                let _span =
+                    tracing::debug_span!(target: "quill::keystroke", "decode_pass").entered();
+                self.model
+                    .forward_shared(&next, session.cache(), &mut batch)?
+            };
+            let logits = {
+                let _span = tracing::debug_span!(target: "quill::keystroke", "logits").entered();
+                self.model.logits(&hidden)?.to_vec2::<f32>()?
+            };
+            let _span = tracing::debug_span!(target: "quill::keystroke", "sample").entered();
             for (i, c) in cands.iter_mut().enumerate() {
                 if c.done {
                     continue;

@@ -504,21 +504,35 @@ fn handle(job: Job, st: &mut State, shared: &Shared) {
                 stats.completion_bytes += req.text_before.len() as u64;
             }
             let sessions = &mut st.sessions;
-            let result = with_model(&st.model, shared, |lm| {
-                let doc = req.doc.clone();
-                let mut session = match sessions.remove(&doc) {
-                    Some((s, _)) => s,
-                    None => lm.new_session()?,
-                };
-                let prompt = lm.prompt_for_tail(&req.text_before, req.text_start, &req.policy)?;
-                let out = lm.complete(&mut session, &prompt, &req.params, &cancel);
-                // A session is kept only after a clean run; an error may leave it odd.
-                if out.is_ok() || matches!(out, Err(EngineError::Cancelled)) {
-                    evict_oldest(sessions);
-                    sessions.insert(doc, (session, clock));
-                }
-                out
+            // The span closes before the answer is sent: its time is logged by then.
+            let span = tracing::debug_span!(target: "quill::keystroke", "job");
+            let result = span.in_scope(|| {
+                with_model(&st.model, shared, |lm| {
+                    let doc = req.doc.clone();
+                    let mut session = match sessions.remove(&doc) {
+                        Some((s, _)) => s,
+                        None => lm.new_session()?,
+                    };
+                    let prompt = {
+                        let _span =
+                            tracing::debug_span!(target: "quill::keystroke", "tokenize").entered();
+                        lm.prompt_for_tail_cached(
+                            &req.text_before,
+                            req.text_start,
+                            &req.policy,
+                            session.text_cache_mut(),
+                        )?
+                    };
+                    let out = lm.complete(&mut session, &prompt, &req.params, &cancel);
+                    // A session is kept only after a clean run; an error may leave it odd.
+                    if out.is_ok() || matches!(out, Err(EngineError::Cancelled)) {
+                        evict_oldest(sessions);
+                        sessions.insert(doc, (session, clock));
+                    }
+                    out
+                })
             });
+            drop(span);
             let _ = tx.send(result);
         }
         Work::Score(text, tx) => {

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tower_lsp_server::ls_types::*;
@@ -40,6 +40,8 @@ pub struct DiagnosticsState {
     running: HashMap<Uri, Cancel>,
     /// Each open document's prose extractor (its tree), kept between passes.
     prose: HashMap<Uri, ProseEntry>,
+    /// Completion requests of each document in flight, and when the last one ended.
+    completing: HashMap<Uri, (usize, Instant)>,
 }
 
 /// A document's extractor and what it was made for.
@@ -83,6 +85,16 @@ impl Inner {
                 0
             };
             tokio::time::sleep(Duration::from_millis(delay)).await;
+            // One types and reads ghost text: a completion request counts as activity too. A
+            // pass started while completions follow each other made each of them wait for the
+            // forward pass in progress (a 128-token piece, 300 ms at f32 on 2 cores), which
+            // made the keystrokes longer than the debounce, which started the next pass.
+            while let Some(wait) = this.completion_quiet_in(&uri, delay) {
+                if this.is_stale(&uri, generation) {
+                    return;
+                }
+                tokio::time::sleep(wait).await;
+            }
             if this.is_stale(&uri, generation) {
                 return;
             }
@@ -92,6 +104,42 @@ impl Inner {
                 }
             }
         });
+    }
+
+    /// A completion of `uri` starts (see [`Inner::completion_ended`]).
+    pub(super) fn completion_started(&self, uri: &Uri) {
+        let mut d = lock(&self.diagnostics);
+        let entry = d
+            .completing
+            .entry(uri.clone())
+            .or_insert((0, Instant::now()));
+        entry.0 += 1;
+    }
+
+    /// A completion of `uri` was answered (or dropped).
+    pub(super) fn completion_ended(&self, uri: &Uri) {
+        let mut d = lock(&self.diagnostics);
+        if let Some(entry) = d.completing.get_mut(uri) {
+            entry.0 = entry.0.saturating_sub(1);
+            entry.1 = Instant::now();
+        }
+    }
+
+    /// How much longer a pass of `uri` debounced by `debounce_ms` waits for completions: while
+    /// one is in flight, and until `debounce_ms` after the last one ended. `None`: no longer.
+    fn completion_quiet_in(&self, uri: &Uri, debounce_ms: u64) -> Option<Duration> {
+        let debounce = Duration::from_millis(debounce_ms);
+        if debounce.is_zero() {
+            return None;
+        }
+        let d = lock(&self.diagnostics);
+        let &(in_flight, last_end) = d.completing.get(uri)?;
+        if in_flight > 0 {
+            return Some(debounce);
+        }
+        debounce
+            .checked_sub(last_end.elapsed())
+            .filter(|w| !w.is_zero())
     }
 
     fn is_stale(&self, uri: &Uri, generation: u64) -> bool {
@@ -260,6 +308,7 @@ impl Inner {
             d.published.remove(uri);
             d.cursor.remove(uri);
             d.prose.remove(uri);
+            d.completing.remove(uri);
             if let Some(c) = d.running.remove(uri) {
                 c.cancel();
             }

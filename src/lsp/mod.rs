@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use tower_lsp_server::jsonrpc::{self, ErrorCode};
 use tower_lsp_server::ls_types::*;
 use tower_lsp_server::{Client, LanguageServer, LspService};
+use tracing::Instrument;
 
 use crate::document::{Document, PositionEncoding};
 use crate::engine;
@@ -159,6 +160,19 @@ impl Drop for CancelOnDrop {
         if self.armed {
             self.cancel.cancel();
         }
+    }
+}
+
+/// Marks a completion of a document as ended when its handler ends or is dropped (a pass of
+/// its diagnostics waits for typing to pause, see `diagnostics.rs`).
+struct CompletionActivity<'a> {
+    inner: &'a Inner,
+    uri: &'a Uri,
+}
+
+impl Drop for CompletionActivity<'_> {
+    fn drop(&mut self) {
+        self.inner.completion_ended(self.uri);
     }
 }
 
@@ -350,6 +364,8 @@ impl Server {
         uri: &Uri,
         position: Position,
     ) -> jsonrpc::Result<(Vec<Completion>, Range, String)> {
+        self.completion_started(uri);
+        let _activity = CompletionActivity { inner: self, uri };
         self.settings_ready().await;
         let settings = self.settings();
         let enc = self.encoding();
@@ -360,6 +376,7 @@ impl Server {
         };
         let fim = matches!(&settings.backend, engine::backend::BackendSpec::Remote(c) if c.fim);
         let (text_before, text_start, text_after, word_range, word, is_prose) = {
+            let _span = tracing::debug_span!(target: "quill::keystroke", "doc_copy").entered();
             let docs = lock(&self.docs);
             let doc = docs.get(uri).ok_or_else(|| {
                 invalid_params(format!(
@@ -418,7 +435,11 @@ impl Server {
             cancel: cancel.clone(),
             armed: true,
         };
-        let reply = self.backend().complete(req, cancel).await;
+        let reply = self
+            .backend()
+            .complete(req, cancel)
+            .instrument(tracing::debug_span!(target: "quill::keystroke", "engine_wait"))
+            .await;
         guard.armed = false;
         let out = reply
             .map_err(|_| engine_error(EngineError::Input("the engine stopped".into())))?
@@ -474,7 +495,9 @@ impl Server {
         let tdp = params.text_document_position;
         let (completions, range, word) = self
             .complete_at(&tdp.text_document.uri, tdp.position)
+            .instrument(tracing::debug_span!(target: "quill::keystroke", "request"))
             .await?;
+        let _span = tracing::debug_span!(target: "quill::keystroke", "reply").entered();
         let items = completions
             .into_iter()
             .map(|c| InlineCompletionItem {
@@ -702,6 +725,7 @@ impl LanguageServer for Server {
         let uri = params.text_document.uri;
         let mut cursor = None;
         let problem = {
+            let _span = tracing::debug_span!(target: "quill::keystroke", "edit").entered();
             let mut docs = lock(&self.docs);
             match docs.get_mut(&uri) {
                 None => Some(format!("change to unknown document {}", uri.as_str())),
@@ -833,7 +857,9 @@ impl LanguageServer for Server {
         let tdp = params.text_document_position;
         let (completions, range, word) = self
             .complete_at(&tdp.text_document.uri, tdp.position)
+            .instrument(tracing::debug_span!(target: "quill::keystroke", "request"))
             .await?;
+        let _span = tracing::debug_span!(target: "quill::keystroke", "reply").entered();
         let items = completions
             .into_iter()
             .enumerate()

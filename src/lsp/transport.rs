@@ -58,7 +58,12 @@ pub fn sanitize<R: AsyncRead + Unpin + Send + 'static>(
                 Frame::End => break,
                 Frame::Skip(why) => tracing::warn!("dropping a message with a bad header: {why}"),
                 Frame::Body(body) => {
-                    let (body, exit) = match check(&body) {
+                    let checked = {
+                        let _span = tracing::debug_span!(target: "quill::keystroke", "frame_check")
+                            .entered();
+                        check(&body)
+                    };
+                    let (body, exit) = match checked {
                         Checked::Pass { exit } => (body, exit),
                         Checked::Refuse(msg) => (msg, false),
                     };

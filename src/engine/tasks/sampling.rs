@@ -168,7 +168,7 @@ pub fn argmax(values: &[f32]) -> u32 {
 /// (it runs once per generated token).
 pub fn log_prob(logits: &[f32], id: u32) -> f32 {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f64 = logits.iter().map(|&l| ((l - max) as f64).exp()).sum();
+    let sum = crate::engine::cpu::kernels::sum_exp(logits, max);
     let log_z = max as f64 + sum.ln();
     (logits[id as usize] as f64 - log_z) as f32
 }
@@ -176,6 +176,32 @@ pub fn log_prob(logits: &[f32], id: u32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_probs_equal_an_f64_log_softmax() {
+        // GPT-2's vocabulary of logits, spread as a model's are, and one far below the rest.
+        let mut logits: Vec<f32> = (0..50_257u32)
+            .map(|i| {
+                ((i.wrapping_mul(2_654_435_761) >> 8) as f32 / (1u32 << 24) as f32) * 30.0 - 15.0
+            })
+            .collect();
+        logits[7] = -1e30;
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let log_z = max
+            + logits
+                .iter()
+                .map(|&l| (l as f64 - max).exp())
+                .sum::<f64>()
+                .ln();
+        for id in [0u32, 7, 1000, 50_256] {
+            let want = (logits[id as usize] as f64 - log_z) as f32;
+            let got = log_prob(&logits, id);
+            assert!(
+                (got - want).abs() <= 1e-5 * want.abs().max(1.0),
+                "{id}: {got} vs {want}"
+            );
+        }
+    }
 
     #[test]
     fn greedy_takes_the_first_maximum() {

@@ -66,7 +66,11 @@ pub fn score_ids(
         let mut pieces = Vec::new();
         for piece in seq[a..b].chunks(SCORE_CHUNK) {
             cancel.check()?;
-            pieces.push(model.forward(piece, &mut cache)?);
+            // A keystroke waits at most one layer of the piece.
+            match model.forward_or_stop(piece, &mut cache, &|| cancel.is_cancelled())? {
+                Some(hidden) => pieces.push(hidden),
+                None => return Err(EngineError::Cancelled),
+            }
         }
         let hidden = Tensor::cat(&pieces, 0)?;
         // Row r of `hidden` predicts seq[a + r + 1], i.e. target a + r.
@@ -74,6 +78,7 @@ pub fn score_ids(
         let rows = b - a - 1 - first_row;
         let mut row = first_row;
         while row < first_row + rows {
+            cancel.check()?;
             let n = LOGIT_ROWS.min(first_row + rows - row);
             let logits = model.logits(&hidden.narrow(0, row, n)?)?;
             let want: Vec<u32> = (0..n).map(|r| seq[a + row + r + 1]).collect();

@@ -14,6 +14,7 @@
 use candle_core::Tensor;
 
 use crate::engine::nets::gpt2::{Gpt2, KvCache};
+use crate::engine::tasks::tokens::ChunkCache;
 use crate::engine::{Cancel, EngineError};
 
 /// Prompt tokens fed to the model per forward pass; cancellation is checked between them.
@@ -131,6 +132,8 @@ pub struct PrimeStats {
 pub struct Session {
     tokens: Vec<u32>,
     cache: KvCache,
+    /// The pieces of the text last tokenized for this document.
+    text: ChunkCache,
 }
 
 impl Session {
@@ -138,6 +141,7 @@ impl Session {
         Ok(Self {
             tokens: Vec::new(),
             cache: model.new_cache()?,
+            text: ChunkCache::default(),
         })
     }
 
@@ -154,6 +158,12 @@ impl Session {
         &mut self.cache
     }
 
+    /// The pieces of the text last tokenized for this document (see
+    /// [`crate::engine::tasks::tokens::TextTokenizer::encode_cached`]).
+    pub fn text_cache_mut(&mut self) -> &mut ChunkCache {
+        &mut self.text
+    }
+
     /// Brings the cache to exactly `prompt` and returns the hidden state of its last position,
     /// `(1, n_embd)`. Only the tokens after the longest common prefix are fed.
     pub fn prime(
@@ -166,13 +176,29 @@ impl Session {
             return Err(EngineError::Input("the prompt is empty".into()));
         }
         // The last token is always fed again: its hidden state is the answer.
-        let common = common_prefix(&self.tokens, prompt).min(prompt.len() - 1);
-        self.cache.truncate(common);
-        self.tokens.truncate(common);
+        let common = {
+            let _span = tracing::debug_span!(target: "quill::keystroke", "prefix").entered();
+            let common = common_prefix(&self.tokens, prompt).min(prompt.len() - 1);
+            self.cache.truncate(common);
+            self.tokens.truncate(common);
+            common
+        };
         let mut last = None;
         for chunk in prompt[common..].chunks(PREFILL_CHUNK) {
             cancel.check()?;
-            let hidden = model.forward(chunk, &mut self.cache)?;
+            let _span = tracing::debug_span!(
+                target: "quill::keystroke",
+                "prompt_pass",
+                tokens = chunk.len()
+            )
+            .entered();
+            // A newer keystroke or a completion waiting behind proofreading stops the pass
+            // between two layers; the cache and its tokens stay as they were.
+            let Some(hidden) =
+                model.forward_or_stop(chunk, &mut self.cache, &|| cancel.is_cancelled())?
+            else {
+                return Err(EngineError::Cancelled);
+            };
             self.tokens.extend_from_slice(chunk);
             last = Some(hidden.narrow(0, chunk.len() - 1, 1)?);
         }
