@@ -407,7 +407,7 @@ mod tests {
         let BackendSpec::Remote(c) = &s.backend else {
             panic!("{:?}", s.backend)
         };
-        assert!(c.fim && c.model == "gpt2");
+        assert!(c.fim.is_on() && c.model == "gpt2");
         assert_eq!(s.completion.max_tokens, 4);
         let (t, errors) = Settings::from_json(
             &json!({"backend": {"url": "ftp://x", "model": "gpt2"}}),

@@ -374,7 +374,8 @@ impl Server {
             reserve: settings.completion.max_tokens,
             n_positions: usize::MAX,
         };
-        let fim = matches!(&settings.backend, engine::backend::BackendSpec::Remote(c) if c.fim);
+        let fim =
+            matches!(&settings.backend, engine::backend::BackendSpec::Remote(c) if c.fim.is_on());
         let (text_before, text_start, text_after, word_range, word, is_prose) = {
             let _span = tracing::debug_span!(target: "quill::keystroke", "doc_copy").entered();
             let docs = lock(&self.docs);

@@ -7,6 +7,7 @@
 //! channel, so that the caller never blocks, and a cancelled or superseded request is answered
 //! (or dropped) at once. T5 commands always run on the local engine thread.
 
+pub mod infill;
 pub mod openai;
 pub mod remote;
 
@@ -73,9 +74,9 @@ pub struct RemoteConfig {
     /// The environment variable that holds the API key (sent as a bearer token).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_env: Option<String>,
-    /// Fill-in-the-middle: the text after the cursor goes along as `suffix`.
+    /// Fill-in-the-middle: whether and how the text after the cursor goes along.
     #[serde(default)]
-    pub fim: bool,
+    pub fim: Fim,
     /// Requests in flight at most.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: usize,
@@ -87,6 +88,64 @@ pub struct RemoteConfig {
     /// add BOS themselves).
     #[serde(default = "default_bos")]
     pub bos: String,
+}
+
+/// The `fim` key: `false`, `true` (OpenAI's `suffix` parameter) or `"infill"` (llama.cpp's
+/// `/infill` endpoint).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fim {
+    /// `false`: only the text before the cursor is sent.
+    #[default]
+    Off,
+    /// `true`: the text after the cursor goes to `{url}/completions` as `suffix`.
+    Suffix,
+    /// `"infill"`: completions go to llama.cpp's `{server root}/infill` as `input_prefix` and
+    /// `input_suffix`, which the server wraps in the model's own FIM tokens.
+    Infill,
+}
+
+impl Fim {
+    /// Whether the text after the cursor is sent at all.
+    pub fn is_on(self) -> bool {
+        self != Fim::Off
+    }
+
+    /// Whether a JSON value is one the `fim` key takes.
+    fn accepts(value: &serde_json::Value) -> bool {
+        value.is_boolean() || value == "infill"
+    }
+}
+
+impl Serialize for Fim {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Fim::Off => s.serialize_bool(false),
+            Fim::Suffix => s.serialize_bool(true),
+            Fim::Infill => s.serialize_str("infill"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Fim {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Fim;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("true, false or \"infill\"")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Fim, E> {
+                Ok(if v { Fim::Suffix } else { Fim::Off })
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Fim, E> {
+                match v {
+                    "infill" => Ok(Fim::Infill),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 fn default_max_in_flight() -> usize {
@@ -108,10 +167,26 @@ impl RemoteConfig {
             url: url.trim_end_matches('/').to_string(),
             model: model.to_string(),
             api_key_env: None,
-            fim: false,
+            fim: Fim::Off,
             max_in_flight: default_max_in_flight(),
             timeout_ms: default_timeout_ms(),
             bos: default_bos(),
+        }
+    }
+
+    /// The server's root: `url` without its trailing `/v1` (llama.cpp's own endpoints, such as
+    /// `/infill`, are not under `/v1`).
+    pub fn server_root(&self) -> &str {
+        let url = self.url.trim_end_matches('/');
+        url.strip_suffix("/v1").unwrap_or(url)
+    }
+
+    /// Where completions go: `{url}/completions`, or `{server root}/infill` with
+    /// `fim: "infill"`.
+    pub fn completions_url(&self) -> String {
+        match self.fim {
+            Fim::Infill => format!("{}/infill", self.server_root()),
+            Fim::Off | Fim::Suffix => format!("{}/completions", self.url.trim_end_matches('/')),
         }
     }
 
@@ -152,6 +227,13 @@ impl RemoteConfig {
 impl BackendSpec {
     /// Parses and checks a `backend` value.
     pub fn from_json(value: &serde_json::Value) -> Result<BackendSpec, String> {
+        // Checked first, as serde's error for an untagged enum does not say which key is wrong.
+        if let Some(fim) = value.get("fim").filter(|v| !Fim::accepts(v)) {
+            return Err(format!(
+                "backend.fim: {fim} is not valid; use false, true (the text after the cursor \
+                 as `suffix`) or \"infill\" (llama.cpp's /infill endpoint)"
+            ));
+        }
         let spec: BackendSpec = serde_json::from_value(value.clone()).map_err(|e| {
             // The value itself is not repeated: it may hold a secret in a wrong key.
             format!(
@@ -218,7 +300,7 @@ mod tests {
         };
         assert_eq!(c.url, "http://127.0.0.1:8080/v1");
         assert_eq!(c.api_key_env.as_deref(), Some("KEY"));
-        assert!(c.fim);
+        assert_eq!(c.fim, Fim::Suffix);
         assert_eq!((c.max_in_flight, c.timeout_ms), (2, 500));
         assert_eq!(c.bos, "<|endoftext|>");
         let c = RemoteConfig::new("http://h/v1", "m");
@@ -227,6 +309,50 @@ mod tests {
                 .unwrap(),
             BackendSpec::Remote(c)
         );
+    }
+
+    #[test]
+    fn fim_is_a_flag_or_infill_and_infill_goes_to_the_server_root() {
+        let spec = |fim: serde_json::Value| {
+            BackendSpec::from_json(&json!({"url": "http://h:8080/v1/", "model": "m", "fim": fim}))
+        };
+        let remote = |fim: serde_json::Value| match spec(fim).unwrap() {
+            BackendSpec::Remote(c) => c,
+            BackendSpec::Local => panic!("local"),
+        };
+        assert_eq!(remote(json!(false)).fim, Fim::Off);
+        assert_eq!(remote(json!(true)).fim, Fim::Suffix);
+        let c = remote(json!("infill"));
+        assert_eq!(c.fim, Fim::Infill);
+        assert!(c.fim.is_on() && Fim::Suffix.is_on() && !Fim::Off.is_on());
+        assert_eq!(c.server_root(), "http://h:8080");
+        assert_eq!(c.completions_url(), "http://h:8080/infill");
+        // Written back as it was read.
+        let value = serde_json::to_value(BackendSpec::Remote(c.clone())).unwrap();
+        assert_eq!(value["fim"], "infill");
+        assert_eq!(
+            BackendSpec::from_json(&value).unwrap(),
+            BackendSpec::Remote(c)
+        );
+        assert_eq!(
+            serde_json::to_value(BackendSpec::Remote(remote(json!(true)))).unwrap()["fim"],
+            true
+        );
+        assert_eq!(
+            remote(json!(true)).completions_url(),
+            "http://h:8080/v1/completions"
+        );
+        // A URL without /v1 is the root itself.
+        let mut c = RemoteConfig::new("http://h:8080/", "m");
+        c.fim = Fim::Infill;
+        assert_eq!(c.completions_url(), "http://h:8080/infill");
+        for bad in [json!("suffix"), json!("Infill"), json!(1), json!(null)] {
+            let e = spec(bad.clone()).unwrap_err();
+            assert!(
+                e.starts_with("backend.fim:") && e.contains("\"infill\""),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -31,6 +31,21 @@ pub fn completion_prompt(
     text_start: usize,
     policy: &WindowPolicy,
 ) -> String {
+    let (text, at_start) = context_window(text_before, text_start, policy);
+    if at_start {
+        format!("{}{text}", cfg.bos)
+    } else {
+        text.to_string()
+    }
+}
+
+/// The window of [`completion_prompt`] without the BOS text, and whether it starts at the
+/// document's start.
+pub fn context_window<'a>(
+    text_before: &'a str,
+    text_start: usize,
+    policy: &WindowPolicy,
+) -> (&'a str, bool) {
     let mut text = if text_start == 0 {
         text_before
     } else {
@@ -54,11 +69,7 @@ pub fn completion_prompt(
         text = &text[cut..];
         at_start = false;
     }
-    if at_start {
-        format!("{}{text}", cfg.bos)
-    } else {
-        text.to_string()
-    }
+    (text, at_start)
 }
 
 /// The body of a completion request.
@@ -111,7 +122,7 @@ pub fn completion_request(
 /// sentence in prose) only end a suggestion after some text, so a server's `stop`, which ends
 /// at the first match, cannot express them: they are applied to the answer
 /// ([`finish_completions`]). A suggestion never runs into a new paragraph, though.
-fn stop_strings(params: &GenerateParams) -> Option<Vec<&'static str>> {
+pub(super) fn stop_strings(params: &GenerateParams) -> Option<Vec<&'static str>> {
     use crate::engine::tasks::sampling::StopAt;
     match params.stop {
         StopAt::Never => None,

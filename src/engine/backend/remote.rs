@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use super::openai;
-use super::{LmBackend, RemoteConfig, Reply};
+use super::{infill, openai};
+use super::{Fim, LmBackend, RemoteConfig, Reply};
 use crate::engine::tasks::proofread::{Proofread, ProofreadOptions};
 use crate::engine::tasks::scoring::TOP_ALTERNATIVES;
 use crate::engine::worker::CompleteRequest;
@@ -58,6 +58,8 @@ pub enum Problem {
     Refused(u16, String),
     /// The server cannot return the log-probabilities of a prompt (diagnostics need them).
     NoPromptLogprobs(String),
+    /// `fim: "infill"`, and the server has no `/infill` or its model has no FIM tokens.
+    NoInfill(u16, String),
 }
 
 impl Problem {
@@ -73,6 +75,7 @@ impl Problem {
             Problem::BadAnswer(_) => 6,
             Problem::Refused(..) => 7,
             Problem::NoPromptLogprobs(_) => 8,
+            Problem::NoInfill(..) => 9,
         }
     }
 
@@ -122,6 +125,12 @@ impl Problem {
                 "the backend at {url} cannot return the log-probabilities of a prompt ({why}), \
                  which diagnostics need: diagnostics are off for this backend (completions \
                  still work)"
+            ),
+            Problem::NoInfill(code, why) => format!(
+                "the backend at {url} cannot fill in the middle at {} ({code}: {why}); \
+                 quill.backend.fim \"infill\" needs llama.cpp's server and a model with FIM \
+                 tokens: set it to true (the text after the cursor as `suffix`) or false",
+                cfg.completions_url()
             ),
         }
     }
@@ -242,12 +251,20 @@ impl RemoteBackend {
         cancel: &Cancel,
     ) -> Result<CompletionOutput, EngineError> {
         let cfg = &self.inner.cfg;
-        let prompt = openai::completion_prompt(cfg, &req.text_before, req.text_start, &req.policy);
-        let suffix = req.text_after.as_deref().filter(|_| cfg.fim);
-        let body = openai::completion_request(cfg, &prompt, suffix, &req.params);
-        let answer = self.post(&body, cancel)?;
-        let choices =
-            openai::parse_completion(&answer).map_err(|e| self.fail(Problem::BadAnswer(e)))?;
+        let suffix = req.text_after.as_deref().filter(|_| cfg.fim.is_on());
+        let choices = if cfg.fim == Fim::Infill {
+            let (prefix, _) = openai::context_window(&req.text_before, req.text_start, &req.policy);
+            let body = infill::infill_request(cfg, prefix, suffix.unwrap_or(""), &req.params);
+            let answer = self.post(Endpoint::Infill, &body, cancel)?;
+            infill::parse_infill(&answer)
+        } else {
+            let prompt =
+                openai::completion_prompt(cfg, &req.text_before, req.text_start, &req.policy);
+            let body = openai::completion_request(cfg, &prompt, suffix, &req.params);
+            let answer = self.post(Endpoint::Completions, &body, cancel)?;
+            openai::parse_completion(&answer)
+        }
+        .map_err(|e| self.fail(Problem::BadAnswer(e)))?;
         Ok(openai::finish_completions(choices, &req.params, suffix))
     }
 
@@ -286,7 +303,7 @@ impl RemoteBackend {
             return Ok(Vec::new());
         }
         let body = openai::score_request(&self.inner.cfg, text, TOP_ALTERNATIVES);
-        let answer = match self.post(&body, cancel) {
+        let answer = match self.post(Endpoint::Completions, &body, cancel) {
             Err(EngineError::Input(msg)) if openai::refuses_echo(&msg) => {
                 return Err(self.no_prompt_logprobs(msg));
             }
@@ -336,13 +353,17 @@ impl RemoteBackend {
         }
     }
 
-    /// POSTs `body` to `{url}/completions` within the in-flight limit, retrying on 429/503.
-    fn post(&self, body: &Value, cancel: &Cancel) -> Result<Value, EngineError> {
+    /// POSTs `body` to `{url}/completions` (or llama.cpp's `/infill`) within the in-flight
+    /// limit, retrying on 429/503.
+    fn post(&self, to: Endpoint, body: &Value, cancel: &Cancel) -> Result<Value, EngineError> {
         let Some(_slot) = self.inner.slots.acquire(cancel) else {
             return Err(EngineError::Cancelled);
         };
         let cfg = &self.inner.cfg;
-        let url = format!("{}/completions", cfg.url);
+        let url = match to {
+            Endpoint::Completions => format!("{}/completions", cfg.url),
+            Endpoint::Infill => cfg.completions_url(),
+        };
         let text = body.to_string();
         let mut backoff = FIRST_BACKOFF;
         for attempt in 1..=ATTEMPTS {
@@ -395,6 +416,11 @@ impl RemoteBackend {
                     return Err(match code {
                         401 | 403 => self.fail(Problem::Unauthorized(code)),
                         429 | 503 => self.fail(Problem::Busy(code)),
+                        // No such endpoint (404), or llama.cpp's "Infill is not supported by
+                        // this model" (501).
+                        404 | 501 if to == Endpoint::Infill => {
+                            self.fail(Problem::NoInfill(code, why))
+                        }
                         404 if why.to_lowercase().contains("model") => {
                             self.fail(Problem::UnknownModel(why))
                         }
@@ -423,6 +449,15 @@ impl RemoteBackend {
             }
         }
     }
+}
+
+/// Where a request goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    /// `{url}/completions`, the OpenAI API.
+    Completions,
+    /// llama.cpp's `{server root}/infill`.
+    Infill,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
