@@ -32,29 +32,42 @@ enum Stub {
     Slow(Duration),
     /// Answers completions without log-probabilities (a server that cannot echo them).
     NoLogprobs,
+    /// llama.cpp's server: `/infill` answers `{"content": this}`, `/v1/completions` a choice
+    /// with this text; other paths 404.
+    Infill(&'static str),
+    /// llama.cpp's server with a model without FIM tokens: `/infill` answers 501.
+    NoFimTokens,
 }
 
 struct StubServer {
     url: String,
     /// The headers of every request seen.
     seen: Arc<Mutex<Vec<String>>>,
+    /// The bodies of every request seen.
+    bodies: Arc<Mutex<Vec<String>>>,
 }
 
 fn start_stub(kind: Stub) -> StubServer {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/v1", listener.local_addr().unwrap());
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let (log, body_log) = (seen.clone(), bodies.clone());
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            let log = log.clone();
-            std::thread::spawn(move || serve_stub(stream, kind, log));
+            let (log, body_log) = (log.clone(), body_log.clone());
+            std::thread::spawn(move || serve_stub(stream, kind, log, body_log));
         }
     });
-    StubServer { url, seen }
+    StubServer { url, seen, bodies }
 }
 
-fn serve_stub(stream: TcpStream, kind: Stub, log: Arc<Mutex<Vec<String>>>) {
+fn serve_stub(
+    stream: TcpStream,
+    kind: Stub,
+    log: Arc<Mutex<Vec<String>>>,
+    body_log: Arc<Mutex<Vec<String>>>,
+) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut out = stream;
     loop {
@@ -77,7 +90,18 @@ fn serve_stub(stream: TcpStream, kind: Stub, log: Arc<Mutex<Vec<String>>>) {
         if reader.read_exact(&mut body).is_err() {
             return;
         }
+        let path = head.split(' ').nth(1).unwrap_or_default().to_string();
         log.lock().unwrap().push(head);
+        body_log
+            .lock()
+            .unwrap()
+            .push(String::from_utf8_lossy(&body).into_owned());
+        let not_found = || {
+            (
+                "404 Not Found",
+                json!({"error": {"code": 404, "message": "File Not Found", "type": "not_found_error"}}),
+            )
+        };
         let (status, answer) = match kind {
             Stub::Unauthorized => (
                 "401 Unauthorized",
@@ -88,6 +112,24 @@ fn serve_stub(stream: TcpStream, kind: Stub, log: Arc<Mutex<Vec<String>>>) {
                 std::thread::sleep(d);
                 json_completion(" slowly")
             }
+            Stub::Infill(content) => match path.as_str() {
+                "/infill" => (
+                    "200 OK",
+                    json!({"index": 0, "content": content, "tokens": [], "id_slot": 0,
+                           "stop": true, "model": "tiny", "stop_type": "eos",
+                           "stopping_word": "", "tokens_cached": 0}),
+                ),
+                "/v1/completions" => json_completion(content),
+                _ => not_found(),
+            },
+            Stub::NoFimTokens => match path.as_str() {
+                "/infill" => (
+                    "501 Not Implemented",
+                    json!({"error": {"code": 501, "type": "not_supported_error",
+                        "message": "Infill is not supported by this model: prefix token is missing. "}}),
+                ),
+                _ => not_found(),
+            },
         };
         let text = answer.to_string();
         let reply = format!(
@@ -254,6 +296,112 @@ fn a_server_without_prompt_logprobs_gets_one_message_and_no_diagnostics() {
     );
     // One more request: the completion; the paragraphs were not sent again.
     assert!(stub.seen.lock().unwrap().len() <= asked + 1);
+}
+
+/// The request lines and JSON bodies the stub has seen.
+fn requests(stub: &StubServer) -> Vec<(String, Value)> {
+    let heads = stub.seen.lock().unwrap().clone();
+    let bodies = stub.bodies.lock().unwrap().clone();
+    heads
+        .iter()
+        .zip(&bodies)
+        .map(|(h, b)| {
+            let line = h.lines().next().unwrap_or_default().to_string();
+            (line, serde_json::from_str(b).unwrap_or(Value::Null))
+        })
+        .collect()
+}
+
+#[test]
+fn fim_infill_asks_llama_cpp_s_infill_endpoint_once_per_keystroke() {
+    let stub = start_stub(Stub::Infill("quietly sat on the mat.\nThe end"));
+    let mut c = backend_client(
+        json!({"url": stub.url, "model": "tiny", "fim": "infill"}),
+        &[],
+    );
+    // The cursor after "The cat ": the suffix is "sat on the mat.".
+    c.open(URI, "plaintext", "The cat sat on the mat.");
+    let id = inline_request(&mut c, 8);
+    let r = c.response(id);
+    // The server's text, cut where it starts repeating the text after the cursor.
+    assert_eq!(r["result"][0]["insertText"], "quietly", "{r}");
+    let seen = requests(&stub);
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let (line, body) = &seen[0];
+    assert!(line.starts_with("POST /infill "), "{line}");
+    assert_eq!(body["input_prefix"], "The cat ", "{body}");
+    assert_eq!(body["input_suffix"], "sat on the mat.", "{body}");
+    assert_eq!(body["prompt"], "");
+    assert_eq!(body["n_predict"], 8);
+    assert_eq!(body["cache_prompt"], true);
+    assert!(body.get("suffix").is_none() && body.get("max_tokens").is_none());
+    // Typing: one request per keystroke, each with the new prefix.
+    for (version, typed) in [(2, "q"), (3, "qu")] {
+        let text = format!("The cat {typed}sat on the mat.");
+        c.notify(
+            "textDocument/didChange",
+            json!({"textDocument": {"uri": URI, "version": version},
+                   "contentChanges": [{"text": text}]}),
+        );
+        let id = inline_request(&mut c, 8 + typed.len() as u32);
+        let r = c.response(id);
+        assert!(r["result"].is_array(), "{r}");
+        let seen = requests(&stub);
+        assert_eq!(seen.len(), version as usize, "{seen:?}");
+        let (line, body) = seen.last().unwrap();
+        assert!(line.starts_with("POST /infill "), "{line}");
+        assert_eq!(body["input_prefix"], format!("The cat {typed}"));
+        assert_eq!(body["input_suffix"], "sat on the mat.");
+    }
+    assert!(messages(&c).is_empty(), "{:?}", messages(&c));
+}
+
+#[test]
+fn fim_true_still_sends_suffix_to_the_completions_endpoint() {
+    let stub = start_stub(Stub::Infill("quietly sat on the mat."));
+    let mut c = backend_client(json!({"url": stub.url, "model": "tiny", "fim": true}), &[]);
+    c.open(URI, "plaintext", "The cat sat on the mat.");
+    let id = inline_request(&mut c, 8);
+    let r = c.response(id);
+    assert_eq!(r["result"][0]["insertText"], "quietly", "{r}");
+    let seen = requests(&stub);
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(seen[0].0.starts_with("POST /v1/completions "), "{seen:?}");
+    assert_eq!(seen[0].1["suffix"], "sat on the mat.");
+    assert!(seen[0].1.get("input_suffix").is_none());
+}
+
+#[test]
+fn a_model_without_fim_tokens_gets_one_notice_that_names_the_setting() {
+    let stub = start_stub(Stub::NoFimTokens);
+    let mut c = backend_client(
+        json!({"url": stub.url, "model": "tiny", "fim": "infill"}),
+        &[],
+    );
+    c.open(URI, "plaintext", "The cat sat on the mat.");
+    for _ in 0..2 {
+        let id = inline_request(&mut c, 8);
+        let r = c.response(id);
+        let err = r["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            err.contains("(501: Infill is not supported by this model")
+                && err.contains("quill.backend.fim")
+                && err.contains("/infill"),
+            "{r}"
+        );
+    }
+    c.wait_notification("window/showMessage", |p| {
+        p["message"].as_str().unwrap_or_default().contains("(501")
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    c.drain_responses(Duration::from_millis(100));
+    let shown = messages(&c);
+    assert_eq!(
+        shown.iter().filter(|m| m.contains("(501")).count(),
+        1,
+        "{shown:?}"
+    );
+    assert_eq!(requests(&stub).len(), 2);
 }
 
 // ---- llama.cpp's server ----------------------------------------------------------------
