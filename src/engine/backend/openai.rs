@@ -592,6 +592,12 @@ mod tests {
             completion_prompt(&c, "Hello", 0, &policy(64)),
             "<|endoftext|>Hello"
         );
+        // The window without BOS (what `/infill` gets as `input_prefix`).
+        assert_eq!(context_window("Hello", 0, &policy(64)), ("Hello", true));
+        assert_eq!(
+            context_window("ial line\nsecond line", 4096, &policy(64)),
+            ("second line", false)
+        );
         // Mid-document: the tail is trimmed to a line start, no BOS.
         let tail = "ial line\nsecond line";
         assert_eq!(
