@@ -22,6 +22,10 @@ forward passes only (llama_decode + the last logits), the same prompt ids as qui
 then the fastest of --runs:
   prompt tokens/s     = P / (one llama_decode of the P-token prompt into an empty cache)
   decode ms/token     = STEPS single-token llama_decode calls after that prompt, per token
+When the child crashes with llama.cpp's defaults (this build, on an AVX-512/AMX Xeon, segfaults
+on multi-token batches of q8_0 and q4_k weights in its extra CPU buffer types), it is run again
+with use_extra_bufts = false (no repacked weights); the table marks such figures with † and
+names the crash, and a format that crashes either way is reported as crashed.
 
 Rounds: --rounds rounds, each going through every dtype, quill and llama.cpp back to back (quill
 first in odd rounds, llama.cpp first in even ones), so that drift of the machine shows as a
@@ -157,7 +161,21 @@ def make_prompts(args, dirs):
 
 def child_llama(args):
     sys.path.insert(0, str(HERE))
+    import bench_llamacpp
     from bench_llamacpp import Runner, tok_id
+
+    if args.no_extra_bufts:
+        # ggml's extra CPU buffer types (repacked weights, AMX) off: with them this build crashes
+        # on multi-token batches of quantized weights on this machine.
+        L0 = bench_llamacpp._llama()
+        default_params = L0.llama_model_default_params
+
+        def params():
+            p = default_params()
+            p.use_extra_bufts = False
+            return p
+
+        L0.llama_model_default_params = params
 
     ids = json.loads(args.ids)
     P, S = len(ids), args.steps
@@ -199,15 +217,26 @@ def child_llama(args):
 
 
 def llama_measure(args, gguf, ids):
+    """llama.cpp's figures: with its defaults, or, when that child crashes, again without the
+    extra buffer types (repacked weights), the crash recorded ("default_crashed")."""
+    got = llama_child(args, gguf, ids, ())
+    if "error" in got:
+        again = llama_child(args, gguf, ids, ("--no-extra-bufts",))
+        again["default_crashed"] = got["error"]
+        return again
+    return got
+
+
+def llama_child(args, gguf, ids, extra):
     cmd = [args.llama_python, str(Path(__file__).resolve()), "--_llama", str(gguf),
            "--ids", json.dumps(ids), "--threads", str(args.threads), "--steps", str(args.steps),
-           "--runs", str(args.runs)]
+           "--runs", str(args.runs), *extra]
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(args.threads))
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     if p.returncode != 0:
         why = signal_name(p.returncode) if p.returncode < 0 else f"exit {p.returncode}"
-        log(f"  llama.cpp on {gguf} failed ({why}): {p.stderr.strip()[-400:]}")
+        log(f"  llama.cpp{' ' + ' '.join(extra) if extra else ''} on {gguf} failed ({why}): {p.stderr.strip()[-400:]}")
         return {"error": why}
     return json.loads(p.stdout.strip().splitlines()[-1])
 
@@ -257,6 +286,7 @@ def main():
     ap.add_argument("--json", action="store_true", help="JSON on stdout (the table goes to stderr)")
     ap.add_argument("--_llama", help=argparse.SUPPRESS)
     ap.add_argument("--ids", help=argparse.SUPPRESS)
+    ap.add_argument("--no-extra-bufts", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     if args._llama:
@@ -316,6 +346,7 @@ def main():
         + f") | prompt {P} tokens/s, quill / llama.cpp rate (round " + ", ".join(str(i + 1) for i in range(args.rounds)) + ") |",
         "| --- | --- | --- |",
     ]
+    crashed = set()
     for d in args.dtypes:
         dec, pro = [], []
         for got in results[d]:
@@ -324,12 +355,18 @@ def main():
                 dec.append(f"{q['decode_ms_per_token']:.1f} / llama.cpp crashed ({l['error']})")
                 pro.append(f"{q['prompt_tokens_per_s']:.0f} / llama.cpp crashed ({l['error']})")
                 continue
-            dec.append(f"{q['decode_ms_per_token']:.1f} / {l['decode_ms_per_token']:.1f} = "
+            mark = "†" if "default_crashed" in l else ""
+            crashed.update([l["default_crashed"]] if mark else [])
+            dec.append(f"{q['decode_ms_per_token']:.1f} / {l['decode_ms_per_token']:.1f}{mark} = "
                        f"**{q['decode_ms_per_token'] / l['decode_ms_per_token']:.2f}x**")
-            pro.append(f"{q['prompt_tokens_per_s']:.0f} / {l['prompt_tokens_per_s']:.0f} = "
+            pro.append(f"{q['prompt_tokens_per_s']:.0f} / {l['prompt_tokens_per_s']:.0f}{mark} = "
                        f"**{q['prompt_tokens_per_s'] / l['prompt_tokens_per_s']:.2f}x**")
         lines.append(f"| {d} | " + "; ".join(dec) + " | " + "; ".join(pro) + " |")
     lines.append("")
+    if crashed:
+        lines.append(f"† llama.cpp with its defaults crashed on this file ({', '.join(sorted(crashed))}); "
+                     "the figure is llama.cpp without its extra CPU buffer types (`use_extra_bufts = false`: "
+                     "no repacked weights).")
     lines.append(f"{meta['quill']}; llama.cpp {meta['llama'].get('ggml_commit', '?')} via llama-cpp-python "
                  f"{meta['llama'].get('llama_cpp_python', '?')}; "
                  f"{args.threads} threads each; {meta['cpu']}; decode {args.steps} steps after the "
