@@ -23,7 +23,8 @@ then the fastest of --runs:
   prompt tokens/s     = P / (one llama_decode of the P-token prompt into an empty cache)
   decode ms/token     = STEPS single-token llama_decode calls after that prompt, per token
 When the child crashes with llama.cpp's defaults (this build, on an AVX-512/AMX Xeon, segfaults
-on multi-token batches of q8_0 and q4_k weights in its extra CPU buffer types), it is run again
+on multi-token batches of q8_0 and q4_k weights in its extra CPU buffer types, its own
+quantizations as well as quill's), it is run again
 with use_extra_bufts = false (no repacked weights); the table marks such figures with † and
 names the crash, and a format that crashes either way is reported as crashed.
 
