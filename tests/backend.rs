@@ -169,6 +169,23 @@ fn inline_request(c: &mut LspClient, character: u32) -> i64 {
     )
 }
 
+/// Waits for a `window/showMessage` containing `needle`, gives a second one time to arrive,
+/// requires that there is exactly one, and returns every message shown.
+fn shown_once(c: &mut LspClient, needle: &str) -> Vec<String> {
+    c.wait_notification("window/showMessage", |p| {
+        p["message"].as_str().unwrap_or_default().contains(needle)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    c.drain_responses(Duration::from_millis(100));
+    let shown = messages(c);
+    assert_eq!(
+        shown.iter().filter(|m| m.contains(needle)).count(),
+        1,
+        "{shown:?}"
+    );
+    shown
+}
+
 fn messages(c: &LspClient) -> Vec<String> {
     c.notifications
         .iter()
@@ -204,17 +221,7 @@ fn a_refused_api_key_is_shown_once_and_never_logged() {
             "{err}"
         );
     }
-    c.wait_notification("window/showMessage", |p| {
-        p["message"].as_str().unwrap_or_default().contains("(401)")
-    });
-    std::thread::sleep(Duration::from_millis(300));
-    c.drain_responses(Duration::from_millis(100));
-    let shown = messages(&c);
-    assert_eq!(
-        shown.iter().filter(|m| m.contains("(401)")).count(),
-        1,
-        "{shown:?}"
-    );
+    let shown = shown_once(&mut c, "(401)");
     assert!(shown.iter().all(|m| !m.contains(key)));
     // The key went to the server as a bearer token, on one reused connection or more.
     let seen = stub.seen.lock().unwrap().clone();
@@ -390,17 +397,7 @@ fn a_model_without_fim_tokens_gets_one_notice_that_names_the_setting() {
             "{r}"
         );
     }
-    c.wait_notification("window/showMessage", |p| {
-        p["message"].as_str().unwrap_or_default().contains("(501")
-    });
-    std::thread::sleep(Duration::from_millis(200));
-    c.drain_responses(Duration::from_millis(100));
-    let shown = messages(&c);
-    assert_eq!(
-        shown.iter().filter(|m| m.contains("(501")).count(),
-        1,
-        "{shown:?}"
-    );
+    shown_once(&mut c, "(501");
     assert_eq!(requests(&stub).len(), 2);
 }
 

@@ -20,8 +20,6 @@ pub fn infill_request(
     suffix: &str,
     params: &GenerateParams,
 ) -> Value {
-    let s = &params.sampling;
-    let greedy = s.is_greedy();
     let mut body = Map::new();
     // llama-server ignores it with one model; in its router mode it picks the model.
     body.insert("model".into(), json!(cfg.model));
@@ -30,28 +28,7 @@ pub fn infill_request(
     // Text after the FIM middle token: none, the suggestion starts at the cursor.
     body.insert("prompt".into(), json!(""));
     body.insert("n_predict".into(), json!(params.max_tokens));
-    // llama.cpp samples greedily at a temperature of 0 or below.
-    body.insert(
-        "temperature".into(),
-        json!(if greedy { 0.0 } else { s.temperature }),
-    );
-    if let (Some(p), false) = (s.top_p, greedy) {
-        body.insert("top_p".into(), json!(p));
-    }
-    if let (Some(k), false) = (s.top_k, greedy) {
-        body.insert("top_k".into(), json!(k));
-    }
-    // No penalties, as quill's own sampler (llama.cpp's `/completion` documents a default
-    // repeat penalty of 1.1).
-    body.insert("repeat_penalty".into(), json!(1.0));
-    body.insert("frequency_penalty".into(), json!(0.0));
-    body.insert("presence_penalty".into(), json!(0.0));
-    body.insert("seed".into(), json!(s.seed % (1 << 31)));
-    body.insert("stream".into(), json!(false));
-    body.insert("cache_prompt".into(), json!(true));
-    if let Some(stop) = super::openai::stop_strings(params) {
-        body.insert("stop".into(), json!(stop));
-    }
+    super::openai::insert_sampling(&mut body, params);
     Value::Object(body)
 }
 

@@ -79,18 +79,31 @@ pub fn completion_request(
     suffix: Option<&str>,
     params: &GenerateParams,
 ) -> Value {
-    let s = &params.sampling;
-    let greedy = s.is_greedy();
+    let greedy = params.sampling.is_greedy();
     let mut body = Map::new();
     body.insert("model".into(), json!(cfg.model));
     body.insert("prompt".into(), json!(prompt));
     body.insert("max_tokens".into(), json!(params.max_tokens));
+    // Greedy candidates are all the same: ask for one.
+    body.insert("n".into(), json!(if greedy { 1 } else { params.n.max(1) }));
+    body.insert("logprobs".into(), json!(1));
+    insert_sampling(&mut body, params);
+    if let Some(suffix) = suffix {
+        body.insert("suffix".into(), json!(suffix));
+    }
+    Value::Object(body)
+}
+
+/// The sampling fields every request body carries (`/completions` and llama.cpp's `/infill`):
+/// temperature (0 is greedy for llama.cpp), `top_p`/`top_k` unless greedy, no penalties, the
+/// seed, no streaming, the prompt's KV cache kept, and the stop strings.
+pub(super) fn insert_sampling(body: &mut Map<String, Value>, params: &GenerateParams) {
+    let s = &params.sampling;
+    let greedy = s.is_greedy();
     body.insert(
         "temperature".into(),
         json!(if greedy { 0.0 } else { s.temperature }),
     );
-    // Greedy candidates are all the same: ask for one.
-    body.insert("n".into(), json!(if greedy { 1 } else { params.n.max(1) }));
     if let (Some(p), false) = (s.top_p, greedy) {
         body.insert("top_p".into(), json!(p));
     }
@@ -98,31 +111,26 @@ pub fn completion_request(
         // Not OpenAI's, but llama.cpp, vLLM, TGI and Ollama take it.
         body.insert("top_k".into(), json!(k));
     }
-    // No penalties: quill's own sampler has none (llama-cpp-python's server applies a
-    // repeat penalty of 1.1 unless told otherwise).
+    // No penalties: quill's own sampler has none (llama-cpp-python's server and llama.cpp's
+    // `/completion` apply a repeat penalty of 1.1 unless told otherwise).
     body.insert("repeat_penalty".into(), json!(1.0));
     body.insert("frequency_penalty".into(), json!(0.0));
     body.insert("presence_penalty".into(), json!(0.0));
     // llama.cpp keeps seeds in 32 bits.
     body.insert("seed".into(), json!(s.seed % (1 << 31)));
-    body.insert("logprobs".into(), json!(1));
     body.insert("stream".into(), json!(false));
     // llama.cpp's server keeps the prompt's KV cache for the next request.
     body.insert("cache_prompt".into(), json!(true));
     if let Some(stop) = stop_strings(params) {
         body.insert("stop".into(), json!(stop));
     }
-    if let Some(suffix) = suffix {
-        body.insert("suffix".into(), json!(suffix));
-    }
-    Value::Object(body)
 }
 
 /// The stop strings sent with a request. quill's own rules (end of line in code, end of
 /// sentence in prose) only end a suggestion after some text, so a server's `stop`, which ends
 /// at the first match, cannot express them: they are applied to the answer
 /// ([`finish_completions`]). A suggestion never runs into a new paragraph, though.
-pub(super) fn stop_strings(params: &GenerateParams) -> Option<Vec<&'static str>> {
+fn stop_strings(params: &GenerateParams) -> Option<Vec<&'static str>> {
     use crate::engine::tasks::sampling::StopAt;
     match params.stop {
         StopAt::Never => None,
