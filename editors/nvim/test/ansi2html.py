@@ -87,6 +87,30 @@ def colon_color(sub):
     return None
 
 
+# SGR codes that set or clear attributes: code -> (attribute, value) pairs.
+SGR_ATTRS = {
+    1: [("bold", True)],
+    2: [("dim", True)],
+    3: [("italic", True)],
+    4: [("underline", 1)],
+    7: [("reverse", True)],
+    8: [("hidden", True)],
+    9: [("strike", True)],
+    21: [("underline", 2)],
+    22: [("bold", False), ("dim", False)],
+    23: [("italic", False)],
+    24: [("underline", 0)],
+    27: [("reverse", False)],
+    28: [("hidden", False)],
+    29: [("strike", False)],
+    39: [("fg", None)],
+    49: [("bg", None)],
+    53: [("overline", True)],
+    55: [("overline", False)],
+    59: [("ul_color", None)],
+}
+
+
 def apply_sgr(st, text):
     params = text.split(";") if text else ["0"]
     i = 0
@@ -108,48 +132,13 @@ def apply_sgr(st, text):
             continue
         if n == 0:
             st.reset()
-        elif n == 1:
-            st.bold = True
-        elif n == 2:
-            st.dim = True
-        elif n == 3:
-            st.italic = True
-        elif n == 4:
-            st.underline = 1
-        elif n == 7:
-            st.reverse = True
-        elif n == 8:
-            st.hidden = True
-        elif n == 9:
-            st.strike = True
-        elif n == 21:
-            st.underline = 2
-        elif n == 22:
-            st.bold = st.dim = False
-        elif n == 23:
-            st.italic = False
-        elif n == 24:
-            st.underline = 0
-        elif n == 27:
-            st.reverse = False
-        elif n == 28:
-            st.hidden = False
-        elif n == 29:
-            st.strike = False
+        elif n in SGR_ATTRS:
+            for attr, value in SGR_ATTRS[n]:
+                setattr(st, attr, value)
         elif 30 <= n <= 37:
             st.fg = BASE16[n - 30]
-        elif n == 39:
-            st.fg = None
         elif 40 <= n <= 47:
             st.bg = BASE16[n - 40]
-        elif n == 49:
-            st.bg = None
-        elif n == 53:
-            st.overline = True
-        elif n == 55:
-            st.overline = False
-        elif n == 59:
-            st.ul_color = None
         elif 90 <= n <= 97:
             st.fg = BASE16[n - 90 + 8]
         elif 100 <= n <= 107:
