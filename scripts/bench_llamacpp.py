@@ -62,7 +62,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchutil import cpu_name, emit
+from benchutil import cpu_name, emit, parse_dtypes
 
 DTYPES = ("f32", "f16", "q8_0", "q4_k")
 FORMAT_VERSION = 1  # bump when the GGUF writing changes, so stale files in --work are rewritten
@@ -608,10 +608,7 @@ def main():
 
     if not args.checkpoint:
         ap.error("--checkpoint is required")
-    args.dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
-    bad = [d for d in args.dtypes if d not in DTYPES]
-    if bad:
-        ap.error(f"unknown dtypes {bad}; choose from {','.join(DTYPES)}")
+    args.dtypes = parse_dtypes(ap, args.dtypes, DTYPES)
     cfg = json.loads((Path(args.checkpoint) / "config.json").read_text())
     n_pos = cfg.get("n_positions") or cfg.get("n_ctx")
     if args.prompt + args.steps > n_pos:

@@ -26,3 +26,12 @@ def emit(lines, out, as_json):
         print(json.dumps(out, indent=2))
     else:
         print(table)
+
+
+def parse_dtypes(ap, text, known):
+    """The comma-separated --dtypes, each one of `known`; an unknown one is an argparse error."""
+    dtypes = [d.strip() for d in text.split(",") if d.strip()]
+    bad = [d for d in dtypes if d not in known]
+    if bad:
+        ap.error(f"unknown dtypes {bad}; choose from {','.join(known)}")
+    return dtypes

@@ -53,7 +53,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchutil import cpu_name, emit
+from benchutil import cpu_name, emit, parse_dtypes
 
 HERE = Path(__file__).resolve().parent
 DTYPES = ("f32", "f16", "q8_0", "q4_k")
@@ -295,10 +295,7 @@ def main():
         return
     if not args.checkpoint:
         ap.error("--checkpoint is required")
-    args.dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
-    bad = [d for d in args.dtypes if d not in DTYPES]
-    if bad:
-        ap.error(f"unknown dtypes {bad}; choose from {','.join(DTYPES)}")
+    args.dtypes = parse_dtypes(ap, args.dtypes, DTYPES)
     if args.prompt + args.steps > 1024:
         ap.error("prompt + steps exceed the model's 1024 positions")
     if args.prompt > 512:
