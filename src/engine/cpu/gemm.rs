@@ -153,7 +153,7 @@ enum Panel<'a> {
 /// Whether there is a blocked kernel for `isa` (AVX2's; elsewhere callers use the gemm
 /// crate). aarch64: a NEON kernel hooks in here and in [`tile`].
 pub(crate) fn has_kernel(isa: Isa) -> bool {
-    cfg!(target_arch = "x86_64") && isa == Isa::Avx2
+    cfg!(target_arch = "x86_64") && matches!(isa, Isa::Avx2 { .. })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -175,6 +175,7 @@ pub(crate) fn product(
     if m == 0 || n == 0 {
         return true;
     }
+    let wide = isa == Isa::Avx2 { avx512: true };
     let a = pack_x(x, m, k);
     let m_pad = m.div_ceil(MR) * MR;
     let out = SharedOut(out.as_mut_ptr());
@@ -193,26 +194,37 @@ pub(crate) fn product(
                 pack_w(w, k, j0, cols, p0, kc, &mut b);
             }
             let a_block = &a[p0 * m_pad..(p0 + kc) * m_pad];
-            for ir in 0..m_pad / MR {
-                let ap = &a_block[ir * MR * kc..(ir + 1) * MR * kc];
-                let rows = MR.min(m - ir * MR);
-                for jr in 0..panels {
-                    let start = (j0 / NR + jr) * NR * k + p0 * NR;
-                    let bp = match w {
-                        Weights::Rows(_) => Panel::F32(&b[jr * kc * NR..(jr + 1) * kc * NR]),
-                        Weights::Panels(all) => Panel::F32(&all[start..start + kc * NR]),
-                        Weights::PanelsF16(all) => Panel::F16(&all[start..start + kc * NR]),
-                    };
+            // The weight panel `jr` of this block, as the kernel reads it.
+            let panel = |jr: usize| {
+                let start = (j0 / NR + jr) * NR * k + p0 * NR;
+                match w {
+                    Weights::Rows(_) => Panel::F32(&b[jr * kc * NR..(jr + 1) * kc * NR]),
+                    Weights::Panels(all) => Panel::F32(&all[start..start + kc * NR]),
+                    Weights::PanelsF16(all) => Panel::F16(&all[start..start + kc * NR]),
+                }
+            };
+            // AVX-512 takes two x panels and two weight panels a tile (12 x 32); the last
+            // odd panel of either goes alone.
+            let (row_step, col_step) = if wide { (2, 2) } else { (1, 1) };
+            for ir in (0..m_pad / MR).step_by(row_step) {
+                let row_panels = row_step.min(m_pad / MR - ir);
+                let ap = &a_block[ir * MR * kc..(ir + row_panels) * MR * kc];
+                let rows = (row_panels * MR).min(m - ir * MR);
+                for jr in (0..panels).step_by(col_step) {
+                    let col_panels = col_step.min(panels - jr);
                     let c0 = j0 + jr * NR;
-                    let width = NR.min(n - c0);
+                    let width = (col_panels * NR).min(n - c0);
+                    let bp = [panel(jr), panel(jr + col_panels - 1)];
                     // SAFETY: has_kernel(isa) above: Isa::Avx2, chosen only where the CPU has
-                    // AVX2, FMA and F16C; the tile (rows x width at row ir * MR, column c0)
-                    // lies inside `out` (m x n) and in this task's columns only.
+                    // AVX2, FMA and F16C, and with `avx512` (`wide`) only where it has
+                    // AVX-512 F, BW, VL and VNNI too; the tile (rows x width at row ir * MR,
+                    // column c0) lies inside `out` (m x n) and in this task's columns only.
                     unsafe {
                         tile(
+                            wide,
                             kc,
                             ap,
-                            bp,
+                            &bp[..col_panels],
                             out.at(ir * MR * ldc + c0),
                             ldc,
                             rows,
@@ -299,17 +311,24 @@ fn pack_w(w: &[f32], k: usize, j0: usize, cols: usize, p0: usize, kc: usize, b: 
     }
 }
 
-/// One `rows x width` tile (at most `MR x NR`) of the output at `c` (rows `ldc` apart):
-/// `c (+)= a_panel · b_panel` over `kc` inputs.
+/// The widest tile a kernel computes: two x panels by two weight panels (AVX-512).
+const TILE_ROWS: usize = 2 * MR;
+const TILE_COLS: usize = 2 * NR;
+/// A tile's outputs, row-major with rows of [`TILE_COLS`].
+const TILE: usize = TILE_ROWS * TILE_COLS;
+
+/// One `rows x width` tile of the output at `c` (rows `ldc` apart): `c (+)= a · b` over `kc`
+/// inputs, `a` one or (`wide` only) two x panels, `b` one or (`wide` only) two weight panels.
 ///
 /// # Safety
-/// The CPU must have what [`has_kernel`] asks (AVX2, FMA, F16C); `c` must be valid for the
-/// tile.
+/// The CPU must have what [`has_kernel`] asks (AVX2, FMA, F16C), and AVX-512 F, BW, VL and
+/// VNNI where `wide`; `c` must be valid for the tile.
 #[allow(clippy::too_many_arguments)]
 unsafe fn tile(
+    wide: bool,
     kc: usize,
     a: &[f32],
-    b: Panel<'_>,
+    b: &[Panel<'_>],
     c: *mut f32,
     ldc: usize,
     rows: usize,
@@ -318,14 +337,32 @@ unsafe fn tile(
 ) {
     #[cfg(target_arch = "x86_64")]
     {
-        let mut acc = [0f32; MR * NR];
-        match b {
-            Panel::F32(b) => avx::kernel(kc, a, b, &mut acc),
-            Panel::F16(b) => avx::kernel_f16(kc, a, b, &mut acc),
+        let mut acc = [0f32; TILE_ROWS * TILE_COLS];
+        let x_panels = a.len() / (MR * kc);
+        match (wide, x_panels, b) {
+            (false, _, [Panel::F32(b)]) => avx::kernel(kc, a, b, &mut acc),
+            (false, _, [Panel::F16(b)]) => avx::kernel_f16(kc, a, b, &mut acc),
+            (true, 2, &[Panel::F32(b0), Panel::F32(b1)]) => {
+                avx512::f32::<2, 2>(kc, a, [b0, b1], &mut acc)
+            }
+            (true, 1, &[Panel::F32(b0), Panel::F32(b1)]) => {
+                avx512::f32::<1, 2>(kc, a, [b0, b1], &mut acc)
+            }
+            (true, 2, &[Panel::F32(b0)]) => avx512::f32::<2, 1>(kc, a, [b0, b0], &mut acc),
+            (true, 1, &[Panel::F32(b0)]) => avx512::f32::<1, 1>(kc, a, [b0, b0], &mut acc),
+            (true, 2, &[Panel::F16(b0), Panel::F16(b1)]) => {
+                avx512::f16::<2, 2>(kc, a, [b0, b1], &mut acc)
+            }
+            (true, 1, &[Panel::F16(b0), Panel::F16(b1)]) => {
+                avx512::f16::<1, 2>(kc, a, [b0, b1], &mut acc)
+            }
+            (true, 2, &[Panel::F16(b0)]) => avx512::f16::<2, 1>(kc, a, [b0, b0], &mut acc),
+            (true, 1, &[Panel::F16(b0)]) => avx512::f16::<1, 1>(kc, a, [b0, b0], &mut acc),
+            _ => unreachable!("product hands the kernels matching panels"),
         }
         for i in 0..rows {
             let dst = std::slice::from_raw_parts_mut(c.add(i * ldc), width);
-            let src = &acc[i * NR..i * NR + width];
+            let src = &acc[i * TILE_COLS..i * TILE_COLS + width];
             if accumulate {
                 for (d, s) in dst.iter_mut().zip(src) {
                     *d += s;
@@ -337,25 +374,26 @@ unsafe fn tile(
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (kc, a, b, c, ldc, rows, width, accumulate);
+        let _ = (wide, kc, a, b, c, ldc, rows, width, accumulate);
         unreachable!("product checks has_kernel first");
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx {
-    use super::{MR, NR};
+    use super::{MR, NR, TILE, TILE_COLS};
     use half::f16;
     use std::arch::x86_64::*;
 
     macro_rules! kernel {
         ($name:ident, $w:ty, $features:literal, $load:expr) => {
-            /// `acc (MR x NR, row-major) = a · b` over `kc` inputs of packed panels.
+            /// `acc (MR x NR at the top left of a tile's rows of TILE_COLS) = a · b` over
+            /// `kc` inputs of packed panels.
             ///
             /// # Safety
             /// The CPU must have the features enabled here.
             #[target_feature(enable = $features)]
-            pub unsafe fn $name(kc: usize, a: &[f32], b: &[$w], acc: &mut [f32; MR * NR]) {
+            pub unsafe fn $name(kc: usize, a: &[f32], b: &[$w], acc: &mut [f32; TILE]) {
                 assert!(a.len() >= kc * MR && b.len() >= kc * NR);
                 let (mut a_ptr, mut b_ptr) = (a.as_ptr(), b.as_ptr());
                 let mut c = [[_mm256_setzero_ps(); 2]; MR];
@@ -371,8 +409,8 @@ mod avx {
                     b_ptr = b_ptr.add(NR);
                 }
                 for (i, c) in c.iter().enumerate() {
-                    _mm256_storeu_ps(acc.as_mut_ptr().add(i * NR), c[0]);
-                    _mm256_storeu_ps(acc.as_mut_ptr().add(i * NR + 8), c[1]);
+                    _mm256_storeu_ps(acc.as_mut_ptr().add(i * TILE_COLS), c[0]);
+                    _mm256_storeu_ps(acc.as_mut_ptr().add(i * TILE_COLS + 8), c[1]);
                 }
             }
         };
@@ -381,6 +419,68 @@ mod avx {
     kernel!(kernel, f32, "avx,fma", |p: *const f32| _mm256_loadu_ps(p));
     kernel!(kernel_f16, f16, "avx,fma,f16c", |p: *const f16| {
         _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
+    });
+}
+
+/// The AVX-512 kernels: `P` x panels (6 rows each) by `Q` weight panels (16 columns each, one
+/// 512-bit register a row), up to 12 x 32 outputs in 24 registers. Per input position: `Q`
+/// weight loads, `6 P` broadcasts and `6 P Q` FMAs (24 of them on two ports: 12 cycles, against
+/// 14 loads on two ports).
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{MR, NR, TILE, TILE_COLS, TILE_ROWS};
+    use half::f16;
+    use std::arch::x86_64::*;
+
+    macro_rules! kernel {
+        ($name:ident, $w:ty, $load:expr) => {
+            /// `acc (6 P x 16 Q at the top left of rows of TILE_COLS) = a · b` over `kc`
+            /// inputs: `a` holds `P` consecutive x panels, `b` the weight panels (only the
+            /// first `Q` are read).
+            ///
+            /// # Safety
+            /// The CPU must have AVX-512 F.
+            #[target_feature(enable = "avx512f")]
+            pub unsafe fn $name<const P: usize, const Q: usize>(
+                kc: usize,
+                a: &[f32],
+                b: [&[$w]; 2],
+                acc: &mut [f32; TILE],
+            ) {
+                assert!((1..=2).contains(&P) && (1..=2).contains(&Q));
+                assert!(a.len() >= P * MR * kc);
+                assert!(b.iter().all(|b| b.len() >= kc * NR));
+                let mut c = [[_mm512_setzero_ps(); 2]; TILE_ROWS];
+                let a_ptr = a.as_ptr();
+                let b_ptr = [b[0].as_ptr(), b[1].as_ptr()];
+                for l in 0..kc {
+                    let mut w = [_mm512_setzero_ps(); 2];
+                    for (q, w) in w.iter_mut().enumerate().take(Q) {
+                        *w = $load(b_ptr[q].add(l * NR));
+                    }
+                    for p in 0..P {
+                        let ap = a_ptr.add(p * MR * kc + l * MR);
+                        for i in 0..MR {
+                            let ai = _mm512_set1_ps(*ap.add(i));
+                            for q in 0..Q {
+                                let c = &mut c[p * MR + i][q];
+                                *c = _mm512_fmadd_ps(ai, w[q], *c);
+                            }
+                        }
+                    }
+                }
+                for (i, c) in c.iter().enumerate().take(P * MR) {
+                    for (q, c) in c.iter().enumerate().take(Q) {
+                        _mm512_storeu_ps(acc.as_mut_ptr().add(i * TILE_COLS + q * NR), *c);
+                    }
+                }
+            }
+        };
+    }
+
+    kernel!(f32, f32, |p: *const f32| _mm512_loadu_ps(p));
+    kernel!(f16, f16, |p: *const f16| {
+        _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i))
     });
 }
 

@@ -1,5 +1,5 @@
 //! The one CPU feature check: which instruction set the kernels run on, chosen once per
-//! process from what the CPU has, or forced with `QUILL_CPU=portable|avx2|neon` (tests,
+//! process from what the CPU has, or forced with `QUILL_CPU=portable|avx2|avx512|neon` (tests,
 //! benchmarks, a CPU or VM that reports features wrongly).
 //!
 //! Every kernel dispatches on [`isa()`] (or on an [`Isa`] handed down from it), so that a
@@ -17,8 +17,10 @@ pub enum Isa {
     /// Plain Rust loops: any CPU (what the compiler makes of them for the target's baseline).
     Portable,
     /// x86-64 with AVX2, FMA and F16C (Haswell, Zen and later): chosen only where all three
-    /// are present, so a kernel may enable any of them.
-    Avx2,
+    /// are present, so a kernel may enable any of them. `avx512`: the CPU also has AVX-512 F,
+    /// BW, VL and VNNI (Ice Lake, Sapphire Rapids, Zen 4 and later), and the kernels that have
+    /// a 512-bit version use it (prompt products); a kernel may then enable those four too.
+    Avx2 { avx512: bool },
     /// aarch64 Advanced SIMD; `dotprod`: the CPU has `SDOT`/`UDOT` (ARMv8.2's dotprod, Apple
     /// M1 and later, Neoverse, Cortex-A76 and later), checked at run time.
     Neon { dotprod: bool },
@@ -29,7 +31,8 @@ impl Isa {
     pub fn name(self) -> &'static str {
         match self {
             Isa::Portable => "portable",
-            Isa::Avx2 => "avx2",
+            Isa::Avx2 { avx512: false } => "avx2",
+            Isa::Avx2 { avx512: true } => "avx512",
             Isa::Neon { .. } => "neon",
         }
     }
@@ -52,6 +55,8 @@ pub struct Features {
     pub f16c: bool,
     pub neon: bool,
     pub dotprod: bool,
+    /// AVX-512 F, BW, VL and VNNI, all four.
+    pub avx512: bool,
 }
 
 impl Features {
@@ -64,6 +69,10 @@ impl Features {
             f.avx2 = std::is_x86_feature_detected!("avx2");
             f.fma = std::is_x86_feature_detected!("fma");
             f.f16c = std::is_x86_feature_detected!("f16c");
+            f.avx512 = std::is_x86_feature_detected!("avx512f")
+                && std::is_x86_feature_detected!("avx512bw")
+                && std::is_x86_feature_detected!("avx512vl")
+                && std::is_x86_feature_detected!("avx512vnni");
         }
         #[cfg(target_arch = "aarch64")]
         {
@@ -78,7 +87,13 @@ impl Features {
     pub fn supports(self, isa: Isa) -> bool {
         match isa {
             Isa::Portable => true,
-            Isa::Avx2 => cfg!(target_arch = "x86_64") && self.avx2 && self.fma && self.f16c,
+            Isa::Avx2 { avx512 } => {
+                cfg!(target_arch = "x86_64")
+                    && self.avx2
+                    && self.fma
+                    && self.f16c
+                    && (!avx512 || self.avx512)
+            }
             Isa::Neon { dotprod } => {
                 cfg!(target_arch = "aarch64") && self.neon && (!dotprod || self.dotprod)
             }
@@ -90,7 +105,10 @@ impl Features {
         let neon = Isa::Neon {
             dotprod: self.dotprod,
         };
-        [Isa::Avx2, neon]
+        let avx2 = Isa::Avx2 {
+            avx512: self.avx512,
+        };
+        [avx2, neon]
             .into_iter()
             .find(|&isa| self.supports(isa))
             .unwrap_or(Isa::Portable)
@@ -98,11 +116,13 @@ impl Features {
 
     /// The paths this CPU runs, portable first: what the kernel tests compare. A CPU with
     /// NEON's dot-product extension runs the NEON kernels without it too (`sdot` replaced by
-    /// widening multiplies), so both are listed.
+    /// widening multiplies), and one with AVX-512 the AVX2 kernels, so both are listed.
     pub fn paths(self) -> Vec<Isa> {
         let mut out = vec![Isa::Portable];
-        if self.best() == (Isa::Neon { dotprod: true }) {
-            out.push(Isa::Neon { dotprod: false });
+        match self.best() {
+            Isa::Neon { dotprod: true } => out.push(Isa::Neon { dotprod: false }),
+            Isa::Avx2 { avx512: true } => out.push(Isa::Avx2 { avx512: false }),
+            _ => {}
         }
         if self.best() != Isa::Portable {
             out.push(self.best());
@@ -117,13 +137,14 @@ impl Features {
         let wanted = match name.to_ascii_lowercase().as_str() {
             "" => return Ok(self.best()),
             "portable" => Isa::Portable,
-            "avx2" => Isa::Avx2,
+            "avx2" => Isa::Avx2 { avx512: false },
+            "avx512" => Isa::Avx2 { avx512: true },
             "neon" => Isa::Neon {
                 dotprod: self.dotprod,
             },
             _ => {
                 return Err(format!(
-                    "{ENV}={name:?} is not a CPU path; use portable, avx2 or neon (or unset it \
+                    "{ENV}={name:?} is not a CPU path; use portable, avx2, avx512 or neon (or unset it \
                      for the fastest this CPU runs, {})",
                     self.best()
                 ))
@@ -133,17 +154,23 @@ impl Features {
             return Ok(wanted);
         }
         let lacks = match wanted {
-            Isa::Avx2 if !cfg!(target_arch = "x86_64") => "this is not an x86-64 build".into(),
+            Isa::Avx2 { .. } if !cfg!(target_arch = "x86_64") => {
+                "this is not an x86-64 build".into()
+            }
             Isa::Neon { .. } if !cfg!(target_arch = "aarch64") => {
                 "this is not an aarch64 build".into()
             }
-            Isa::Avx2 => {
-                let missing: Vec<&str> =
-                    [("AVX2", self.avx2), ("FMA", self.fma), ("F16C", self.f16c)]
-                        .into_iter()
-                        .filter(|(_, has)| !has)
-                        .map(|(name, _)| name)
-                        .collect();
+            Isa::Avx2 { avx512 } => {
+                let missing: Vec<&str> = [
+                    ("AVX2", self.avx2),
+                    ("FMA", self.fma),
+                    ("F16C", self.f16c),
+                    ("AVX-512 (F, BW, VL and VNNI)", self.avx512 || !avx512),
+                ]
+                .into_iter()
+                .filter(|(_, has)| !has)
+                .map(|(name, _)| name)
+                .collect();
                 format!("this CPU lacks {}", missing.join(", "))
             }
             _ => "this CPU lacks NEON".into(),
@@ -194,12 +221,18 @@ mod tests {
         f16c: true,
         neon: false,
         dotprod: false,
+        avx512: false,
+    };
+
+    const SAPPHIRE_RAPIDS: Features = Features {
+        avx512: true,
+        ..HASWELL
     };
 
     #[test]
     fn the_fastest_path_is_chosen_unless_one_is_forced() {
         let best = if cfg!(target_arch = "x86_64") {
-            Isa::Avx2
+            Isa::Avx2 { avx512: false }
         } else {
             Isa::Portable
         };
@@ -214,8 +247,9 @@ mod tests {
     #[test]
     #[cfg(target_arch = "x86_64")]
     fn avx2_is_refused_on_a_cpu_without_it() {
-        assert_eq!(HASWELL.choose(Some("avx2")), Ok(Isa::Avx2));
-        assert_eq!(HASWELL.paths(), vec![Isa::Portable, Isa::Avx2]);
+        let avx2 = Isa::Avx2 { avx512: false };
+        assert_eq!(HASWELL.choose(Some("avx2")), Ok(avx2));
+        assert_eq!(HASWELL.paths(), vec![Isa::Portable, avx2]);
         // A VM that masks F16C: the AVX2 path would break the kernels' target_feature
         // contract, so it is neither chosen nor accepted.
         let no_f16c = Features {
@@ -236,6 +270,24 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn avx512_is_a_flag_on_the_avx2_path() {
+        let avx512 = Isa::Avx2 { avx512: true };
+        let avx2 = Isa::Avx2 { avx512: false };
+        assert_eq!(SAPPHIRE_RAPIDS.best(), avx512);
+        assert_eq!(avx512.to_string(), "avx512");
+        // The AVX2 kernels stay reachable on such a CPU: for comparisons and the tests.
+        assert_eq!(SAPPHIRE_RAPIDS.choose(Some("avx2")), Ok(avx2));
+        assert_eq!(SAPPHIRE_RAPIDS.choose(Some("AVX512")), Ok(avx512));
+        assert_eq!(SAPPHIRE_RAPIDS.paths(), vec![Isa::Portable, avx2, avx512]);
+        let err = HASWELL.choose(Some("avx512")).unwrap_err();
+        assert!(err.contains("QUILL_CPU=avx512 cannot be used"), "{err}");
+        assert!(err.contains("lacks AVX-512 (F, BW, VL and VNNI)"), "{err}");
+        assert!(!err.contains("AVX2,"), "{err}");
+        assert!(err.contains("the fastest path here is avx2"), "{err}");
+    }
+
+    #[test]
     fn neon_and_unknown_names_are_refused_where_they_do_not_apply() {
         let err = HASWELL.choose(Some("neon")).unwrap_err();
         if cfg!(target_arch = "x86_64") {
@@ -243,7 +295,7 @@ mod tests {
         }
         let err = HASWELL.choose(Some("sse9")).unwrap_err();
         assert!(err.contains("\"sse9\" is not a CPU path"), "{err}");
-        assert!(err.contains("portable, avx2 or neon"), "{err}");
+        assert!(err.contains("portable, avx2, avx512 or neon"), "{err}");
     }
 
     #[test]

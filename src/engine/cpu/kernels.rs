@@ -41,7 +41,7 @@ fn rows_dot(isa: Isa, xs: &[f32], w: &[f32], out: &mut [f32]) {
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: Isa::Avx2 is chosen only where the CPU has AVX2, FMA and F16C (cpu::isa).
-        Isa::Avx2 => unsafe { rows_dot_fma(xs, w, out) },
+        Isa::Avx2 { .. } => unsafe { rows_dot_fma(xs, w, out) },
         #[cfg(target_arch = "aarch64")]
         // SAFETY: Isa::Neon is chosen only where the CPU has NEON (cpu::isa).
         Isa::Neon { .. } => unsafe { super::neon::rows_dot(xs, w, out) },
@@ -101,7 +101,7 @@ fn exp_in_place(isa: Isa, xs: &mut [f32]) {
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: Isa::Avx2 is chosen only where the CPU has AVX2, FMA and F16C (cpu::isa).
-        Isa::Avx2 => unsafe { exp_avx2(xs) },
+        Isa::Avx2 { .. } => unsafe { exp_avx2(xs) },
         #[cfg(target_arch = "aarch64")]
         // SAFETY: Isa::Neon is chosen only where the CPU has NEON (cpu::isa).
         Isa::Neon { .. } => unsafe { super::neon::exp_in_place(xs) },

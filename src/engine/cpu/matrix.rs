@@ -258,7 +258,7 @@ impl Matrix {
                 }
             }
             #[cfg(target_arch = "x86_64")]
-            Data::Q8 { qs, scales } if isa == Isa::Avx2 => {
+            Data::Q8 { qs, scales } if matches!(isa, Isa::Avx2 { .. }) => {
                 let blocks = first * k / QK8_0..;
                 // SAFETY: Isa::Avx2 is chosen only where the CPU has AVX2 (cpu::isa); the
                 // ranges are whole blocks of `out`.
@@ -403,8 +403,8 @@ impl Matrix {
             Data::F32(w) => gemm::product(isa, x, m, k, Weights::Panels(w), n, &mut out, n),
             Data::F16(w) => gemm::product(isa, x, m, k, Weights::PanelsF16(w), n, &mut out, n),
             #[cfg(target_arch = "x86_64")]
-            Data::Q4K(b) if isa == Isa::Avx2 => {
-                self.many_rows_q4k(x, m, b, &mut out);
+            Data::Q4K(b) if matches!(isa, Isa::Avx2 { .. }) => {
+                self.many_rows_q4k(isa, x, m, b, &mut out);
                 true
             }
             // aarch64: a NEON q4_k prompt kernel goes here (Isa::Neon).
@@ -453,9 +453,9 @@ impl Matrix {
     /// (output rows) over all the weights, four input rows at a time over tiles of weight rows
     /// small enough to stay in cache.
     ///
-    /// The caller checked that the path is [`Isa::Avx2`].
+    /// The caller checked that the path is [`Isa::Avx2`] (either kind).
     #[cfg(target_arch = "x86_64")]
-    fn many_rows_q4k(&self, x: &[f32], m: usize, blocks: &[u8], out: &mut [f32]) {
+    fn many_rows_q4k(&self, isa: Isa, x: &[f32], m: usize, blocks: &[u8], out: &mut [f32]) {
         const GROUP: usize = 4;
         let (n, k) = (self.rows, self.cols);
         let nb = k / q4k::QK_K;
@@ -464,7 +464,7 @@ impl Matrix {
         let unpacked = q4k::Unpacked::new(blocks);
         let (mins_x, mins_w) = (xa.min_terms(), &unpacked.neg_mins);
         let mins = Weights::Rows(mins_w);
-        let done = gemm::product(Isa::Avx2, &mins_x, m, k / 32, mins, n, out, n);
+        let done = gemm::product(isa, &mins_x, m, k / 32, mins, n, out, n);
         assert!(done, "many_rows checked Isa::Avx2, which has a gemm kernel");
         // ~64 KiB of weights a tile, a quarter of the smallest L2 of the CPUs this targets.
         let tile = (65536 / bytes).clamp(8, 256);
@@ -565,7 +565,7 @@ macro_rules! kernel_for_rows {
         match $m {
             $($rows => match $isa {
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx2 => Kernel {
+                Isa::Avx2 { .. } => Kernel {
                     // SAFETY (each): Isa::Avx2 is chosen only where the CPU has AVX2, FMA and
                     // F16C (cpu::isa); the kernels assert the shapes they read.
                     panel: |x, w, o| unsafe { avx::panel_f32::<$rows>(x, w, o) },
@@ -1086,7 +1086,7 @@ mod tests {
                 // Only AVX2 has a q4_k prompt kernel (q8_K activations, as ggml's); prompts
                 // on the other paths (portable, NEON) multiply f32 activations by the widened
                 // weights, which differs from ggml's by the activations' rounding.
-                let tol = if isa != Isa::Avx2 && m > MAX_ROWS {
+                let tol = if !matches!(isa, Isa::Avx2 { .. }) && m > MAX_ROWS {
                     0.02 * (k as f32).sqrt()
                 } else {
                     1e-3
