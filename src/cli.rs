@@ -435,11 +435,15 @@ pub fn quantize(model: &ModelOptions, dir: &Path, out: &mut dyn Write) -> anyhow
         let total: usize = formats.counts().iter().map(|(_, n)| n).sum();
         let (taken, block) = (formats.of(q), q.block_size());
         let c = lm.gpt2().config();
-        let widths = format!(
-            "{} and {} weights",
-            c.n_embd,
-            c.n_inner.unwrap_or(4 * c.n_embd)
-        );
+        // The rows of GPT-2's matrices are n_embd wide, the MLP's output projection's n_inner.
+        let mut unfit = vec![c.n_embd, c.n_inner.unwrap_or(4 * c.n_embd)];
+        unfit.retain(|w| !w.is_multiple_of(block));
+        unfit.dedup();
+        let widths = unfit
+            .iter()
+            .map(|w| w.to_string())
+            .collect::<Vec<_>>()
+            .join(" and ");
         if taken == 0 {
             let from = match &source {
                 Some(s) => format!("{file_name} ({s})"),
@@ -451,12 +455,15 @@ pub fn quantize(model: &ModelOptions, dir: &Path, out: &mut dyn Write) -> anyhow
                 "--dtype f16 or f32"
             };
             anyhow::bail!(
-                "cannot write {from} as {wanted}: none of its weight matrices has rows that                  are a whole number of {wanted}'s {block}-weight blocks (its rows are {widths}),                  so the file would hold no {wanted} at all; use {instead} instead"
+                "cannot write {from} as {wanted}: none of its weight matrices has rows that \
+                 are a whole number of {wanted}'s {block}-weight blocks (its rows are {widths} \
+                 weights), so the file would hold no {wanted} at all; use {instead} instead"
             );
         }
         if taken < total {
             eprintln!(
-                "quill: note: {} of {total} matrices have rows ({widths}) that are no whole                  number of {wanted}'s {block}-weight blocks: they are written as {}",
+                "quill: note: {} of {total} matrices have rows of {widths} weights, no whole \
+                 number of {wanted}'s {block}-weight blocks: they are written as {}",
                 total - taken,
                 formats
                     .counts()
@@ -513,7 +520,8 @@ fn conversion_note(file: &str, from: GgmlDType, to: models::WeightFormat) -> Opt
             "{file} is {s}: re-quantized to {t} from its dequantized values, {restores}"
         )),
         (Some(_), Some(_)) => Some(format!(
-            "{file} is {s}: re-quantized to {t} from its dequantized values, so {t}'s rounding              comes on top of {s}'s (quantizing the original checkpoint loses less)"
+            "{file} is {s}: re-quantized to {t} from its dequantized values, so {t}'s rounding \
+             comes on top of {s}'s (quantizing the original checkpoint loses less)"
         )),
         (None, None) if bits(to) > bits(source) => {
             Some(format!("{file} is {s}: widened to {t}, {restores}"))
