@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
+use candle_core::quantized::GgmlDType;
 use serde_json::json;
 
 use crate::engine::backend::{openai, RemoteBackend, RemoteConfig};
+use crate::engine::checkpoint::gguf;
 use crate::engine::tasks::sampling::{SamplingParams, StopAt};
 use crate::engine::{Cancel, GenerateParams, LanguageModel};
 use crate::models::{self, DownloadProgress, FetchOptions, ModelFiles, ModelSource};
@@ -393,28 +395,139 @@ pub fn fetch(model: &ModelOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `quill quantize`: loads the GPT-2 model in `--dtype` and writes it to `dir` as
-/// `model.gguf` (llama.cpp's GPT-2 layout) with its `config.json` and `tokenizer.json`.
+/// `quill quantize`: loads the GPT-2 model with its matrices in `--dtype` and writes it to `dir`
+/// as `model.gguf` (llama.cpp's GPT-2 layout) with its `config.json` and `tokenizer.json`. A
+/// GGUF source is converted too: its matrices are dequantized, and quantized again where
+/// `--dtype` is quantized (a note says when that cannot give back what the source's format
+/// dropped); those already in `--dtype` are copied as stored. The format printed is read back
+/// from the written file.
 pub fn quantize(model: &ModelOptions, dir: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
     let device = models::parse_device(&model.device)?;
     let format = models::parse_format(&model.dtype)?;
+    let wanted = format_name(format);
     let files = model.resolve(&model.model)?;
-    eprintln!("quill: loading {} as {}", files.name, model.dtype);
-    let lm = LanguageModel::load_format(&files, &device, format)?;
+    let weights = &files.weights[0];
+    let file_name = weights.file_name().map_or_else(
+        || weights.display().to_string(),
+        |n| n.to_string_lossy().into(),
+    );
+    let source = if files.is_gguf() {
+        let formats = gguf::MatrixFormats::of_file(weights)
+            .with_context(|| format!("reading {}", weights.display()))?;
+        eprintln!(
+            "quill: loading {} ({file_name}: {formats}) as {wanted}",
+            files.name
+        );
+        let note = formats
+            .main()
+            .and_then(|from| conversion_note(&file_name, from, format));
+        if let Some(note) = note {
+            eprintln!("quill: note: {note}");
+        }
+        Some(formats)
+    } else {
+        eprintln!("quill: loading {} as {wanted}", files.name);
+        None
+    };
+    let lm = LanguageModel::load_converted(&files, &device, format)?;
+    let formats = lm.matrix_formats();
+    if let Some(q) = format.quantized() {
+        let total: usize = formats.counts().iter().map(|(_, n)| n).sum();
+        let (taken, block) = (formats.of(q), q.block_size());
+        let c = lm.gpt2().config();
+        // The rows of GPT-2's matrices are n_embd wide, the MLP's output projection's n_inner.
+        let mut unfit = vec![c.n_embd, c.n_inner.unwrap_or(4 * c.n_embd)];
+        unfit.retain(|w| !w.is_multiple_of(block));
+        unfit.dedup();
+        let widths = unfit
+            .iter()
+            .map(|w| w.to_string())
+            .collect::<Vec<_>>()
+            .join(" and ");
+        if taken == 0 {
+            let from = match &source {
+                Some(s) => format!("{file_name} ({s})"),
+                None => format!("the safetensors checkpoint {}", files.name),
+            };
+            let instead = if q.block_size() > 32 {
+                "--dtype q8_0 (blocks of 32 weights) or f16"
+            } else {
+                "--dtype f16 or f32"
+            };
+            anyhow::bail!(
+                "cannot write {from} as {wanted}: none of its weight matrices has rows that \
+                 are a whole number of {wanted}'s {block}-weight blocks (its rows are {widths} \
+                 weights), so the file would hold no {wanted} at all; use {instead} instead"
+            );
+        }
+        if taken < total {
+            eprintln!(
+                "quill: note: {} of {total} matrices have rows of {widths} weights, no whole \
+                 number of {wanted}'s {block}-weight blocks: they are written as {}",
+                total - taken,
+                formats
+                    .counts()
+                    .iter()
+                    .filter(|(d, _)| *d != q)
+                    .map(|(d, _)| gguf::dtype_name(*d))
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            );
+        }
+    }
     eprintln!("quill: writing {}", dir.display());
     let target = lm
         .save_gguf_dir(&files, dir)
         .with_context(|| format!("writing the model into {}", dir.display()))?;
     let size = std::fs::metadata(&target)?.len();
+    // What the file holds, not what was asked for.
+    let written = gguf::MatrixFormats::of_file(&target)
+        .with_context(|| format!("reading back {}", target.display()))?;
     writeln!(
         out,
-        "wrote {} ({:.1} MB, {}); load it with --model {}",
+        "wrote {} ({:.1} MB, {written}); load it with --model {}",
         target.display(),
         size as f64 / 1e6,
-        model.dtype,
         dir.display()
     )?;
     Ok(())
+}
+
+/// `f32`, `q8_0`, `q4_k`: a weight format as `--dtype` names it.
+fn format_name(format: models::WeightFormat) -> &'static str {
+    match format {
+        models::WeightFormat::Float(d) => d.as_str(),
+        models::WeightFormat::Quantized(q) => gguf::dtype_name(q),
+    }
+}
+
+/// What converting `file`'s matrices from `from` to `to` cannot do, when its origin is lossy:
+/// a quantized or half-precision file converted to a wider format keeps the precision it lost.
+fn conversion_note(file: &str, from: GgmlDType, to: models::WeightFormat) -> Option<String> {
+    let source = gguf::weight_format(from);
+    if source == to {
+        return None;
+    }
+    let bits = |f: models::WeightFormat| match f {
+        models::WeightFormat::Float(d) => 8.0 * d.size_in_bytes() as f64,
+        models::WeightFormat::Quantized(q) => 8.0 * q.type_size() as f64 / q.block_size() as f64,
+    };
+    let (s, t) = (gguf::dtype_name(from), format_name(to));
+    let restores = format!("which does not restore the precision {s} dropped");
+    match (source.quantized(), to.quantized()) {
+        (Some(_), None) => Some(format!("{file} is {s}: dequantized to {t}, {restores}")),
+        (Some(_), Some(_)) if bits(to) > bits(source) => Some(format!(
+            "{file} is {s}: re-quantized to {t} from its dequantized values, {restores}"
+        )),
+        (Some(_), Some(_)) => Some(format!(
+            "{file} is {s}: re-quantized to {t} from its dequantized values, so {t}'s rounding \
+             comes on top of {s}'s (quantizing the original checkpoint loses less)"
+        )),
+        (None, None) if bits(to) > bits(source) => {
+            Some(format!("{file} is {s}: widened to {t}, {restores}"))
+        }
+        _ => None,
+    }
 }
 
 /// Download progress as bars on stderr (indicatif hides them when stderr is no terminal).
@@ -449,6 +562,40 @@ impl DownloadProgress for ProgressBars {
         let bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((_, bar)) = bars.iter().find(|(f, _)| f == file) {
             bar.finish();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::conversion_note;
+    use crate::models::parse_format;
+    use candle_core::quantized::GgmlDType;
+
+    #[test]
+    fn a_conversion_from_a_lossy_format_says_what_it_cannot_restore() {
+        let note = |from, to: &str| conversion_note("m.gguf", from, parse_format(to).unwrap());
+        assert_eq!(
+            note(GgmlDType::Q8_0, "f32").as_deref(),
+            Some(
+                "m.gguf is q8_0: dequantized to f32, which does not restore the precision q8_0 \
+                 dropped"
+            )
+        );
+        assert!(note(GgmlDType::Q4K, "q8_0")
+            .is_some_and(|n| n.contains("re-quantized to q8_0") && n.contains("does not restore")));
+        assert!(note(GgmlDType::Q8_0, "q4_k")
+            .is_some_and(|n| n.contains("re-quantized to q4_k") && n.contains("on top of q8_0's")));
+        assert!(note(GgmlDType::F16, "f32").is_some_and(|n| n.contains("widened to f32")));
+        // Nothing is lost that was there: the same format, or f32 made smaller.
+        for (from, to) in [
+            (GgmlDType::Q8_0, "q8_0"),
+            (GgmlDType::Q4K, "q4_k_m"),
+            (GgmlDType::F32, "q4_k"),
+            (GgmlDType::F32, "f16"),
+            (GgmlDType::F16, "q8_0"),
+        ] {
+            assert_eq!(note(from, to), None, "{from:?} to {to}");
         }
     }
 }

@@ -166,8 +166,9 @@ enum Command {
     },
     /// Download the models into the hub cache (HF_HOME), so later runs work offline.
     Fetch,
-    /// Convert the GPT-2 model to --dtype once and write it as a model directory (model.gguf,
-    /// config.json, tokenizer.json) that later runs load as is: `--model OUT`.
+    /// Convert the GPT-2 model (a GGUF one too) to --dtype once and write it as a model
+    /// directory (model.gguf, config.json, tokenizer.json) that later runs load as is:
+    /// `--model OUT`.
     Quantize {
         /// The directory to write (created if needed).
         out: std::path::PathBuf,

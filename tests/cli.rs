@@ -6,6 +6,8 @@ mod support;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+use candle_core::quantized::GgmlDType;
+
 use support::hub::HubServer;
 use support::*;
 
@@ -420,6 +422,283 @@ fn quantize_writes_a_model_directory_that_later_runs_load_as_is() {
         "--model", &model, "score", "--json", text,
     ])));
     assert_ne!(f32, loaded, "and it is not the f32 model");
+}
+
+/// `quill quantize` into `dir` (`--model`, `--dtype`): stdout and stderr of a run that succeeded.
+fn quantize_ok(model: &str, dtype: &str, dir: &Path) -> (String, String) {
+    let out = run(&mut quill(&[
+        "--model",
+        model,
+        "--dtype",
+        dtype,
+        "quantize",
+        &dir.display().to_string(),
+    ]));
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{stderr}");
+    (String::from_utf8_lossy(&out.stdout).to_string(), stderr)
+}
+
+/// A written GGUF file: its `general.file_type` and its tensors by name.
+struct Gguf {
+    file_type: u32,
+    tensors: std::collections::BTreeMap<String, GgufTensor>,
+}
+
+struct GgufTensor {
+    dtype: GgmlDType,
+    dims: Vec<usize>,
+    /// Dequantized.
+    values: Vec<f32>,
+    /// As stored.
+    raw: Vec<u8>,
+}
+
+fn read_gguf(path: &Path) -> Gguf {
+    use candle_core::quantized::gguf_file::{Content, Value};
+    let mut file = std::io::BufReader::new(std::fs::File::open(path).unwrap());
+    let content = Content::read(&mut file).unwrap();
+    let file_type = match content.metadata.get("general.file_type") {
+        Some(Value::U32(t)) => *t,
+        other => panic!("general.file_type is {other:?}"),
+    };
+    let tensors = content
+        .tensor_infos
+        .keys()
+        .map(|name| {
+            let q = content
+                .tensor(&mut file, name, &candle_core::Device::Cpu)
+                .unwrap();
+            let values = q
+                .dequantize(&candle_core::Device::Cpu)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            let tensor = GgufTensor {
+                dtype: q.dtype(),
+                dims: q.shape().dims().to_vec(),
+                values,
+                raw: q.data().unwrap().to_vec(),
+            };
+            (name.clone(), tensor)
+        })
+        .collect();
+    Gguf { file_type, tensors }
+}
+
+/// The linear layers and the output projection: what `--dtype` sets.
+fn is_matrix(name: &str) -> bool {
+    name == "output.weight"
+        || ["attn_qkv", "attn_output", "ffn_up", "ffn_down"]
+            .iter()
+            .any(|m| name.ends_with(&format!(".{m}.weight")))
+}
+
+#[test]
+fn quantize_converts_a_q8_0_gguf_source_to_the_f32_it_says_it_wrote() {
+    // Found as a user: `--dtype f32` on a q8_0 GGUF model wrote the q8_0 blocks as stored (and
+    // file_type 7) but printed "f32".
+    let dir = tempfile::tempdir().unwrap();
+    let q8 = dir.path().join("q8");
+    quantize_ok(&model_arg("gpt2-tiny"), "q8_0", &q8);
+    let source = read_gguf(&q8.join("model.gguf"));
+    assert_eq!(source.file_type, 7, "ggml's MOSTLY_Q8_0");
+
+    let f32_dir = dir.path().join("f32");
+    let (stdout, stderr) = quantize_ok(&q8.display().to_string(), "f32", &f32_dir);
+    assert!(
+        stdout.contains("MB, f32)") && !stdout.contains("q8_0"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains(
+            "model.gguf is q8_0: dequantized to f32, which does not restore the precision \
+             q8_0 dropped"
+        ),
+        "{stderr}"
+    );
+    let written = read_gguf(&f32_dir.join("model.gguf"));
+    assert_eq!(written.file_type, 0, "ggml's ALL_F32");
+    assert_eq!(
+        written.tensors.keys().collect::<Vec<_>>(),
+        source.tensors.keys().collect::<Vec<_>>()
+    );
+    let mut matrices = 0;
+    for (name, t) in &written.tensors {
+        let src = &source.tensors[name];
+        assert_eq!(t.dtype, GgmlDType::F32, "{name}");
+        assert_eq!(t.dims, src.dims, "{name}");
+        // The dequantized blocks, exactly.
+        assert_eq!(t.values, src.values, "{name}");
+        if is_matrix(name) {
+            assert_eq!(src.dtype, GgmlDType::Q8_0, "{name}");
+            matrices += 1;
+        }
+    }
+    assert_eq!(matrices, 9, "2 layers of 4 and the output projection");
+
+    // The file runs, and it is still the q8_0 model's weights: dequantizing does not give back
+    // the original f32 checkpoint.
+    let text = "The quick brown fox jumps over the lazy dog.";
+    let score = |model: &str| {
+        stdout_json(&run(&mut quill(&[
+            "--model", model, "score", "--json", text,
+        ])))
+    };
+    assert_ne!(
+        score(&f32_dir.display().to_string()),
+        score(&model_arg("gpt2-tiny"))
+    );
+}
+
+#[test]
+fn quantize_of_a_gguf_source_in_the_same_format_copies_its_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let q8 = dir.path().join("q8");
+    quantize_ok(&model_arg("gpt2-tiny"), "q8_0", &q8);
+    let again = dir.path().join("again");
+    let (stdout, stderr) = quantize_ok(&q8.display().to_string(), "q8_0", &again);
+    assert!(stdout.contains("MB, q8_0)"), "{stdout}");
+    assert!(!stderr.contains("note"), "nothing is lost: {stderr}");
+    let (source, written) = (
+        read_gguf(&q8.join("model.gguf")),
+        read_gguf(&again.join("model.gguf")),
+    );
+    assert_eq!(written.file_type, 7);
+    assert_eq!(written.tensors.len(), source.tensors.len());
+    for (name, t) in &written.tensors {
+        let src = &source.tensors[name];
+        assert_eq!((t.dtype, &t.dims), (src.dtype, &src.dims), "{name}");
+        assert!(t.raw == src.raw, "{name}: the blocks as stored");
+    }
+}
+
+#[test]
+fn quantize_requantizes_a_q8_0_gguf_source_to_q4_k_and_names_what_stays_f32() {
+    let dir = tempfile::tempdir().unwrap();
+    let q8 = dir.path().join("q8");
+    quantize_ok(&model_arg("gpt2-tiny"), "q8_0", &q8);
+    let q4 = dir.path().join("q4");
+    let (stdout, stderr) = quantize_ok(&q8.display().to_string(), "q4_k", &q4);
+    // gpt2-tiny's rows are 64 and 256 weights: only ffn_down's fit q4_k's 256-weight blocks.
+    assert!(
+        stdout.contains("MB, q4_k for 2 of 9 matrices, f32 for 7)"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("model.gguf is q8_0: re-quantized to q4_k from its dequantized values"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("7 of 9 matrices") && stderr.contains("written as f32"),
+        "{stderr}"
+    );
+    let (source, written) = (
+        read_gguf(&q8.join("model.gguf")),
+        read_gguf(&q4.join("model.gguf")),
+    );
+    assert_eq!(
+        written.file_type, 14,
+        "ggml's MOSTLY_Q4_K_S: q4_K everywhere it fits"
+    );
+    for (name, t) in &written.tensors {
+        let src = &source.tensors[name];
+        if name.ends_with(".ffn_down.weight") {
+            assert_eq!(t.dtype, GgmlDType::Q4K, "{name}");
+            let scale = src.values.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let err = max_diff(&t.values, &src.values);
+            assert!(err > 0.0 && err < 0.1 * scale, "{name}: {err} of {scale}");
+        } else {
+            assert_eq!(t.dtype, GgmlDType::F32, "{name}");
+            assert_eq!(t.values, src.values, "{name}");
+        }
+    }
+}
+
+#[test]
+fn quantize_refuses_a_format_that_no_matrix_can_take() {
+    // A GPT-2 of 32-wide rows (and 128-wide MLP rows): no row is a whole q4_k block.
+    let dir = tempfile::tempdir().unwrap();
+    let narrow = dir.path().join("narrow");
+    std::fs::create_dir_all(&narrow).unwrap();
+    let mut config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture_dir("gpt2-tiny").join("config.json")).unwrap(),
+    )
+    .unwrap();
+    let (n, vocab) = (32usize, config["vocab_size"].as_u64().unwrap() as usize);
+    config["n_embd"] = n.into();
+    config["n_head"] = 2.into();
+    config["n_layer"] = 1.into();
+    std::fs::write(narrow.join("config.json"), config.to_string()).unwrap();
+    std::fs::copy(
+        fixture_dir("gpt2-tiny").join("tokenizer.json"),
+        narrow.join("tokenizer.json"),
+    )
+    .unwrap();
+    let dev = candle_core::Device::Cpu;
+    let t = |dims: &[usize]| candle_core::Tensor::randn(0f32, 0.02, dims, &dev).unwrap();
+    let mut tensors = std::collections::HashMap::new();
+    for (name, dims) in [
+        ("wte.weight", vec![vocab, n]),
+        ("wpe.weight", vec![128, n]),
+        ("h.0.ln_1.weight", vec![n]),
+        ("h.0.ln_1.bias", vec![n]),
+        ("h.0.attn.c_attn.weight", vec![n, 3 * n]),
+        ("h.0.attn.c_attn.bias", vec![3 * n]),
+        ("h.0.attn.c_proj.weight", vec![n, n]),
+        ("h.0.attn.c_proj.bias", vec![n]),
+        ("h.0.ln_2.weight", vec![n]),
+        ("h.0.ln_2.bias", vec![n]),
+        ("h.0.mlp.c_fc.weight", vec![n, 4 * n]),
+        ("h.0.mlp.c_fc.bias", vec![4 * n]),
+        ("h.0.mlp.c_proj.weight", vec![4 * n, n]),
+        ("h.0.mlp.c_proj.bias", vec![n]),
+        ("ln_f.weight", vec![n]),
+        ("ln_f.bias", vec![n]),
+    ] {
+        tensors.insert(name.to_string(), t(&dims));
+    }
+    candle_core::safetensors::save(&tensors, narrow.join("model.safetensors")).unwrap();
+    let narrow_arg = narrow.display().to_string();
+
+    let out_dir = dir.path().join("q4");
+    let err = fails(&mut quill(&[
+        "--model",
+        &narrow_arg,
+        "--dtype",
+        "q4_k",
+        "quantize",
+        &out_dir.display().to_string(),
+    ]));
+    assert!(
+        err.contains("cannot write")
+            && err.contains("safetensors")
+            && err.contains("as q4_k")
+            && err.contains("256-weight blocks")
+            && err.contains("--dtype q8_0"),
+        "{err}"
+    );
+    assert!(!out_dir.join("model.gguf").exists(), "nothing was written");
+
+    // The same from a GGUF source names its format; q8_0, as the error says, is written.
+    let q8 = dir.path().join("q8");
+    let (stdout, _) = quantize_ok(&narrow_arg, "q8_0", &q8);
+    assert!(stdout.contains("MB, q8_0)"), "{stdout}");
+    let err = fails(&mut quill(&[
+        "--model",
+        &q8.display().to_string(),
+        "--dtype",
+        "q4_k",
+        "quantize",
+        &out_dir.display().to_string(),
+    ]));
+    assert!(
+        err.contains("model.gguf (q8_0) as q4_k") && err.contains("--dtype q8_0"),
+        "{err}"
+    );
+    assert!(!out_dir.join("model.gguf").exists(), "nothing was written");
 }
 
 #[test]

@@ -31,11 +31,32 @@ impl LanguageModel {
         Self::load_format(files, device, models::WeightFormat::Float(dtype))
     }
 
-    /// Loads a GPT-2 checkpoint, quantizing its matrices if `format` says so.
+    /// Loads a GPT-2 checkpoint, quantizing its matrices if `format` says so. A GGUF file's
+    /// matrices stay in the format they were written in ([`Self::load_converted`] converts).
     pub fn load_format(
         files: &ModelFiles,
         device: &Device,
         format: models::WeightFormat,
+    ) -> Result<Self, ModelError> {
+        Self::load_with(files, device, format, false)
+    }
+
+    /// Loads a GPT-2 checkpoint with its matrices in `format` whatever the checkpoint holds
+    /// (what `quill quantize` writes): a GGUF file's matrices in another format are
+    /// dequantized to f32 and converted; those already in `format` are kept as stored.
+    pub fn load_converted(
+        files: &ModelFiles,
+        device: &Device,
+        format: models::WeightFormat,
+    ) -> Result<Self, ModelError> {
+        Self::load_with(files, device, format, true)
+    }
+
+    fn load_with(
+        files: &ModelFiles,
+        device: &Device,
+        format: models::WeightFormat,
+        convert_gguf: bool,
     ) -> Result<Self, ModelError> {
         let dtype = format.float_dtype(device);
         let bad_config = |reason: String| ModelError::BadConfig {
@@ -61,14 +82,20 @@ impl LanguageModel {
             }
         }
         let model = if files.is_gguf() {
-            // A GGUF file's matrices stay in the format they were written in; opening it
-            // checks the header once (a truncated file is named with the tensor it cuts).
+            // A GGUF file's matrices stay in the format they were written in unless asked
+            // to convert; opening it checks the header once (a truncated file is named with
+            // the tensor it cuts).
             let src = gguf::GgufSource::open(&files.weights[0], device).map_err(|e| {
                 models::ModelError::BadWeights {
                     path: files.weights[0].clone(),
                     reason: e.to_string(),
                 }
             })?;
+            let src = if convert_gguf {
+                src.converting_to(format)
+            } else {
+                src
+            };
             Gpt2::from_source(&src, &config)
         } else if device.is_cpu()
             && weight::cpu_format(format).is_some()
@@ -134,6 +161,11 @@ impl LanguageModel {
         }
         std::fs::rename(&partial, &target)?;
         Ok(target)
+    }
+
+    /// The formats of the weight matrices, as [`Self::save_gguf_dir`] writes them.
+    pub fn matrix_formats(&self) -> gguf::MatrixFormats {
+        gguf::MatrixFormats::of_tensors(&self.model.tensors())
     }
 
     pub fn gpt2(&self) -> &Gpt2 {

@@ -1,8 +1,8 @@
 //! GPT-2 in GGUF, in llama.cpp's layout (architecture `gpt2`): reading a `model.gguf` with its
 //! matrices kept in their stored format (`q8_0`, `q4_K`, `f16`, `bf16`, `f32` go to quill's
-//! kernels, other ggml types to candle's quantized matmul), and writing one from a loaded
-//! model, with llama.cpp's tokenizer metadata, so that `quill quantize` makes files both can
-//! run.
+//! kernels, other ggml types to candle's quantized matmul) or converted to another one (what
+//! `quill quantize` writes), and writing one from a loaded model, with llama.cpp's tokenizer
+//! metadata, so that `quill quantize` makes files both can run.
 //!
 //! Tensor names map one to one onto the hub checkpoint's (see [`gguf_name`]); GGUF stores the
 //! linear layers `[out, in]`, which is how quill holds them.
@@ -23,7 +23,7 @@ use half::f16;
 use super::weight::Weight;
 use super::{Stored, TensorSource};
 use crate::engine::cpu::matrix::{Format, Matrix};
-use crate::models::ModelError;
+use crate::models::{ModelError, WeightFormat};
 
 type Result<T> = candle_core::Result<T>;
 
@@ -61,6 +61,8 @@ pub struct GgufSource {
     content: gguf_file::Content,
     file: RefCell<BufReader<File>>,
     device: Device,
+    /// The format the matrices are converted to; `None`: kept as stored.
+    convert_to: Option<WeightFormat>,
 }
 
 impl GgufSource {
@@ -86,7 +88,16 @@ impl GgufSource {
             content,
             file: RefCell::new(file),
             device: device.clone(),
+            convert_to: None,
         })
+    }
+
+    /// Converts the matrices stored in another format to `format` as they are read: they are
+    /// dequantized to f32 and then held as [`Weight::new`] holds `format` (quantized again
+    /// where it is quantized). Matrices already in `format` are kept as stored, bit for bit.
+    pub fn converting_to(mut self, format: WeightFormat) -> Self {
+        self.convert_to = Some(format);
+        self
     }
 
     fn info(&self, name: &str) -> Result<(&gguf_file::TensorInfo, String)> {
@@ -137,6 +148,12 @@ impl TensorSource for GgufSource {
                 "`{g}` is {:?} in the GGUF file, expected [{out}, {inp}]",
                 info.shape.dims()
             );
+        }
+        if let Some(format) = self.convert_to {
+            if weight_format(info.ggml_dtype) != format {
+                let w = self.qtensor(name)?.dequantize(&self.device)?;
+                return Weight::new(w, format);
+            }
         }
         if self.device.is_cpu() {
             let matrix = match info.ggml_dtype {
@@ -194,25 +211,185 @@ impl TensorSource for GgufSource {
     }
 }
 
-/// ggml's `general.file_type` for the format of the model's matrices.
-fn file_type(tensors: &[(String, Stored<'_>)]) -> u32 {
-    let head = tensors
-        .iter()
-        .find_map(|(name, t)| match (name.as_str(), t) {
-            ("h.0.mlp.c_fc.weight", Stored::Weight(w)) => Some(match w {
-                Weight::Cpu(m) => match m.format() {
-                    Format::F32 => 0,
-                    Format::F16 => 1,
-                    Format::Q8_0 => 7,
-                    Format::Q4K => 15,
-                    Format::Bf16 => 32,
-                },
-                Weight::Quantized(QMatMul::QTensor(q)) if q.dtype() == GgmlDType::Q4K => 15,
-                _ => 0,
-            }),
-            _ => None,
+/// The [`WeightFormat`] of a GGUF tensor type (`f32`, `f16` and `bf16` are floats).
+pub fn weight_format(dtype: GgmlDType) -> WeightFormat {
+    match dtype {
+        GgmlDType::F32 => WeightFormat::Float(DType::F32),
+        GgmlDType::F16 => WeightFormat::Float(DType::F16),
+        GgmlDType::BF16 => WeightFormat::Float(DType::BF16),
+        q => WeightFormat::Quantized(q),
+    }
+}
+
+/// Whether a GGUF tensor is one of GPT-2's weight matrices, whose format `--dtype` sets: the
+/// linear layers and the output projection.
+pub fn is_matrix(gguf_name: &str) -> bool {
+    gguf_name == "output.weight"
+        || gguf_name.starts_with("blk.")
+            && [
+                ".attn_qkv.weight",
+                ".attn_output.weight",
+                ".ffn_up.weight",
+                ".ffn_down.weight",
+            ]
+            .iter()
+            .any(|s| gguf_name.ends_with(s))
+}
+
+/// How many of a GPT-2's weight matrices ([`is_matrix`]) are held in each GGUF tensor type,
+/// the most common first: a model's format as a file holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatrixFormats(Vec<(GgmlDType, usize)>);
+
+impl MatrixFormats {
+    fn count(dtypes: impl IntoIterator<Item = GgmlDType>) -> Self {
+        let mut counts: Vec<(GgmlDType, usize)> = Vec::new();
+        for d in dtypes {
+            match counts.iter_mut().find(|(t, _)| *t == d) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((d, 1)),
+            }
+        }
+        // Most first; of two as common, the smaller format.
+        counts.sort_by(|(a, m), (b, n)| {
+            let smaller = (a.type_size() * b.block_size()).cmp(&(b.type_size() * a.block_size()));
+            n.cmp(m).then(smaller)
         });
-    head.unwrap_or(0)
+        Self(counts)
+    }
+
+    /// The matrices of a GGUF file, read from its header.
+    pub fn of_file(path: &Path) -> Result<Self> {
+        let mut file = BufReader::new(File::open(path)?);
+        let content = gguf_file::Content::read(&mut file)
+            .map_err(|e| candle_core::Error::Msg(format!("not a GGUF file ({e})")))?;
+        Ok(Self::count(
+            content
+                .tensor_infos
+                .iter()
+                .filter(|(name, _)| is_matrix(name))
+                .map(|(_, info)| info.ggml_dtype),
+        ))
+    }
+
+    /// The matrices of a loaded model (named as `Gpt2::tensors` lists them) as [`write`]
+    /// would write them: a tied model's embedding counts once more, as `output.weight`.
+    pub fn of_tensors(tensors: &[(String, Stored<'_>)]) -> Self {
+        let head = tensors.iter().any(|(name, _)| name == "lm_head.weight");
+        Self::count(tensors.iter().filter_map(|(name, t)| {
+            let matrix = match gguf_name(name) {
+                Some(g) => is_matrix(&g) || (!head && g == "token_embd.weight"),
+                None => false,
+            };
+            matrix.then(|| written_dtype(t))
+        }))
+    }
+
+    /// Every type with its count, the most common first.
+    pub fn counts(&self) -> &[(GgmlDType, usize)] {
+        &self.0
+    }
+
+    /// How many matrices are held as `dtype`.
+    pub fn of(&self, dtype: GgmlDType) -> usize {
+        self.0
+            .iter()
+            .find(|(t, _)| *t == dtype)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    /// The model's format: the quantized type that most matrices take if any is quantized
+    /// (the rest are what did not fit its blocks), else the float type most take.
+    pub fn main(&self) -> Option<GgmlDType> {
+        let quantized = |d: &GgmlDType| weight_format(*d).quantized().is_some();
+        self.0
+            .iter()
+            .map(|(d, _)| *d)
+            .find(quantized)
+            .or_else(|| self.0.first().map(|(d, _)| *d))
+    }
+
+    /// ggml's `general.file_type` (`llama_ftype`) for these matrices: "mostly" [`Self::main`].
+    /// q4_K everywhere is what llama.cpp calls `Q4_K_S` (`Q4_K_M` mixes in q6_K).
+    pub fn file_type(&self) -> u32 {
+        match self.main() {
+            None | Some(GgmlDType::F32) => 0,
+            Some(GgmlDType::F16) => 1,
+            Some(GgmlDType::Q4_0) => 2,
+            Some(GgmlDType::Q4_1) => 3,
+            Some(GgmlDType::Q8_0) => 7,
+            Some(GgmlDType::Q5_0) => 8,
+            Some(GgmlDType::Q5_1) => 9,
+            Some(GgmlDType::Q2K) => 10,
+            Some(GgmlDType::Q3K) => 12,
+            Some(GgmlDType::Q4K) => 14,
+            Some(GgmlDType::Q5K) => 16,
+            Some(GgmlDType::Q6K) => 18,
+            Some(GgmlDType::BF16) => 32,
+            // ggml has no file type of q8_1 or q8_K matrices (they are activations' formats).
+            Some(GgmlDType::Q8_1 | GgmlDType::Q8K) => 0,
+        }
+    }
+}
+
+/// `q8_0`, `q4_k`, `f32`: a GGUF tensor type as `--dtype` names it (ggml's name, lower case,
+/// where `--dtype` has none).
+pub fn dtype_name(dtype: GgmlDType) -> &'static str {
+    match dtype {
+        GgmlDType::F32 => "f32",
+        GgmlDType::F16 => "f16",
+        GgmlDType::BF16 => "bf16",
+        GgmlDType::Q4_0 => "q4_0",
+        GgmlDType::Q4_1 => "q4_1",
+        GgmlDType::Q5_0 => "q5_0",
+        GgmlDType::Q5_1 => "q5_1",
+        GgmlDType::Q8_0 => "q8_0",
+        GgmlDType::Q8_1 => "q8_1",
+        GgmlDType::Q2K => "q2_k",
+        GgmlDType::Q3K => "q3_k",
+        GgmlDType::Q4K => "q4_k",
+        GgmlDType::Q5K => "q5_k",
+        GgmlDType::Q6K => "q6_k",
+        GgmlDType::Q8K => "q8_k",
+    }
+}
+
+/// `q8_0` when every matrix is q8_0, else [`MatrixFormats::main`] first:
+/// `q4_k for 2 of 9 matrices, f32 for 7`.
+impl std::fmt::Display for MatrixFormats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let total: usize = self.0.iter().map(|(_, n)| n).sum();
+        let Some(main) = self.main() else {
+            return write!(f, "no weight matrices");
+        };
+        if self.0.len() == 1 {
+            return write!(f, "{}", dtype_name(main));
+        }
+        let n = self.of(main);
+        write!(f, "{} for {n} of {total} matrices", dtype_name(main))?;
+        for (d, n) in self.0.iter().filter(|(d, _)| *d != main) {
+            write!(f, ", {} for {n}", dtype_name(*d))?;
+        }
+        Ok(())
+    }
+}
+
+/// The GGUF tensor type [`to_qtensor`] writes `t` as.
+fn written_dtype(t: &Stored<'_>) -> GgmlDType {
+    match t {
+        Stored::Tensor(_) | Stored::Weight(Weight::Float(_)) => GgmlDType::F32,
+        Stored::Weight(Weight::Quantized(QMatMul::QTensor(q))) => q.dtype(),
+        Stored::Weight(Weight::Quantized(QMatMul::Tensor(_) | QMatMul::TensorF16(_))) => {
+            GgmlDType::F32
+        }
+        Stored::Weight(Weight::Cpu(m)) | &Stored::Matrix(m) => match m.format() {
+            Format::F32 => GgmlDType::F32,
+            Format::F16 => GgmlDType::F16,
+            Format::Bf16 => GgmlDType::BF16,
+            Format::Q8_0 => GgmlDType::Q8_0,
+            Format::Q4K => GgmlDType::Q4K,
+        },
+    }
 }
 
 /// The tensor as GGUF will hold it.
@@ -350,11 +527,35 @@ pub fn write(
     eos: u32,
     out: &mut (impl Write + Seek),
 ) -> Result<()> {
+    let mut out_tensors: Vec<(String, Arc<QTensor>)> = Vec::new();
+    let mut written: HashMap<String, Arc<QTensor>> = HashMap::new();
+    for (hf, t) in tensors {
+        let g = gguf_name(hf)
+            .ok_or_else(|| candle_core::Error::Msg(format!("no GGUF name for `{hf}`")))?;
+        let q = to_qtensor(t)?;
+        debug_assert_eq!(q.dtype(), written_dtype(t), "{hf}");
+        written.insert(g.clone(), q.clone());
+        out_tensors.push((g, q));
+    }
+    // llama.cpp's GPT-2 reads `output.weight`; a tied model writes the embedding again
+    // (quill sees the copy as tied when it reads the file back).
+    if !written.contains_key("output.weight") {
+        if let Some(e) = written.get("token_embd.weight") {
+            out_tensors.push(("output.weight".into(), e.clone()));
+        }
+    }
+    // The file type is read off the tensors as written.
+    let formats = MatrixFormats::count(
+        out_tensors
+            .iter()
+            .filter(|(g, _)| is_matrix(g))
+            .map(|(_, q)| q.dtype()),
+    );
     let u32v = |v: usize| Value::U32(v as u32);
     let mut meta: Vec<(String, Value)> = vec![
         ("general.architecture".into(), Value::String("gpt2".into())),
         ("general.name".into(), Value::String(name.into())),
-        ("general.file_type".into(), Value::U32(file_type(tensors))),
+        ("general.file_type".into(), Value::U32(formats.file_type())),
         ("general.quantization_version".into(), Value::U32(2)),
         ("gpt2.context_length".into(), u32v(c.context_length)),
         ("gpt2.embedding_length".into(), u32v(c.embedding_length)),
@@ -372,22 +573,6 @@ pub fn write(
     meta.extend(tokenizer_metadata(tokenizer_json, c.vocab_size)?);
     meta.push(("tokenizer.ggml.bos_token_id".into(), Value::U32(bos)));
     meta.push(("tokenizer.ggml.eos_token_id".into(), Value::U32(eos)));
-    let mut out_tensors: Vec<(String, Arc<QTensor>)> = Vec::new();
-    let mut written: HashMap<String, Arc<QTensor>> = HashMap::new();
-    for (hf, t) in tensors {
-        let g = gguf_name(hf)
-            .ok_or_else(|| candle_core::Error::Msg(format!("no GGUF name for `{hf}`")))?;
-        let q = to_qtensor(t)?;
-        written.insert(g.clone(), q.clone());
-        out_tensors.push((g, q));
-    }
-    // llama.cpp's GPT-2 reads `output.weight`; a tied model writes the embedding again
-    // (quill sees the copy as tied when it reads the file back).
-    if !written.contains_key("output.weight") {
-        if let Some(e) = written.get("token_embd.weight") {
-            out_tensors.push(("output.weight".into(), e.clone()));
-        }
-    }
     let meta_refs: Vec<(&str, &Value)> = meta.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let tensor_refs: Vec<(&str, &QTensor)> = out_tensors
         .iter()
@@ -603,7 +788,60 @@ pub fn tensors_fit(
 
 #[cfg(test)]
 mod tests {
-    use super::gguf_name;
+    use super::{gguf_name, is_matrix, MatrixFormats};
+    use candle_core::quantized::GgmlDType;
+
+    #[test]
+    fn matrix_formats_name_what_most_matrices_take() {
+        let f = |ds: &[(GgmlDType, usize)]| {
+            MatrixFormats::count(ds.iter().flat_map(|&(d, n)| std::iter::repeat_n(d, n)))
+        };
+        let q8 = f(&[(GgmlDType::Q8_0, 9)]);
+        assert_eq!((q8.to_string(), q8.file_type()), ("q8_0".into(), 7));
+        // The quantized format names the file even where fewer matrices fit its blocks.
+        let q4 = f(&[(GgmlDType::F32, 7), (GgmlDType::Q4K, 2)]);
+        assert_eq!(q4.main(), Some(GgmlDType::Q4K));
+        assert_eq!(q4.file_type(), 14);
+        assert_eq!(q4.to_string(), "q4_k for 2 of 9 matrices, f32 for 7");
+        let three = f(&[
+            (GgmlDType::F32, 2),
+            (GgmlDType::Q8_0, 1),
+            (GgmlDType::F16, 3),
+        ]);
+        assert_eq!(
+            three.to_string(),
+            "q8_0 for 1 of 6 matrices, f16 for 3, f32 for 2"
+        );
+        let floats = f(&[(GgmlDType::F16, 3), (GgmlDType::F32, 1)]);
+        assert_eq!(
+            (floats.main(), floats.file_type()),
+            (Some(GgmlDType::F16), 1)
+        );
+        assert_eq!(f(&[]).file_type(), 0);
+        assert_eq!(f(&[(GgmlDType::BF16, 1)]).file_type(), 32);
+    }
+
+    #[test]
+    fn matrices_are_the_linear_layers_and_the_output_projection() {
+        for name in [
+            "blk.0.attn_qkv.weight",
+            "blk.11.attn_output.weight",
+            "blk.3.ffn_up.weight",
+            "blk.3.ffn_down.weight",
+            "output.weight",
+        ] {
+            assert!(is_matrix(name), "{name}");
+        }
+        for name in [
+            "token_embd.weight",
+            "position_embd.weight",
+            "blk.0.attn_qkv.bias",
+            "blk.0.attn_norm.weight",
+            "output_norm.weight",
+        ] {
+            assert!(!is_matrix(name), "{name}");
+        }
+    }
 
     #[test]
     fn names_map_onto_llama_cpps() {
