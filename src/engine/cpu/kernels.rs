@@ -302,27 +302,8 @@ fn attention_few_on(
                 for i in 0..t {
                     let seen = past + i + 1;
                     let qi = &qs[(head * t + i) * d..(head * t + i + 1) * d];
-                    for (j, s) in scores[..seen].iter_mut().enumerate() {
-                        let mut dot = [0f32];
-                        rows_dot(isa, qi, &kh[j * d..(j + 1) * d], &mut dot);
-                        *s = dot[0] * scale;
-                    }
-                    let max = scores[..seen]
-                        .iter()
-                        .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-                    let mut sum = 0f32;
-                    for s in &mut scores[..seen] {
-                        *s = (*s - max).exp();
-                        sum += *s;
-                    }
-                    let inv = 1.0 / sum;
                     let oi = &mut o[i * d..(i + 1) * d];
-                    for (j, &p) in scores[..seen].iter().enumerate() {
-                        let p = p * inv;
-                        for (y, &v) in oi.iter_mut().zip(&vh[j * d..(j + 1) * d]) {
-                            *y += p * v;
-                        }
-                    }
+                    attend(isa, qi, kh, vh, scale, &mut scores[..seen], oi);
                 }
             });
             out
@@ -332,6 +313,150 @@ fn attention_few_on(
     match out {
         Some(out) => Ok(Some(Tensor::from_vec(out, (h, t, d), q.device())?)),
         None => Ok(None),
+    }
+}
+
+/// One query of one head over the `scores.len()` keys and values it sees (rows of
+/// `q.len()`): `out = softmax(scale · K q) V`, the scores left in `scores`.
+fn attend(
+    isa: Isa,
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    scale: f32,
+    scores: &mut [f32],
+    out: &mut [f32],
+) {
+    let d = q.len();
+    assert!(keys.len() >= scores.len() * d && values.len() >= scores.len() * d);
+    assert_eq!(out.len(), d);
+    #[cfg(target_arch = "x86_64")]
+    if let Isa::Avx2 { .. } = isa {
+        // SAFETY: Isa::Avx2 is chosen only where the CPU has AVX2, FMA and F16C (cpu::isa);
+        // the shapes are asserted above.
+        unsafe { attend_avx2(q, keys, values, scale, scores, out) };
+        return;
+    }
+    for (j, s) in scores.iter_mut().enumerate() {
+        let mut dot = [0f32];
+        rows_dot(isa, q, &keys[j * d..(j + 1) * d], &mut dot);
+        *s = dot[0] * scale;
+    }
+    let inv = 1.0 / softmax_unnormalized(scores);
+    out.fill(0.0);
+    for (j, &p) in scores.iter().enumerate() {
+        let p = p * inv;
+        for (y, &v) in out.iter_mut().zip(&values[j * d..(j + 1) * d]) {
+            *y += p * v;
+        }
+    }
+}
+
+/// `s = e^(s - max)` over the scores; returns their sum.
+fn softmax_unnormalized(scores: &mut [f32]) -> f32 {
+    let max = scores.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let mut sum = 0f32;
+    for s in scores {
+        *s = (*s - max).exp();
+        sum += *s;
+    }
+    sum
+}
+
+/// [`attend`] with AVX2: the scores eight keys at a time (eight running sums, reduced
+/// together by a tree of horizontal adds, where one key at a time spent more on its
+/// horizontal sum than on its products), the weighted values 64 dimensions at a time held in
+/// eight registers over all keys (where a loop over keys stored and reloaded the output each
+/// time). Decoding reads the whole cache once per token, so this is most of its attention.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA; `keys` and `values` hold `scores.len()` rows of `q.len()`,
+/// `out` `q.len()` values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn attend_avx2(
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    scale: f32,
+    scores: &mut [f32],
+    out: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let (d, seen) = (q.len(), scores.len());
+    let full = d / 8 * 8;
+    let (qp, kp, vp) = (q.as_ptr(), keys.as_ptr(), values.as_ptr());
+    let tail_dot = |j: usize| -> f32 { (full..d).map(|l| q[l] * keys[j * d + l]).sum() };
+    let mut j = 0;
+    while j + 8 <= seen {
+        let mut acc = [_mm256_setzero_ps(); 8];
+        for l in (0..full).step_by(8) {
+            let qv = _mm256_loadu_ps(qp.add(l));
+            for (u, acc) in acc.iter_mut().enumerate() {
+                *acc = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kp.add((j + u) * d + l)), *acc);
+            }
+        }
+        // Lane u of the result: key j + u's sum.
+        let t0 = _mm256_hadd_ps(acc[0], acc[1]);
+        let t1 = _mm256_hadd_ps(acc[2], acc[3]);
+        let t2 = _mm256_hadd_ps(acc[4], acc[5]);
+        let t3 = _mm256_hadd_ps(acc[6], acc[7]);
+        let (u0, u1) = (_mm256_hadd_ps(t0, t1), _mm256_hadd_ps(t2, t3));
+        let sums = _mm256_add_ps(
+            _mm256_permute2f128_ps(u0, u1, 0x20),
+            _mm256_permute2f128_ps(u0, u1, 0x31),
+        );
+        let mut s = [0f32; 8];
+        _mm256_storeu_ps(s.as_mut_ptr(), sums);
+        for (u, s) in s.iter().enumerate() {
+            scores[j + u] = (s + tail_dot(j + u)) * scale;
+        }
+        j += 8;
+    }
+    for j in j..seen {
+        let mut acc = _mm256_setzero_ps();
+        for l in (0..full).step_by(8) {
+            acc = _mm256_fmadd_ps(
+                _mm256_loadu_ps(qp.add(l)),
+                _mm256_loadu_ps(kp.add(j * d + l)),
+                acc,
+            );
+        }
+        scores[j] = (super::x86::hsum(acc) + tail_dot(j)) * scale;
+    }
+    let inv = 1.0 / softmax_unnormalized(scores);
+    let mut c = 0;
+    while c + 64 <= full {
+        let mut acc = [_mm256_setzero_ps(); 8];
+        for (j, &p) in scores.iter().enumerate() {
+            let p = _mm256_set1_ps(p * inv);
+            for (u, acc) in acc.iter_mut().enumerate() {
+                *acc = _mm256_fmadd_ps(p, _mm256_loadu_ps(vp.add(j * d + c + 8 * u)), *acc);
+            }
+        }
+        for (u, acc) in acc.iter().enumerate() {
+            _mm256_storeu_ps(out.as_mut_ptr().add(c + 8 * u), *acc);
+        }
+        c += 64;
+    }
+    while c < full {
+        let mut acc = _mm256_setzero_ps();
+        for (j, &p) in scores.iter().enumerate() {
+            acc = _mm256_fmadd_ps(
+                _mm256_set1_ps(p * inv),
+                _mm256_loadu_ps(vp.add(j * d + c)),
+                acc,
+            );
+        }
+        _mm256_storeu_ps(out.as_mut_ptr().add(c), acc);
+        c += 8;
+    }
+    for (l, y) in out.iter_mut().enumerate().skip(full) {
+        *y = scores
+            .iter()
+            .enumerate()
+            .map(|(j, &p)| p * inv * values[j * d + l])
+            .sum();
     }
 }
 
@@ -446,7 +571,15 @@ mod tests {
         let dev = Device::Cpu;
         for isa in test_paths() {
             // Head widths on and off the 16 lanes; one to eight queries.
-            for (h, t, d, past, cap) in [(3, 2, 16, 5, 12), (2, 1, 17, 0, 4), (1, 8, 33, 3, 11)] {
+            // GPT-2's 64 and wider: whole 64-wide value chunks, groups of eight keys and the
+            // keys and dimensions past them.
+            for (h, t, d, past, cap) in [
+                (3, 2, 16, 5, 12),
+                (2, 1, 17, 0, 4),
+                (1, 8, 33, 3, 11),
+                (2, 3, 64, 21, 30),
+                (1, 1, 75, 40, 41),
+            ] {
                 let q = Tensor::randn(0f32, 1.0, (h, t, d), &dev).unwrap();
                 let keys = Tensor::randn(0f32, 1.0, (h, cap, d), &dev).unwrap();
                 let values = Tensor::randn(0f32, 1.0, (h, cap, d), &dev).unwrap();
