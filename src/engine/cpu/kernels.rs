@@ -413,7 +413,7 @@ unsafe fn attend_avx2(
         }
         j += 8;
     }
-    for j in j..seen {
+    for (j, score) in scores.iter_mut().enumerate().skip(j) {
         let mut acc = _mm256_setzero_ps();
         for l in (0..full).step_by(8) {
             acc = _mm256_fmadd_ps(
@@ -422,7 +422,7 @@ unsafe fn attend_avx2(
                 acc,
             );
         }
-        scores[j] = (super::x86::hsum(acc) + tail_dot(j)) * scale;
+        *score = (super::x86::hsum(acc) + tail_dot(j)) * scale;
     }
     let inv = 1.0 / softmax_unnormalized(scores);
     let mut c = 0;
