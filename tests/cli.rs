@@ -800,7 +800,7 @@ fn quill_cpu_forces_a_path_and_refuses_one_it_cannot_run() {
     for (value, says) in [
         (
             "sse9",
-            "QUILL_CPU=\"sse9\" is not a CPU path; use portable, avx2 or neon",
+            "QUILL_CPU=\"sse9\" is not a CPU path; use portable, avx2, avx512 or neon",
         ),
         #[cfg(target_arch = "x86_64")]
         (
