@@ -403,7 +403,7 @@ impl Matrix {
             Data::F32(w) => gemm::product(isa, x, m, k, Weights::Panels(w), n, &mut out, n),
             Data::F16(w) => gemm::product(isa, x, m, k, Weights::PanelsF16(w), n, &mut out, n),
             #[cfg(target_arch = "x86_64")]
-            Data::Q4K(b) if matches!(isa, Isa::Avx2 { .. }) => {
+            Data::Q4K(b) if isa == (Isa::Avx2 { avx512: false }) => {
                 self.many_rows_q4k(isa, x, m, b, &mut out);
                 true
             }
@@ -1160,10 +1160,11 @@ mod tests {
                     .to_vec1()
                     .unwrap();
                 let got = ours.matmul_t_on(isa, &x, m);
-                // Only AVX2 has a q4_k prompt kernel (q8_K activations, as ggml's); prompts
-                // on the other paths (portable, NEON) multiply f32 activations by the widened
-                // weights, which differs from ggml's by the activations' rounding.
-                let tol = if !matches!(isa, Isa::Avx2 { .. }) && m > MAX_ROWS {
+                // Only AVX2 without AVX-512 has a q4_k prompt kernel (q8_K activations, as
+                // ggml's); prompts on the other paths (portable, AVX-512, NEON) multiply f32
+                // activations by the widened weights, which differs from ggml's by the
+                // activations' rounding.
+                let tol = if isa != (Isa::Avx2 { avx512: false }) && m > MAX_ROWS {
                     0.02 * (k as f32).sqrt()
                 } else {
                     1e-3
