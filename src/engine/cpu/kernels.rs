@@ -37,7 +37,7 @@ pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> 
     not(any(target_arch = "x86_64", target_arch = "aarch64")),
     allow(clippy::match_single_binding)
 )]
-fn rows_dot(isa: Isa, xs: &[f32], w: &[f32], out: &mut [f32]) {
+pub(super) fn rows_dot(isa: Isa, xs: &[f32], w: &[f32], out: &mut [f32]) {
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: Isa::Avx2 is chosen only where the CPU has AVX2, FMA and F16C (cpu::isa).
@@ -97,7 +97,7 @@ unsafe fn rows_dot_fma(xs: &[f32], w: &[f32], out: &mut [f32]) {
     not(any(target_arch = "x86_64", target_arch = "aarch64")),
     allow(clippy::match_single_binding)
 )]
-fn exp_in_place(isa: Isa, xs: &mut [f32]) {
+pub(super) fn exp_in_place(isa: Isa, xs: &mut [f32]) {
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: Isa::Avx2 is chosen only where the CPU has AVX2, FMA and F16C (cpu::isa).
@@ -191,23 +191,26 @@ pub fn gelu_tanh(x: &Tensor) -> candle_core::Result<Option<Tensor>> {
     gelu_tanh_on(isa(), x)
 }
 
+/// GELU (tanh form) of `xs` into `out`, on one thread.
+pub(super) fn gelu_tanh_into(isa: Isa, xs: &[f32], out: &mut [f32]) {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    for (y, &v) in out.iter_mut().zip(xs) {
+        *y = 2.0 * SQRT_2_OVER_PI * (v + 0.044_715 * v * v * v);
+    }
+    exp_in_place(isa, out);
+    for (y, &v) in out.iter_mut().zip(xs) {
+        let tanh = 1.0 - 2.0 / (*y + 1.0);
+        *y = 0.5 * v * (1.0 + tanh);
+    }
+}
+
 fn gelu_tanh_on(isa: Isa, x: &Tensor) -> candle_core::Result<Option<Tensor>> {
     let x = x.contiguous()?;
     let out = with_f32(&x, |xs| {
         let mut out = vec![0f32; xs.len()];
-        const SQRT_2_OVER_PI: f32 = 0.797_884_6;
         out.par_chunks_mut(4096)
             .zip(xs.par_chunks(4096))
-            .for_each(|(o, i)| {
-                for (y, &v) in o.iter_mut().zip(i) {
-                    *y = 2.0 * SQRT_2_OVER_PI * (v + 0.044_715 * v * v * v);
-                }
-                exp_in_place(isa, o);
-                for (y, &v) in o.iter_mut().zip(i) {
-                    let tanh = 1.0 - 2.0 / (*y + 1.0);
-                    *y = 0.5 * v * (1.0 + tanh);
-                }
-            });
+            .for_each(|(o, i)| gelu_tanh_into(isa, i, o));
         out
     });
     match out {
