@@ -378,11 +378,33 @@ impl PositionBias {
 
 /// The decoder's state during generation.
 pub struct DecodeState {
-    /// Self-attention keys and values so far, per layer `(n_heads, steps, d_kv)`.
-    self_kv: Vec<Option<(Tensor, Tensor)>>,
-    /// Cross-attention keys and values of the encoder output, per layer.
-    cross_kv: Vec<(Tensor, Tensor)>,
+    layers: DecodeLayers,
     steps: usize,
+}
+
+enum DecodeLayers {
+    /// candle's tensors.
+    Tensors {
+        /// Self-attention keys and values so far, per layer `(n_heads, steps, d_kv)`.
+        self_kv: Vec<Option<(Tensor, Tensor)>>,
+        /// Cross-attention keys and values of the encoder output, per layer.
+        cross_kv: Vec<(Tensor, Tensor)>,
+    },
+    /// f32 rows for the slice kernels, per layer.
+    Slices {
+        layers: Vec<SliceLayer>,
+        /// Rows of the encoder output.
+        encoded: usize,
+    },
+}
+
+/// One decoder layer's keys and values as rows `(positions, n_heads · d_kv)`, the way
+/// [`t5kernels::attention_biased`] reads them: the self-attention's grow by one row a step.
+struct SliceLayer {
+    keys: Vec<f32>,
+    values: Vec<f32>,
+    cross_keys: Vec<f32>,
+    cross_values: Vec<f32>,
 }
 
 #[derive(Debug, Clone)]
@@ -401,6 +423,8 @@ pub struct T5Net {
     /// Whether the encoder runs on quill's slice kernels: f32 activations, every linear
     /// layer a CPU matrix.
     slice_encoder: bool,
+    /// Whether the decoder does, the output projection included.
+    slice_decoder: bool,
     device: Device,
 }
 
@@ -481,6 +505,15 @@ impl T5Net {
                     .chain(b.ff.linears())
                     .all(|l| l.matrix().is_some())
             });
+        let slice_decoder = shared.embeddings().dtype() == DType::F32
+            && matches!(lm_head, Weight::Cpu(_))
+            && decoder.iter().all(|b| {
+                [&b.self_attn, &b.cross_attn]
+                    .into_iter()
+                    .flat_map(|a| [&a.q, &a.k, &a.v, &a.o])
+                    .chain(b.ff.linears())
+                    .all(|l| l.matrix().is_some())
+            });
         Ok(Self {
             shared,
             encoder,
@@ -492,6 +525,7 @@ impl T5Net {
             lm_head,
             head_scale,
             slice_encoder,
+            slice_decoder,
             device: vb.device().clone(),
         })
     }
@@ -548,6 +582,40 @@ impl T5Net {
 
     /// A fresh decoding state over an encoder output.
     pub fn start_decoding(&self, encoded: &Tensor) -> candle_core::Result<DecodeState> {
+        if self.slice_decoder {
+            self.start_decoding_slices(encoded)
+        } else {
+            self.start_decoding_tensors(encoded)
+        }
+    }
+
+    /// A state for [`T5Net::decode_step`] on quill's slice kernels.
+    fn start_decoding_slices(&self, encoded: &Tensor) -> candle_core::Result<DecodeState> {
+        let rows = encoded.dim(0)?;
+        let enc: Vec<f32> = encoded.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+        let layers = self
+            .decoder
+            .iter()
+            .map(|b| {
+                Ok(SliceLayer {
+                    keys: Vec::new(),
+                    values: Vec::new(),
+                    cross_keys: b.cross_attn.k.rows(&enc, rows)?,
+                    cross_values: b.cross_attn.v.rows(&enc, rows)?,
+                })
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(DecodeState {
+            layers: DecodeLayers::Slices {
+                layers,
+                encoded: rows,
+            },
+            steps: 0,
+        })
+    }
+
+    /// A state for [`T5Net::decode_step`] on candle's ops.
+    fn start_decoding_tensors(&self, encoded: &Tensor) -> candle_core::Result<DecodeState> {
         let cross_kv = self
             .decoder
             .iter()
@@ -558,8 +626,10 @@ impl T5Net {
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
         Ok(DecodeState {
-            self_kv: vec![None; self.decoder.len()],
-            cross_kv,
+            layers: DecodeLayers::Tensors {
+                self_kv: vec![None; self.decoder.len()],
+                cross_kv,
+            },
             steps: 0,
         })
     }
@@ -567,6 +637,82 @@ impl T5Net {
     /// Feeds one decoder token; returns the next token's logits `(vocab,)` in f32.
     pub fn decode_step(&self, id: u32, state: &mut DecodeState) -> candle_core::Result<Vec<f32>> {
         let pos = state.steps;
+        let logits = match &mut state.layers {
+            DecodeLayers::Tensors { self_kv, cross_kv } => {
+                self.decode_step_tensors(id, pos, self_kv, cross_kv)?
+            }
+            DecodeLayers::Slices { layers, encoded } => {
+                self.decode_step_slices(id, pos, layers, *encoded)?
+            }
+        };
+        state.steps += 1;
+        Ok(logits)
+    }
+
+    /// [`T5Net::decode_step`] on quill's slice kernels: one row of activations, keys and
+    /// values appended to the layer's rows, attention read in place.
+    fn decode_step_slices(
+        &self,
+        id: u32,
+        pos: usize,
+        layers: &mut [SliceLayer],
+        encoded: usize,
+    ) -> candle_core::Result<Vec<f32>> {
+        let embedded = self.shared.forward(&Tensor::new(&[id], &self.device)?)?;
+        let mut x: Vec<f32> = embedded.flatten_all()?.to_vec1()?;
+        let bias = self.decoder_bias.table(pos, 1, pos + 1);
+        for (block, layer) in self.decoder.iter().zip(layers) {
+            let a = &block.self_attn;
+            let h = block.self_norm.rows(&x);
+            let q = a.q.rows(&h, 1)?;
+            layer.keys.extend(a.k.rows(&h, 1)?);
+            layer.values.extend(a.v.rows(&h, 1)?);
+            let y = t5kernels::attention_biased(
+                &q,
+                &layer.keys,
+                &layer.values,
+                1,
+                pos + 1,
+                a.n_heads,
+                a.d_kv,
+                Some(&bias),
+            );
+            t5kernels::add_in_place(&mut x, &a.o.rows(&y, 1)?);
+            let c = &block.cross_attn;
+            let h = block.cross_norm.rows(&x);
+            let y = t5kernels::attention_biased(
+                &c.q.rows(&h, 1)?,
+                &layer.cross_keys,
+                &layer.cross_values,
+                1,
+                encoded,
+                c.n_heads,
+                c.d_kv,
+                None,
+            );
+            t5kernels::add_in_place(&mut x, &c.o.rows(&y, 1)?);
+            let h = block.ff_norm.rows(&x);
+            t5kernels::add_in_place(&mut x, &block.ff.rows(&h, 1)?);
+        }
+        let mut x = self.decoder_norm.rows(&x);
+        let scale = self.head_scale as f32;
+        for v in &mut x {
+            *v *= scale;
+        }
+        match &self.lm_head {
+            Weight::Cpu(m) => Ok(m.matmul_t(&x, 1)),
+            _ => candle_core::bail!("the slice kernels need the output projection on the CPU"),
+        }
+    }
+
+    /// [`T5Net::decode_step`] on candle's ops.
+    fn decode_step_tensors(
+        &self,
+        id: u32,
+        pos: usize,
+        self_kv: &mut [Option<(Tensor, Tensor)>],
+        cross_kv: &[(Tensor, Tensor)],
+    ) -> candle_core::Result<Vec<f32>> {
         let mut x = self.shared.forward(&Tensor::new(&[id], &self.device)?)?;
         let bias = self
             .decoder_bias
@@ -576,19 +722,18 @@ impl T5Net {
             let h = block.self_norm.forward(&x)?;
             let k = block.self_attn.heads(&block.self_attn.k.forward(&h)?)?;
             let v = block.self_attn.heads(&block.self_attn.v.forward(&h)?)?;
-            let (k, v) = match state.self_kv[layer].take() {
+            let (k, v) = match self_kv[layer].take() {
                 Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 1)?, Tensor::cat(&[&pv, &v], 1)?),
                 None => (k, v),
             };
             x = (&x + block.self_attn.attend(&h, &k, &v, Some(&bias))?)?;
-            state.self_kv[layer] = Some((k, v));
+            self_kv[layer] = Some((k, v));
             let h = block.cross_norm.forward(&x)?;
-            let (ck, cv) = &state.cross_kv[layer];
+            let (ck, cv) = &cross_kv[layer];
             x = (&x + block.cross_attn.attend(&h, ck, cv, None)?)?;
             let h = block.ff_norm.forward(&x)?;
             x = (&x + block.ff.forward(&h)?)?;
         }
-        state.steps += 1;
         let x = (self.decoder_norm.forward(&x)? * self.head_scale)?;
         let logits = self.lm_head.matmul_t(&x)?;
         logits.squeeze(0)?.to_dtype(DType::F32)?.to_vec1()
@@ -739,6 +884,35 @@ mod tests {
                     .to_scalar()
                     .unwrap();
                 assert!(spread > 0.1, "{ff} {format}: {spread}");
+            }
+        }
+    }
+
+    #[test]
+    fn slice_decoding_equals_tensor_decoding() {
+        let ids: Vec<u32> = (0..70u32).map(|i| (i * 13 + 5) % 50).collect();
+        let ids = Tensor::new(ids.as_slice(), &Device::Cpu).unwrap();
+        for ff in ["relu", "gated-gelu"] {
+            for format in ["f32", "q8_0"] {
+                let net = random_net(ff, crate::models::parse_format(format).unwrap());
+                assert!(net.slice_decoder, "{ff} {format}");
+                let encoded = net.encode(&ids).unwrap();
+                let mut fast = net.start_decoding_slices(&encoded).unwrap();
+                let mut plain = net.start_decoding_tensors(&encoded).unwrap();
+                // Past the 16 exact buckets of the decoder's position bias.
+                for step in 0..24u32 {
+                    let id = (step * 7 + 2) % 50;
+                    let got = net.decode_step(id, &mut fast).unwrap();
+                    let want = net.decode_step(id, &mut plain).unwrap();
+                    let largest = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+                    let diff = crate::engine::cpu::testutil::max_diff(&got, &want);
+                    // q8_0 quantizes the activations, where a rounding can go either way, and
+                    // the cached keys and values carry such differences on from step to step.
+                    let tol = if format == "f32" { 1e-4 } else { 5e-2 };
+                    assert!(diff < tol * largest, "{ff} {format} step {step}: {diff}");
+                    assert!(largest > 0.1, "{ff} {format} step {step}: {largest}");
+                }
+                assert_eq!((fast.steps, plain.steps), (24, 24));
             }
         }
     }
