@@ -10,6 +10,7 @@ pub mod matrix;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 pub mod q4k;
+pub mod t5kernels;
 #[cfg(test)]
 pub(crate) mod testutil;
 #[cfg(target_arch = "x86_64")]

@@ -15,7 +15,8 @@ use candle_nn::{Embedding, VarBuilder};
 use serde::Deserialize;
 
 use crate::engine::checkpoint::weight::Weight;
-use crate::engine::cpu::kernels;
+use crate::engine::cpu::matrix::Matrix;
+use crate::engine::cpu::{kernels, t5kernels};
 use crate::models::WeightFormat;
 
 /// A mirror of a T5 `config.json`, with transformers' defaults for missing fields.
@@ -129,21 +130,45 @@ impl Linear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         self.0.matmul_t(x)
     }
+
+    /// The CPU matrix, where the weight is one (the slice kernels' path).
+    fn matrix(&self) -> Option<&Matrix> {
+        match &self.0 {
+            Weight::Cpu(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// `x · wᵀ` for `m` rows of f32, on the CPU matrix.
+    fn rows(&self, x: &[f32], m: usize) -> candle_core::Result<Vec<f32>> {
+        match self.matrix() {
+            Some(w) => Ok(w.matmul_t(x, m)),
+            None => candle_core::bail!("the slice kernels need the weights on the CPU"),
+        }
+    }
 }
 
 /// T5's layer norm: scale only, no mean removal, computed in f32.
 #[derive(Debug, Clone)]
 struct RmsNorm {
     weight: Tensor,
+    /// The weight in f32, for the slice kernels.
+    weight_f32: Vec<f32>,
     eps: f64,
 }
 
 impl RmsNorm {
     fn load(vb: VarBuilder, size: usize, eps: f64) -> candle_core::Result<Self> {
+        let weight = vb.get(size, "weight")?;
         Ok(Self {
-            weight: vb.get(size, "weight")?,
+            weight_f32: weight.to_dtype(DType::F32)?.to_vec1()?,
+            weight,
             eps,
         })
+    }
+
+    fn rows(&self, x: &[f32]) -> Vec<f32> {
+        t5kernels::rms_norm(x, &self.weight_f32, self.eps as f32)
     }
 
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
@@ -248,6 +273,26 @@ impl FeedForward {
         }
         self.wo.forward(&h)
     }
+
+    /// [`FeedForward::forward`] on `m` rows of f32, by the slice kernels.
+    fn rows(&self, x: &[f32], m: usize) -> candle_core::Result<Vec<f32>> {
+        let mut h = self.wi.rows(x, m)?;
+        match self.kind {
+            FeedForwardKind::Relu => t5kernels::relu_in_place(&mut h),
+            FeedForwardKind::Gelu | FeedForwardKind::GatedGelu => {
+                t5kernels::gelu_tanh_in_place(&mut h)
+            }
+            FeedForwardKind::GatedSilu => t5kernels::silu_in_place(&mut h),
+        }
+        if let Some(wi_1) = &self.wi_1 {
+            t5kernels::mul_in_place(&mut h, &wi_1.rows(x, m)?);
+        }
+        self.wo.rows(&h, m)
+    }
+
+    fn linears(&self) -> impl Iterator<Item = &Linear> {
+        [&self.wi, &self.wo].into_iter().chain(&self.wi_1)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -272,6 +317,9 @@ struct DecoderBlock {
 #[derive(Debug, Clone)]
 struct PositionBias {
     embedding: Embedding,
+    /// The embeddings `(num_buckets, n_heads)` in f32, for the slice kernels.
+    embedding_f32: Vec<f32>,
+    n_heads: usize,
     bidirectional: bool,
     num_buckets: usize,
     max_distance: usize,
@@ -319,15 +367,44 @@ impl PositionBias {
         let heads = b.dim(1)?;
         b.reshape((nq, nk, heads))?.permute((2, 0, 1))?.contiguous()
     }
+
+    /// The bias for [`t5kernels::attention_biased`], queries `q0..q0+nq` over keys `0..nk`.
+    fn table(&self, q0: usize, nq: usize, nk: usize) -> Vec<f32> {
+        t5kernels::relative_bias_table(&self.embedding_f32, self.n_heads, q0, nq, nk, |rel| {
+            self.bucket(rel) as usize
+        })
+    }
 }
 
 /// The decoder's state during generation.
 pub struct DecodeState {
-    /// Self-attention keys and values so far, per layer `(n_heads, steps, d_kv)`.
-    self_kv: Vec<Option<(Tensor, Tensor)>>,
-    /// Cross-attention keys and values of the encoder output, per layer.
-    cross_kv: Vec<(Tensor, Tensor)>,
+    layers: DecodeLayers,
     steps: usize,
+}
+
+enum DecodeLayers {
+    /// candle's tensors.
+    Tensors {
+        /// Self-attention keys and values so far, per layer `(n_heads, steps, d_kv)`.
+        self_kv: Vec<Option<(Tensor, Tensor)>>,
+        /// Cross-attention keys and values of the encoder output, per layer.
+        cross_kv: Vec<(Tensor, Tensor)>,
+    },
+    /// f32 rows for the slice kernels, per layer.
+    Slices {
+        layers: Vec<SliceLayer>,
+        /// Rows of the encoder output.
+        encoded: usize,
+    },
+}
+
+/// One decoder layer's keys and values as rows `(positions, n_heads · d_kv)`, the way
+/// [`t5kernels::attention_biased`] reads them: the self-attention's grow by one row a step.
+struct SliceLayer {
+    keys: Vec<f32>,
+    values: Vec<f32>,
+    cross_keys: Vec<f32>,
+    cross_values: Vec<f32>,
 }
 
 #[derive(Debug, Clone)]
@@ -343,6 +420,11 @@ pub struct T5Net {
     lm_head: Weight,
     /// Applied to the decoder output before `lm_head` (1/sqrt(d_model) when tied).
     head_scale: f64,
+    /// Whether the encoder runs on quill's slice kernels: f32 activations, every linear
+    /// layer a CPU matrix.
+    slice_encoder: bool,
+    /// Whether the decoder does, the output projection included.
+    slice_decoder: bool,
     device: Device,
 }
 
@@ -366,6 +448,8 @@ impl T5Net {
                 "relative_attention_bias.weight",
             )?;
             Ok(PositionBias {
+                embedding_f32: w.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?,
+                n_heads: cfg.num_heads,
                 embedding: Embedding::new(w, cfg.num_heads),
                 bidirectional,
                 num_buckets: cfg.relative_attention_num_buckets,
@@ -414,6 +498,22 @@ impl T5Net {
                 )
             };
         let lm_head = Weight::new(lm_head, format)?;
+        let slice_encoder = shared.embeddings().dtype() == DType::F32
+            && encoder.iter().all(|b| {
+                [&b.attn.q, &b.attn.k, &b.attn.v, &b.attn.o]
+                    .into_iter()
+                    .chain(b.ff.linears())
+                    .all(|l| l.matrix().is_some())
+            });
+        let slice_decoder = shared.embeddings().dtype() == DType::F32
+            && matches!(lm_head, Weight::Cpu(_))
+            && decoder.iter().all(|b| {
+                [&b.self_attn, &b.cross_attn]
+                    .into_iter()
+                    .flat_map(|a| [&a.q, &a.k, &a.v, &a.o])
+                    .chain(b.ff.linears())
+                    .all(|l| l.matrix().is_some())
+            });
         Ok(Self {
             shared,
             encoder,
@@ -424,12 +524,45 @@ impl T5Net {
             decoder_norm,
             lm_head,
             head_scale,
+            slice_encoder,
+            slice_decoder,
             device: vb.device().clone(),
         })
     }
 
     /// The encoder's output `(tokens, d_model)` for `ids` `(tokens,)`.
     pub fn encode(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        if self.slice_encoder {
+            self.encode_slices(ids)
+        } else {
+            self.encode_tensors(ids)
+        }
+    }
+
+    /// [`T5Net::encode`] on quill's slice kernels: the activations stay one `(tokens,
+    /// d_model)` f32 buffer, the position bias is one table per head over relative positions
+    /// (not a `(heads, tokens, tokens)` tensor), and attention reads the heads where the
+    /// linear layers wrote them.
+    fn encode_slices(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        let t = ids.dim(0)?;
+        let embedded = self.shared.forward(ids)?;
+        let d_model = embedded.dim(1)?;
+        let mut x: Vec<f32> = embedded.flatten_all()?.to_vec1()?;
+        let bias = self.encoder_bias.table(0, t, t);
+        for block in &self.encoder {
+            let a = &block.attn;
+            let h = block.attn_norm.rows(&x);
+            let (q, k, v) = (a.q.rows(&h, t)?, a.k.rows(&h, t)?, a.v.rows(&h, t)?);
+            let y = t5kernels::attention_biased(&q, &k, &v, t, t, a.n_heads, a.d_kv, Some(&bias));
+            t5kernels::add_in_place(&mut x, &a.o.rows(&y, t)?);
+            let h = block.ff_norm.rows(&x);
+            t5kernels::add_in_place(&mut x, &block.ff.rows(&h, t)?);
+        }
+        Tensor::from_vec(self.encoder_norm.rows(&x), (t, d_model), &self.device)
+    }
+
+    /// [`T5Net::encode`] on candle's ops (other devices and dtypes).
+    fn encode_tensors(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
         let t = ids.dim(0)?;
         let mut x = self.shared.forward(ids)?;
         let bias = self
@@ -449,6 +582,40 @@ impl T5Net {
 
     /// A fresh decoding state over an encoder output.
     pub fn start_decoding(&self, encoded: &Tensor) -> candle_core::Result<DecodeState> {
+        if self.slice_decoder {
+            self.start_decoding_slices(encoded)
+        } else {
+            self.start_decoding_tensors(encoded)
+        }
+    }
+
+    /// A state for [`T5Net::decode_step`] on quill's slice kernels.
+    fn start_decoding_slices(&self, encoded: &Tensor) -> candle_core::Result<DecodeState> {
+        let rows = encoded.dim(0)?;
+        let enc: Vec<f32> = encoded.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+        let layers = self
+            .decoder
+            .iter()
+            .map(|b| {
+                Ok(SliceLayer {
+                    keys: Vec::new(),
+                    values: Vec::new(),
+                    cross_keys: b.cross_attn.k.rows(&enc, rows)?,
+                    cross_values: b.cross_attn.v.rows(&enc, rows)?,
+                })
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(DecodeState {
+            layers: DecodeLayers::Slices {
+                layers,
+                encoded: rows,
+            },
+            steps: 0,
+        })
+    }
+
+    /// A state for [`T5Net::decode_step`] on candle's ops.
+    fn start_decoding_tensors(&self, encoded: &Tensor) -> candle_core::Result<DecodeState> {
         let cross_kv = self
             .decoder
             .iter()
@@ -459,8 +626,10 @@ impl T5Net {
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
         Ok(DecodeState {
-            self_kv: vec![None; self.decoder.len()],
-            cross_kv,
+            layers: DecodeLayers::Tensors {
+                self_kv: vec![None; self.decoder.len()],
+                cross_kv,
+            },
             steps: 0,
         })
     }
@@ -468,6 +637,82 @@ impl T5Net {
     /// Feeds one decoder token; returns the next token's logits `(vocab,)` in f32.
     pub fn decode_step(&self, id: u32, state: &mut DecodeState) -> candle_core::Result<Vec<f32>> {
         let pos = state.steps;
+        let logits = match &mut state.layers {
+            DecodeLayers::Tensors { self_kv, cross_kv } => {
+                self.decode_step_tensors(id, pos, self_kv, cross_kv)?
+            }
+            DecodeLayers::Slices { layers, encoded } => {
+                self.decode_step_slices(id, pos, layers, *encoded)?
+            }
+        };
+        state.steps += 1;
+        Ok(logits)
+    }
+
+    /// [`T5Net::decode_step`] on quill's slice kernels: one row of activations, keys and
+    /// values appended to the layer's rows, attention read in place.
+    fn decode_step_slices(
+        &self,
+        id: u32,
+        pos: usize,
+        layers: &mut [SliceLayer],
+        encoded: usize,
+    ) -> candle_core::Result<Vec<f32>> {
+        let embedded = self.shared.forward(&Tensor::new(&[id], &self.device)?)?;
+        let mut x: Vec<f32> = embedded.flatten_all()?.to_vec1()?;
+        let bias = self.decoder_bias.table(pos, 1, pos + 1);
+        for (block, layer) in self.decoder.iter().zip(layers) {
+            let a = &block.self_attn;
+            let h = block.self_norm.rows(&x);
+            let q = a.q.rows(&h, 1)?;
+            layer.keys.extend(a.k.rows(&h, 1)?);
+            layer.values.extend(a.v.rows(&h, 1)?);
+            let y = t5kernels::attention_biased(
+                &q,
+                &layer.keys,
+                &layer.values,
+                1,
+                pos + 1,
+                a.n_heads,
+                a.d_kv,
+                Some(&bias),
+            );
+            t5kernels::add_in_place(&mut x, &a.o.rows(&y, 1)?);
+            let c = &block.cross_attn;
+            let h = block.cross_norm.rows(&x);
+            let y = t5kernels::attention_biased(
+                &c.q.rows(&h, 1)?,
+                &layer.cross_keys,
+                &layer.cross_values,
+                1,
+                encoded,
+                c.n_heads,
+                c.d_kv,
+                None,
+            );
+            t5kernels::add_in_place(&mut x, &c.o.rows(&y, 1)?);
+            let h = block.ff_norm.rows(&x);
+            t5kernels::add_in_place(&mut x, &block.ff.rows(&h, 1)?);
+        }
+        let mut x = self.decoder_norm.rows(&x);
+        let scale = self.head_scale as f32;
+        for v in &mut x {
+            *v *= scale;
+        }
+        match &self.lm_head {
+            Weight::Cpu(m) => Ok(m.matmul_t(&x, 1)),
+            _ => candle_core::bail!("the slice kernels need the output projection on the CPU"),
+        }
+    }
+
+    /// [`T5Net::decode_step`] on candle's ops.
+    fn decode_step_tensors(
+        &self,
+        id: u32,
+        pos: usize,
+        self_kv: &mut [Option<(Tensor, Tensor)>],
+        cross_kv: &[(Tensor, Tensor)],
+    ) -> candle_core::Result<Vec<f32>> {
         let mut x = self.shared.forward(&Tensor::new(&[id], &self.device)?)?;
         let bias = self
             .decoder_bias
@@ -477,19 +722,18 @@ impl T5Net {
             let h = block.self_norm.forward(&x)?;
             let k = block.self_attn.heads(&block.self_attn.k.forward(&h)?)?;
             let v = block.self_attn.heads(&block.self_attn.v.forward(&h)?)?;
-            let (k, v) = match state.self_kv[layer].take() {
+            let (k, v) = match self_kv[layer].take() {
                 Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 1)?, Tensor::cat(&[&pv, &v], 1)?),
                 None => (k, v),
             };
             x = (&x + block.self_attn.attend(&h, &k, &v, Some(&bias))?)?;
-            state.self_kv[layer] = Some((k, v));
+            self_kv[layer] = Some((k, v));
             let h = block.cross_norm.forward(&x)?;
-            let (ck, cv) = &state.cross_kv[layer];
+            let (ck, cv) = &cross_kv[layer];
             x = (&x + block.cross_attn.attend(&h, ck, cv, None)?)?;
             let h = block.ff_norm.forward(&x)?;
             x = (&x + block.ff.forward(&h)?)?;
         }
-        state.steps += 1;
         let x = (self.decoder_norm.forward(&x)? * self.head_scale)?;
         let logits = self.lm_head.matmul_t(&x)?;
         logits.squeeze(0)?.to_dtype(DType::F32)?.to_vec1()
@@ -503,6 +747,8 @@ mod tests {
     fn bias(bidirectional: bool) -> PositionBias {
         PositionBias {
             embedding: Embedding::new(Tensor::zeros((32, 1), DType::F32, &Device::Cpu).unwrap(), 1),
+            embedding_f32: vec![0.0; 32],
+            n_heads: 1,
             bidirectional,
             num_buckets: 32,
             max_distance: 128,
@@ -542,6 +788,132 @@ mod tests {
         ];
         for (rel, b) in want_dec {
             assert_eq!(dec.bucket(rel), b, "unidirectional {rel}");
+        }
+    }
+
+    /// A random T5 of `feed_forward_proj` `ff`: 2 layers, 4 heads of 8, d_model 32, d_ff 64.
+    fn random_net(ff: &str, format: WeightFormat) -> T5Net {
+        let dev = Device::Cpu;
+        let (d, inner, d_ff, heads, vocab) = (32, 32, 64, 4, 50);
+        let cfg: T5Config = serde_json::from_value(serde_json::json!({
+            "vocab_size": vocab, "d_model": d, "d_kv": 8, "d_ff": d_ff, "num_layers": 2,
+            "num_heads": heads, "feed_forward_proj": ff,
+        }))
+        .unwrap();
+        let rnd = |shape: &[usize], std: f32| Tensor::randn(0f32, std, shape, &dev).unwrap();
+        let mut w = std::collections::HashMap::new();
+        w.insert("shared.weight".to_string(), rnd(&[vocab, d], 1.0));
+        for stack in ["encoder", "decoder"] {
+            for i in 0..2 {
+                let b = format!("{stack}.block.{i}");
+                let attns: &[&str] = if stack == "encoder" {
+                    &["layer.0.SelfAttention"]
+                } else {
+                    &["layer.0.SelfAttention", "layer.1.EncDecAttention"]
+                };
+                for (l, a) in attns.iter().enumerate() {
+                    for k in ["q", "k", "v"] {
+                        w.insert(format!("{b}.{a}.{k}.weight"), rnd(&[inner, d], 0.5));
+                    }
+                    w.insert(format!("{b}.{a}.o.weight"), rnd(&[d, inner], 0.3));
+                    w.insert(format!("{b}.layer.{l}.layer_norm.weight"), rnd(&[d], 1.0));
+                }
+                let l = attns.len();
+                let dense = format!("{b}.layer.{l}.DenseReluDense");
+                let wis: &[&str] = if ff.starts_with("gated") {
+                    &["wi_0", "wi_1"]
+                } else {
+                    &["wi"]
+                };
+                for wi in wis {
+                    w.insert(format!("{dense}.{wi}.weight"), rnd(&[d_ff, d], 0.4));
+                }
+                w.insert(format!("{dense}.wo.weight"), rnd(&[d, d_ff], 0.3));
+                w.insert(format!("{b}.layer.{l}.layer_norm.weight"), rnd(&[d], 1.0));
+            }
+            w.insert(
+                format!("{stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight"),
+                rnd(&[32, heads], 1.0),
+            );
+            w.insert(format!("{stack}.final_layer_norm.weight"), rnd(&[d], 1.0));
+        }
+        let vb = VarBuilder::from_tensors(w, DType::F32, &dev);
+        T5Net::load(vb, &cfg, format).unwrap()
+    }
+
+    #[test]
+    fn the_slice_encoder_equals_the_tensor_one() {
+        // Inputs past the exact buckets (16) and the attention kernel's 48-query blocks.
+        let ids: Vec<u32> = (0..150u32).map(|i| (i * 17 + 3) % 50).collect();
+        let ids = Tensor::new(ids.as_slice(), &Device::Cpu).unwrap();
+        for ff in ["relu", "gated-gelu", "gated-silu", "gelu"] {
+            for format in ["f32", "q8_0"] {
+                let net = random_net(ff, crate::models::parse_format(format).unwrap());
+                assert!(net.slice_encoder, "{ff} {format}");
+                let fast = net.encode_slices(&ids).unwrap();
+                let plain = net.encode_tensors(&ids).unwrap();
+                let diff: f32 = (fast - &plain)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .max(0)
+                    .unwrap()
+                    .to_scalar()
+                    .unwrap();
+                let largest: f32 = plain
+                    .abs()
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .max(0)
+                    .unwrap()
+                    .to_scalar()
+                    .unwrap();
+                // f32 sums in another order; q8_0 also quantizes the activations, where a
+                // rounding can go the other way.
+                let tol = if format == "f32" { 1e-4 } else { 1e-3 };
+                assert!(diff < tol * largest, "{ff} {format}: {diff} of {largest}");
+                // Not a trivial output.
+                let spread: f32 = plain
+                    .abs()
+                    .unwrap()
+                    .mean_all()
+                    .unwrap()
+                    .to_scalar()
+                    .unwrap();
+                assert!(spread > 0.1, "{ff} {format}: {spread}");
+            }
+        }
+    }
+
+    #[test]
+    fn slice_decoding_equals_tensor_decoding() {
+        let ids: Vec<u32> = (0..70u32).map(|i| (i * 13 + 5) % 50).collect();
+        let ids = Tensor::new(ids.as_slice(), &Device::Cpu).unwrap();
+        for ff in ["relu", "gated-gelu"] {
+            for format in ["f32", "q8_0"] {
+                let net = random_net(ff, crate::models::parse_format(format).unwrap());
+                assert!(net.slice_decoder, "{ff} {format}");
+                let encoded = net.encode(&ids).unwrap();
+                let mut fast = net.start_decoding_slices(&encoded).unwrap();
+                let mut plain = net.start_decoding_tensors(&encoded).unwrap();
+                // Past the 16 exact buckets of the decoder's position bias.
+                for step in 0..24u32 {
+                    let id = (step * 7 + 2) % 50;
+                    let got = net.decode_step(id, &mut fast).unwrap();
+                    let want = net.decode_step(id, &mut plain).unwrap();
+                    let largest = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+                    let diff = crate::engine::cpu::testutil::max_diff(&got, &want);
+                    // q8_0 quantizes the activations, where a rounding can go either way, and
+                    // the cached keys and values carry such differences on from step to step.
+                    let tol = if format == "f32" { 1e-4 } else { 5e-2 };
+                    assert!(diff < tol * largest, "{ff} {format} step {step}: {diff}");
+                    assert!(largest > 0.1, "{ff} {format} step {step}: {largest}");
+                }
+                assert_eq!((fast.steps, plain.steps), (24, 24));
+            }
         }
     }
 }
