@@ -312,9 +312,12 @@ fn pack_w(w: &[f32], k: usize, j0: usize, cols: usize, p0: usize, kc: usize, b: 
 }
 
 /// The widest tile a kernel computes: two x panels by two weight panels (AVX-512).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 const TILE_ROWS: usize = 2 * MR;
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 const TILE_COLS: usize = 2 * NR;
 /// A tile's outputs, row-major with rows of [`TILE_COLS`].
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 const TILE: usize = TILE_ROWS * TILE_COLS;
 
 /// One `rows x width` tile of the output at `c` (rows `ldc` apart): `c (+)= a · b` over `kc`

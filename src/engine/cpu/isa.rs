@@ -224,6 +224,7 @@ mod tests {
         avx512: false,
     };
 
+    #[cfg(target_arch = "x86_64")]
     const SAPPHIRE_RAPIDS: Features = Features {
         avx512: true,
         ..HASWELL
