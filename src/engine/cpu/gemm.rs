@@ -240,17 +240,18 @@ pub(crate) fn product(
     true
 }
 
-/// The output, written by tasks at disjoint columns.
+/// The output, written by tasks at disjoint columns (here and in `vnni`).
 #[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-// SAFETY: each task writes only its own column block (see `xwt`).
+pub(super) struct SharedOut(pub(super) *mut f32);
+// SAFETY: each task writes only its own column block (see `xwt`, and `vnni`'s products: the
+// 32 columns of a task's own weight rows).
 unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
 
 impl SharedOut {
     /// # Safety
     /// `offset` must lie inside the output.
-    unsafe fn at(self, offset: usize) -> *mut f32 {
+    pub(super) unsafe fn at(self, offset: usize) -> *mut f32 {
         self.0.add(offset)
     }
 }

@@ -398,6 +398,17 @@ impl Matrix {
 
     fn many_rows(&self, isa: Isa, x: &[f32], m: usize) -> Vec<f32> {
         let (n, k) = (self.rows, self.cols);
+        // AVX-512: integer products by VNNI, both quantized formats (they make their output).
+        #[cfg(target_arch = "x86_64")]
+        if isa == (Isa::Avx2 { avx512: true }) {
+            match &*self.data {
+                Data::Q4K(b) => return super::vnni::q4k_product(isa, b, n, k, x, m),
+                Data::Q8 { qs, scales } => {
+                    return super::vnni::q8_0_product(isa, qs, scales, n, k, x, m)
+                }
+                _ => {}
+            }
+        }
         let mut out = vec![0f32; m * n];
         let done = match &*self.data {
             Data::F32(w) => gemm::product(isa, x, m, k, Weights::Panels(w), n, &mut out, n),

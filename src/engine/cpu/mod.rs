@@ -14,6 +14,8 @@ pub mod t5kernels;
 #[cfg(test)]
 pub(crate) mod testutil;
 #[cfg(target_arch = "x86_64")]
+mod vnni;
+#[cfg(target_arch = "x86_64")]
 mod x86;
 
 pub use isa::{isa, Isa};
