@@ -360,6 +360,116 @@ fn attention_few_on(
     }
 }
 
+/// Query rows of a head that [`attention_prompt`] multiplies together: the rows of a chunk see
+/// at most the keys its last row sees, so the masked upper triangle costs half a chunk a row.
+const PROMPT_CHUNK: usize = 64;
+
+/// Attention of many queries (a prompt) over a cache, on quill's gemm: per head and chunk of
+/// [`PROMPT_CHUNK`] query rows, the scores against the keys the chunk's last row sees (one
+/// product), the causal scaled softmax in place (positions a row may not see set to 0), and
+/// the weighted values (a second product, with the values transposed). Shapes as
+/// [`attention_few`]: `q` `(heads, t, d)` at positions `past..past + t`, `keys` and `values`
+/// `(heads, capacity, d)`. `None` where the path has no gemm kernel or the tensors are not f32
+/// on the CPU.
+pub fn attention_prompt(
+    q: &Tensor,
+    keys: &Tensor,
+    values: &Tensor,
+    past: usize,
+    scale: f32,
+) -> candle_core::Result<Option<Tensor>> {
+    attention_prompt_on(isa(), q, keys, values, past, scale)
+}
+
+fn attention_prompt_on(
+    isa: Isa,
+    q: &Tensor,
+    keys: &Tensor,
+    values: &Tensor,
+    past: usize,
+    scale: f32,
+) -> candle_core::Result<Option<Tensor>> {
+    use super::gemm::{self, Weights};
+    let (h, t, d) = q.dims3()?;
+    let (hk, cap, dk) = keys.dims3()?;
+    if t == 0 || hk != h || dk != d || past + t > cap || q.dtype() != DType::F32 {
+        return Ok(None);
+    }
+    if !gemm::has_kernel(isa) {
+        return Ok(None);
+    }
+    let q = q.contiguous()?;
+    let out = with_f32(&q, |qs| {
+        with_f32(keys, |ks| {
+            with_f32(values, |vs| {
+                let mut out = vec![0f32; h * t * d];
+                let chunks = t.div_ceil(PROMPT_CHUNK);
+                // One task per (head, chunk): a head's output is its own t rows.
+                let tasks: Vec<(usize, &mut [f32])> = out
+                    .chunks_mut(t * d)
+                    .enumerate()
+                    .flat_map(|(head, oh)| oh.chunks_mut(PROMPT_CHUNK * d).map(move |o| (head, o)))
+                    .collect();
+                debug_assert_eq!(tasks.len(), h * chunks);
+                tasks
+                    .into_par_iter()
+                    .enumerate()
+                    .for_each(|(task, (head, o))| {
+                        let first = (task % chunks) * PROMPT_CHUNK;
+                        let rows = PROMPT_CHUNK.min(t - first);
+                        let o = &mut o[..rows * d];
+                        let seen = past + first + rows;
+                        let kh = &ks[head * cap * d..(head * cap + seen) * d];
+                        let vh = &vs[head * cap * d..(head * cap + seen) * d];
+                        let qh = &qs[(head * t + first) * d..(head * t + first + rows) * d];
+                        let mut scores = vec![0f32; rows * seen];
+                        let done = gemm::product(
+                            isa,
+                            qh,
+                            rows,
+                            d,
+                            Weights::Rows(kh),
+                            seen,
+                            &mut scores,
+                            seen,
+                        );
+                        assert!(done, "has_kernel(isa) was checked");
+                        for (i, row) in scores.chunks_exact_mut(seen).enumerate() {
+                            let visible = past + first + i + 1;
+                            let (x, hidden) = row.split_at_mut(visible);
+                            let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) * scale;
+                            for y in x.iter_mut() {
+                                *y = *y * scale - max;
+                            }
+                            exp_in_place(isa, x);
+                            let inv = 1.0 / x.iter().sum::<f32>();
+                            for y in x.iter_mut() {
+                                *y *= inv;
+                            }
+                            hidden.fill(0.0);
+                        }
+                        let mut vt = vec![0f32; d * seen];
+                        for (j, v) in vh.chunks_exact(d).enumerate() {
+                            for (l, &x) in v.iter().enumerate() {
+                                vt[l * seen + j] = x;
+                            }
+                        }
+                        let done =
+                            gemm::product(isa, &scores, rows, seen, Weights::Rows(&vt), d, o, d);
+                        assert!(done, "has_kernel(isa) was checked");
+                    });
+                out
+            })
+        })
+    })
+    .flatten()
+    .flatten();
+    match out {
+        Some(out) => Ok(Some(Tensor::from_vec(out, (h, t, d), q.device())?)),
+        None => Ok(None),
+    }
+}
+
 /// One query of one head over the `scores.len()` keys and values it sees (rows of
 /// `q.len()`): `out = softmax(scale · K q) V`, the scores left in `scores`.
 fn attend(
@@ -638,6 +748,47 @@ mod tests {
                     .unwrap()
                     .unwrap();
                 close(&got, &want, 1e-5);
+            }
+        }
+    }
+
+    #[test]
+    fn prompt_attention_equals_the_unfused_one() {
+        let dev = Device::Cpu;
+        for isa in test_paths() {
+            // Chunks of 64 queries and a partial one, with and without keys cached before;
+            // GPT-2's head width and one off the gemm's panels.
+            for (h, t, d, past, cap) in [
+                (2, 9, 64, 0, 9),
+                (3, 150, 64, 7, 170),
+                (1, 64, 33, 64, 130),
+                (2, 65, 17, 1, 66),
+            ] {
+                let q = Tensor::randn(0f32, 1.0, (h, t, d), &dev).unwrap();
+                let keys = Tensor::randn(0f32, 1.0, (h, cap, d), &dev).unwrap();
+                let values = Tensor::randn(0f32, 1.0, (h, cap, d), &dev).unwrap();
+                let k = keys.narrow(1, 0, past + t).unwrap();
+                let v = values.narrow(1, 0, past + t).unwrap();
+                let scores = (q.matmul(&k.t().unwrap()).unwrap() * 0.125).unwrap();
+                let mask: Vec<f32> = (0..t)
+                    .flat_map(|i| {
+                        (0..past + t).map(move |j| {
+                            if j <= past + i {
+                                0.0
+                            } else {
+                                f32::NEG_INFINITY
+                            }
+                        })
+                    })
+                    .collect();
+                let mask = Tensor::from_vec(mask, (t, past + t), &dev).unwrap();
+                let probs = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&mask).unwrap())
+                    .unwrap();
+                let want = probs.matmul(&v.contiguous().unwrap()).unwrap();
+                match attention_prompt_on(isa, &q, &keys, &values, past, 0.125).unwrap() {
+                    Some(got) => close(&got, &want, 1e-5),
+                    None => assert!(!super::super::gemm::has_kernel(isa), "{isa:?}"),
+                }
             }
         }
     }

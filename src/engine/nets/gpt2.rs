@@ -683,6 +683,15 @@ impl Attention {
         )? {
             return self.merge(&y);
         }
+        if let Some(y) = kernels::attention_prompt(
+            &q,
+            &cache.keys[layer],
+            &cache.values[layer],
+            past,
+            self.scale as f32,
+        )? {
+            return self.merge(&y);
+        }
         let keys = cache.keys[layer].narrow(1, 0, past + t)?;
         let values = cache.values[layer].narrow(1, 0, past + t)?;
         // (H, T, D) x (H, D, P+T) -> (H, T, P+T)
