@@ -441,13 +441,10 @@ impl Matrix {
                 .par_chunks_mut(nr * k)
                 .enumerate()
                 .for_each(|(p, panel)| {
-                    let mut row = vec![0f32; k];
-                    for j in 0..nr.min(rows - p * nr) {
-                        self.rows_f32_on(isa, first + p * nr + j, &mut row);
-                        for (l, &v) in row.iter().enumerate() {
-                            panel[l * nr + j] = v;
-                        }
-                    }
+                    let live = nr.min(rows - p * nr);
+                    let mut rows_major = vec![0f32; live * k];
+                    self.rows_f32_on(isa, first + p * nr, &mut rows_major);
+                    gemm::pack_panel(isa, &rows_major, live, k, panel);
                 });
             let weights = Weights::Panels(panels);
             let packed = gemm::product(isa, x, m, k, weights, rows, &mut out[first..], n);
