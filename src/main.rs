@@ -230,21 +230,29 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         threads,
         backend,
     };
-    let serving = matches!(cli.command, None | Some(Command::Serve { .. }));
-    if threads > 0 && !serving {
-        // The server sizes its own pool (a setting); commands use rayon's global one.
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build_global()?;
-    }
-    let mut out = std::io::stdout().lock();
-    match cli.command {
+    let command = match cli.command {
         None | Some(Command::Serve { .. }) => {
-            drop(out);
+            // The server sizes its own pool (a setting) and runs its jobs inside it.
             let code = cli::serve(&model)?;
             std::process::exit(code);
         }
-        Some(Command::Complete {
+        Some(command) => command,
+    };
+    // A command runs on one of the pool's threads, as the server's jobs do: the forward pass
+    // then takes part in its own parallel products instead of handing each of them to the
+    // pool and sleeping until they end (a wake-up per product, some 60 a token).
+    let mut pool = rayon::ThreadPoolBuilder::new();
+    if threads > 0 {
+        pool = pool.num_threads(threads);
+    }
+    pool.build()?.install(|| run_command(command, &model))
+}
+
+fn run_command(command: Command, model: &ModelOptions) -> anyhow::Result<Outcome> {
+    let mut out = std::io::stdout().lock();
+    match command {
+        Command::Serve { .. } => unreachable!("run serves before this"),
+        Command::Complete {
             prompt,
             max_tokens,
             temperature,
@@ -253,7 +261,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             n,
             seed,
             json,
-        }) => {
+        } => {
             let prompt = read_arg(&prompt)?;
             let opts = CompleteOptions {
                 max_tokens,
@@ -264,15 +272,15 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 seed,
                 json,
             };
-            cli::complete(&model, &prompt, &opts, &mut out)?;
+            cli::complete(model, &prompt, &opts, &mut out)?;
             Ok(Outcome::Done)
         }
-        Some(Command::Score { text, json }) => {
+        Command::Score { text, json } => {
             let text = read_arg(&text)?;
-            cli::score(&model, &text, json, &mut out)?;
+            cli::score(model, &text, json, &mut out)?;
             Ok(Outcome::Done)
         }
-        Some(Command::Check {
+        Command::Check {
             file,
             language,
             min_token_logprob,
@@ -281,7 +289,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             json,
             dictionaries,
             ignore_repeated,
-        }) => {
+        } => {
             let text = read_file_arg(&file)?;
             let opts = cli::CheckOptions {
                 json,
@@ -302,24 +310,24 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             } else {
                 file.as_str()
             };
-            match cli::check(&model, name, &text, &opts, &mut out)? {
+            match cli::check(model, name, &text, &opts, &mut out)? {
                 true => Ok(Outcome::Findings),
                 false => Ok(Outcome::Done),
             }
         }
-        Some(Command::Summarize { file, max_tokens }) => {
+        Command::Summarize { file, max_tokens } => {
             let text = read_file_arg(&file)?;
-            cli::t5_task(&model, &Task::Summarize, &text, max_tokens, &mut out)?;
+            cli::t5_task(model, &Task::Summarize, &text, max_tokens, &mut out)?;
             Ok(Outcome::Done)
         }
-        Some(Command::Answer {
+        Command::Answer {
             question,
             file,
             max_tokens,
-        }) => {
+        } => {
             let text = read_file_arg(&file)?;
             cli::t5_task(
-                &model,
+                model,
                 &Task::Answer { question },
                 &text,
                 max_tokens,
@@ -327,22 +335,22 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             )?;
             Ok(Outcome::Done)
         }
-        Some(Command::Translate {
+        Command::Translate {
             to,
             file,
             max_tokens,
-        }) => {
+        } => {
             let to = Language::parse(&to)?;
             let text = read_file_arg(&file)?;
-            cli::t5_task(&model, &Task::Translate { to }, &text, max_tokens, &mut out)?;
+            cli::t5_task(model, &Task::Translate { to }, &text, max_tokens, &mut out)?;
             Ok(Outcome::Done)
         }
-        Some(Command::Fetch) => {
-            cli::fetch(&model, &mut out)?;
+        Command::Fetch => {
+            cli::fetch(model, &mut out)?;
             Ok(Outcome::Done)
         }
-        Some(Command::Quantize { out: dir }) => {
-            cli::quantize(&model, &dir, &mut out)?;
+        Command::Quantize { out: dir } => {
+            cli::quantize(model, &dir, &mut out)?;
             Ok(Outcome::Done)
         }
     }
