@@ -398,11 +398,12 @@ impl Matrix {
 
     fn many_rows(&self, isa: Isa, x: &[f32], m: usize) -> Vec<f32> {
         let (n, k) = (self.rows, self.cols);
-        // AVX-512: integer products by VNNI, both quantized formats (they make their output).
+        // Integer products (they make their output): both quantized formats by VNNI with
+        // AVX-512, q8_0 by AVX2's byte products without.
         #[cfg(target_arch = "x86_64")]
-        if isa == (Isa::Avx2 { avx512: true }) {
+        if let Isa::Avx2 { avx512 } = isa {
             match &*self.data {
-                Data::Q4K(b) => return super::vnni::q4k_product(isa, b, n, k, x, m),
+                Data::Q4K(b) if avx512 => return super::vnni::q4k_product(isa, b, n, k, x, m),
                 Data::Q8 { qs, scales } => {
                     return super::vnni::q8_0_product(isa, qs, scales, n, k, x, m)
                 }
@@ -1034,9 +1035,11 @@ mod tests {
                     let matrix = Matrix::from_f32(&w, n, k, format);
                     let fast = matrix.matmul_t_on(isa, &x, m);
                     let plain = matrix.matmul_t_on(Isa::Portable, &x, m);
-                    // Portable q4_k prompts multiply f32 activations by the widened weights,
-                    // AVX2 quantized ones (q8_K) by the blocks: they differ by that rounding.
-                    let tol = if format == Format::Q4K && m > MAX_ROWS {
+                    // Portable q4_k and q8_0 prompts multiply f32 activations by the widened
+                    // weights, AVX2 and AVX-512 quantized ones (q8_K, q8_0) by the blocks:
+                    // they differ by that rounding.
+                    let quantized = matches!(format, Format::Q4K | Format::Q8_0);
+                    let tol = if quantized && m > MAX_ROWS {
                         0.02 * (k as f32).sqrt()
                     } else {
                         1e-3

@@ -1,5 +1,7 @@
 //! Prompt products of quantized weights (`q4_K`, `q8_0`) by AVX-512 VNNI: integer products of
-//! the weights' bytes with the activations' bytes, sixteen weight rows a register.
+//! the weights' bytes with the activations' bytes, sixteen weight rows a register; and `q8_0`
+//! on AVX2 without AVX-512 in the same layout, eight rows a register, by `maddubs`
+//! ([`kernel_avx2_q8`]).
 //!
 //! `vpdpbusd` multiplies unsigned bytes by signed ones and adds each four products into an i32
 //! lane. With lane `i` holding four consecutive weights of row `i`, one instruction multiplies
@@ -118,8 +120,8 @@ impl Pair {
     }
 
     /// `q8_0` rows (`qs.len() / k` of them, at most 32, with their block scales), each byte
-    /// made unsigned by adding 128.
-    fn fill_q8(&mut self, qs: &[i8], scales: &[f32], k: usize) {
+    /// made unsigned by adding 128 (VNNI), or kept signed (`signed`: AVX2, offsets 0).
+    fn fill_q8(&mut self, qs: &[i8], scales: &[f32], k: usize, signed: bool) {
         let subs = k / SUB;
         let count = qs.len() / k;
         for c in 0..count {
@@ -127,13 +129,14 @@ impl Pair {
                 let q = &qs[c * k + s * SUB..c * k + (s + 1) * SUB];
                 for g in 0..8 {
                     let word = [q[4 * g], q[4 * g + 1], q[4 * g + 2], q[4 * g + 3]];
-                    let word = u32::from_le_bytes(word.map(|v| v as u8)) ^ 0x8080_8080;
+                    let flip = if signed { 0 } else { 0x8080_8080 };
+                    let word = u32::from_le_bytes(word.map(|v| v as u8)) ^ flip;
                     let at = Self::word_at(s, c, g, 8);
                     self.quants[at..at + 4].copy_from_slice(&word.to_le_bytes());
                 }
                 let d = scales[c * subs + s];
                 self.wscale[s * COLS + c] = d;
-                self.offset[s * COLS + c] = -128.0 * d;
+                self.offset[s * COLS + c] = if signed { 0.0 } else { -128.0 * d };
             }
         }
         self.clear_from(count, 8);
@@ -170,7 +173,10 @@ pub fn q4k_product(isa: Isa, blocks: &[u8], n: usize, k: usize, x: &[f32], m: us
 
 /// `x · wᵀ` for `q8_0` weights `[n, k]` (`qs` row-major, `scales[row * k / 32 + block]`).
 ///
-/// Panics unless `isa` is the AVX-512 path (which the CPU has: [`Isa`] is chosen so).
+/// Panics unless `isa` is an AVX2 path (which the CPU has: [`Isa`] is chosen so): with
+/// AVX-512, by VNNI; without, by AVX2's `maddubs` on `|w|` and the activations' bytes with
+/// `w`'s sign (at most 2 · 127 · 127 a pair of products, no saturation, as ggml's AVX2
+/// `q8_0` dot product).
 pub fn q8_0_product(
     isa: Isa,
     qs: &[i8],
@@ -192,12 +198,14 @@ pub fn q8_0_product(
         asum,
     };
     let subs = k / SUB;
+    let signed = isa == (Isa::Avx2 { avx512: false });
     product::<8>(isa, &acts, n, k, m, |pair, first, count| {
         let rows = first..first + count;
         pair.fill_q8(
             &qs[rows.start * k..rows.end * k],
             &scales[rows.start * subs..rows.end * subs],
             k,
+            signed,
         )
     })
 }
@@ -212,11 +220,11 @@ fn product<const CH: usize>(
     m: usize,
     fill: impl Fn(&mut Pair, usize, usize) + Sync,
 ) -> Vec<f32> {
-    assert_eq!(
-        isa,
-        Isa::Avx2 { avx512: true },
-        "the VNNI kernels need AVX-512"
-    );
+    let wide = match isa {
+        Isa::Avx2 { avx512 } => avx512,
+        _ => panic!("the integer prompt kernels need AVX2"),
+    };
+    assert!(wide || CH == 8, "AVX2 has the q8_0 kernel only");
     assert!(k.is_multiple_of(SUB) && acts.qs.len() == m * k);
     assert!(acts.ascale.len() == m * k / SUB && acts.asum.len() == m * k / SUB);
     let subs = k / SUB;
@@ -228,6 +236,31 @@ fn product<const CH: usize>(
             let first = task * COLS;
             let count = COLS.min(n - first);
             fill(pair, first, count);
+            if !wide {
+                for r0 in (0..m).step_by(ROWS) {
+                    macro_rules! run {
+                        ($($r:literal)+) => {
+                            match ROWS.min(m - r0) {
+                                // SAFETY: Isa::Avx2 (checked above) is chosen only where the
+                                // CPU has AVX2 and FMA; the shapes as for the AVX-512 kernel.
+                                $($r => unsafe {
+                                    let tot = kernel_avx2_q8::<$r>(
+                                        pair,
+                                        acts.qs.as_ptr().add(r0 * k),
+                                        k,
+                                        acts.ascale.as_ptr().add(r0 * subs),
+                                        subs,
+                                    );
+                                    store_avx2(&tot, shared.at(r0 * n + first), n, count);
+                                },)+
+                                _ => unreachable!(),
+                            }
+                        };
+                    }
+                    run!(1 2 3 4)
+                }
+                return;
+            }
             for r0 in (0..m).step_by(ROWS) {
                 macro_rules! run {
                         ($($r:literal)+) => {
@@ -345,6 +378,82 @@ unsafe fn kernel<const R: usize, const CH: usize>(
     tot
 }
 
+/// [`store`] for AVX2's sums: `R` rows of four registers of eight.
+///
+/// # Safety
+/// The CPU must have AVX; `out` valid for `R` rows of `count` at stride `ld`.
+#[target_feature(enable = "avx")]
+unsafe fn store_avx2<const R: usize>(
+    tot: &[[__m256; 4]; R],
+    out: *mut f32,
+    ld: usize,
+    count: usize,
+) {
+    for (r, row) in tot.iter().enumerate() {
+        if count == COLS {
+            for (i, v) in row.iter().enumerate() {
+                _mm256_storeu_ps(out.add(r * ld + 8 * i), *v);
+            }
+        } else {
+            let mut all = [0f32; COLS];
+            for (i, v) in row.iter().enumerate() {
+                _mm256_storeu_ps(all.as_mut_ptr().add(8 * i), *v);
+            }
+            std::ptr::copy_nonoverlapping(all.as_ptr(), out.add(r * ld), count);
+        }
+    }
+}
+
+/// [`kernel`] for `q8_0` on AVX2 (signed weight bytes, `CH` = 8): per group of four inputs,
+/// `maddubs(|w|, sign(x, w))` into i16 pairs, `madd` with ones into the i32 lanes; a 64-byte
+/// chunk is two registers of eight weight rows.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA; `a` valid for `R` rows of `lda` bytes (`subs` sub-blocks),
+/// `ascale` for `R` rows of `subs`; the pair filled with signed bytes.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn kernel_avx2_q8<const R: usize>(
+    pair: &Pair,
+    a: *const i8,
+    lda: usize,
+    ascale: *const f32,
+    subs: usize,
+) -> [[__m256; 4]; R] {
+    const CH: usize = 8;
+    assert!(pair.quants.len() >= subs * 2 * CH * 64 && pair.wscale.len() >= subs * COLS);
+    let ones = _mm256_set1_epi16(1);
+    let mut tot = [[_mm256_setzero_ps(); 4]; R];
+    for s in 0..subs {
+        let q = pair.quants.as_ptr().add(s * 2 * CH * 64);
+        let mut acc = [[_mm256_setzero_si256(); 4]; R];
+        for g in 0..CH {
+            // Register i: rows 8i..8i + 8 of the 32 (panel i / 2, half i % 2 of its chunk).
+            let w: [__m256i; 4] = std::array::from_fn(|i| {
+                _mm256_loadu_si256(q.add(((i / 2) * CH + g) * 64 + (i % 2) * 32) as *const _)
+            });
+            let abs: [__m256i; 4] = std::array::from_fn(|i| _mm256_sign_epi8(w[i], w[i]));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let at = a.add(r * lda + s * SUB + 4 * g) as *const i32;
+                let x = _mm256_set1_epi32(at.read_unaligned());
+                for i in 0..4 {
+                    let pairs = _mm256_maddubs_epi16(abs[i], _mm256_sign_epi8(x, w[i]));
+                    acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(pairs, ones));
+                }
+            }
+        }
+        let ws = pair.wscale.as_ptr().add(s * COLS);
+        let ws: [__m256; 4] = std::array::from_fn(|i| _mm256_loadu_ps(ws.add(8 * i)));
+        for (r, (tot, acc)) in tot.iter_mut().zip(&acc).enumerate() {
+            let sa = _mm256_set1_ps(*ascale.add(r * subs + s));
+            for i in 0..4 {
+                let sums = _mm256_cvtepi32_ps(acc[i]);
+                tot[i] = _mm256_fmadd_ps(sums, _mm256_mul_ps(ws[i], sa), tot[i]);
+            }
+        }
+    }
+    tot
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -390,7 +499,13 @@ mod tests {
 
     #[test]
     fn q8_0_products_equal_the_portable_kernels() {
-        let Some(isa) = avx512() else { return };
+        let paths = super::super::isa::test_paths();
+        for isa in paths.into_iter().filter(|i| matches!(i, Isa::Avx2 { .. })) {
+            q8_0_products_on(isa);
+        }
+    }
+
+    fn q8_0_products_on(isa: Isa) {
         for (n, k, m) in [(16, 32, 9), (45, 96, 13), (64, 256, 40), (33, 768, 4)] {
             let w = random(n * k, 5);
             let x = random(m * k, 6);
