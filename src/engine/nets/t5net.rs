@@ -871,9 +871,10 @@ mod tests {
                     .unwrap()
                     .to_scalar()
                     .unwrap();
-                // f32 sums in another order; q8_0 also quantizes the activations, where a
-                // rounding can go the other way.
-                let tol = if format == "f32" { 1e-4 } else { 1e-3 };
+                // f32 sums in another order; q8_0 prompts also quantize the activations
+                // (integer products on AVX2 and AVX-512), where a rounding can go the other
+                // way: within one step of that quantization, 1/127 of the largest.
+                let tol = if format == "f32" { 1e-4 } else { 1.0 / 127.0 };
                 assert!(diff < tol * largest, "{ff} {format}: {diff} of {largest}");
                 // Not a trivial output.
                 let spread: f32 = plain
