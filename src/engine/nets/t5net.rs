@@ -124,7 +124,13 @@ impl Linear {
         n_out: usize,
         format: WeightFormat,
     ) -> candle_core::Result<Self> {
-        Ok(Self(Weight::new(vb.get((n_out, n_in), "weight")?, format)?))
+        // Prompts (the encoder) in f32 activations: T5's outliers make 8-bit ones drift.
+        Ok(Self(
+            match Weight::new(vb.get((n_out, n_in), "weight")?, format)? {
+                Weight::Cpu(m) => Weight::Cpu(m.with_f32_prompts()),
+                w => w,
+            },
+        ))
     }
 
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
@@ -871,10 +877,9 @@ mod tests {
                     .unwrap()
                     .to_scalar()
                     .unwrap();
-                // f32 sums in another order; q8_0 prompts also quantize the activations
-                // (integer products on AVX2 and AVX-512), where a rounding can go the other
-                // way: within one step of that quantization, 1/127 of the largest.
-                let tol = if format == "f32" { 1e-4 } else { 1.0 / 127.0 };
+                // f32 sums in another order; q8_0 also quantizes the activations of its
+                // decoding products, where a rounding can go the other way.
+                let tol = if format == "f32" { 1e-4 } else { 1e-3 };
                 assert!(diff < tol * largest, "{ff} {format}: {diff} of {largest}");
                 // Not a trivial output.
                 let spread: f32 = plain
