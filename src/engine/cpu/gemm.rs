@@ -135,18 +135,23 @@ pub fn pack<T: Copy + Default + Send + Sync>(w: &[T], n: usize, k: usize) -> Vec
 /// every value to its own cache line: a tenth of a `q8_0` prompt's time, converted tiles).
 pub(crate) fn pack_panel(isa: Isa, w: &[f32], rows: usize, k: usize, panel: &mut [f32]) {
     assert!(rows <= NR && w.len() >= rows * k && panel.len() >= NR * k);
-    let mut done = 0;
+    // Rows packed by the SIMD transposes (whole groups of eight).
     #[cfg(target_arch = "x86_64")]
-    if matches!(isa, Isa::Avx2 { .. }) && k.is_multiple_of(8) {
-        while done + 8 <= rows {
+    let done = if matches!(isa, Isa::Avx2 { .. }) && k.is_multiple_of(8) {
+        for j0 in (0..rows / 8 * 8).step_by(8) {
             // SAFETY: Isa::Avx2 is chosen only where the CPU has AVX2 (cpu::isa); rows
-            // done..done + 8 are in `w` and `k` is a multiple of 8 (both checked above).
-            unsafe { avx::transpose_rows(&w[done * k..(done + 8) * k], k, done, panel) };
-            done += 8;
+            // j0..j0 + 8 are in `w` and `k` is a multiple of 8 (both checked above).
+            unsafe { avx::transpose_rows(&w[j0 * k..(j0 + 8) * k], k, j0, panel) };
         }
-    }
+        rows / 8 * 8
+    } else {
+        0
+    };
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = isa;
+    let done = {
+        let _ = isa;
+        0
+    };
     for j in done..rows {
         for (l, &v) in w[j * k..(j + 1) * k].iter().enumerate() {
             panel[l * NR + j] = v;
