@@ -99,6 +99,8 @@ pub struct Matrix {
     cols: usize,
     data: Arc<Data>,
     /// Prompt products keep f32 activations (see [`Matrix::with_f32_prompts`]).
+    // Read where there are integer prompt products: x86-64 only so far.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     f32_prompts: bool,
 }
 
