@@ -1,7 +1,8 @@
 //! CPU kernels for what candle 0.11's generic CPU ops do slowly at GPT-2's shapes (measured in
 //! `cargo bench --bench engine`; see the README):
 //!
-//! - attention of a few queries (decoding) over the cache, fused into one pass per head;
+//! - attention of queries over the cache: a few (decoding) fused into one pass per head, many
+//!   (a prompt) in causal chunks on quill's gemm;
 //! - GELU (tanh form): candle maps `tanh` on one thread; here `exp`, on every core;
 //! - the causal, scaled softmax of attention scores, without building a mask: rows only touch
 //!   the positions they may see.
@@ -14,7 +15,7 @@ use rayon::prelude::*;
 
 use super::isa::{isa, Isa};
 
-/// Queries up to which [`attention_few`] takes over from candle's ops.
+/// Queries up to which [`attention`] reads the cache in place, one fused pass per head.
 pub const MAX_ROWS: usize = 8;
 
 /// Runs `f` on the f32 data of a contiguous CPU tensor.
@@ -306,20 +307,22 @@ fn causal_softmax_on(
     }
 }
 
-/// Attention of a few queries over a cache, fused: `q` `(heads, t, d)` are the queries at
-/// positions `past..past + t`, `keys` and `values` `(heads, capacity, d)` hold positions
-/// `0..past + t`. Query `i` sees keys `0..=past + i`. Returns `(heads, t, d)`.
-pub fn attention_few(
+/// Causal attention of queries over a cache: `q` `(heads, t, d)` are the queries at positions
+/// `past..past + t`, `keys` and `values` `(heads, capacity, d)` hold positions `0..past + t`.
+/// Query `i` sees keys `0..=past + i`. Returns `(heads, t, d)`: up to [`MAX_ROWS`] queries
+/// fused, more on the gemm ([`attention_prompt`]); `None` where neither applies (not f32 on
+/// the CPU, or a prompt on a path without a gemm kernel), for candle's ops.
+pub fn attention(
     q: &Tensor,
     keys: &Tensor,
     values: &Tensor,
     past: usize,
     scale: f32,
 ) -> candle_core::Result<Option<Tensor>> {
-    attention_few_on(isa(), q, keys, values, past, scale)
+    attention_on(isa(), q, keys, values, past, scale)
 }
 
-fn attention_few_on(
+fn attention_on(
     isa: Isa,
     q: &Tensor,
     keys: &Tensor,
@@ -329,11 +332,31 @@ fn attention_few_on(
 ) -> candle_core::Result<Option<Tensor>> {
     let (h, t, d) = q.dims3()?;
     let (hk, cap, dk) = keys.dims3()?;
-    if t == 0 || t > MAX_ROWS || hk != h || dk != d || past + t > cap || q.dtype() != DType::F32 {
+    if t == 0 || hk != h || dk != d || past + t > cap || q.dtype() != DType::F32 {
         return Ok(None);
     }
     let q = q.contiguous()?;
-    let Some(qs) = with_f32(&q, |s| s.to_vec()) else {
+    let shape = (h, t, d, cap);
+    if t <= MAX_ROWS {
+        attention_few(isa, &q, keys, values, past, scale, shape)
+    } else {
+        attention_prompt(isa, &q, keys, values, past, scale, shape)
+    }
+}
+
+/// [`attention`] of a few queries, fused: per head, each query's scores, softmax and values
+/// in one pass over the cache. `shape` is `(heads, t, d, capacity)`, checked by the caller;
+/// `q` is contiguous.
+fn attention_few(
+    isa: Isa,
+    q: &Tensor,
+    keys: &Tensor,
+    values: &Tensor,
+    past: usize,
+    scale: f32,
+    (h, t, d, cap): (usize, usize, usize, usize),
+) -> candle_core::Result<Option<Tensor>> {
+    let Some(qs) = with_f32(q, |s| s.to_vec()) else {
         return Ok(None);
     };
     let out = with_f32(keys, |ks| {
@@ -364,42 +387,25 @@ fn attention_few_on(
 /// at most the keys its last row sees, so the masked upper triangle costs half a chunk a row.
 const PROMPT_CHUNK: usize = 64;
 
-/// Attention of many queries (a prompt) over a cache, on quill's gemm: per head and chunk of
+/// [`attention`] of many queries (a prompt), on quill's gemm: per head and chunk of
 /// [`PROMPT_CHUNK`] query rows, the scores against the keys the chunk's last row sees (one
 /// product), the causal scaled softmax in place (positions a row may not see set to 0), and
-/// the weighted values (a second product, with the values transposed). Shapes as
-/// [`attention_few`]: `q` `(heads, t, d)` at positions `past..past + t`, `keys` and `values`
-/// `(heads, capacity, d)`. `None` where the path has no gemm kernel or the tensors are not f32
-/// on the CPU.
-pub fn attention_prompt(
-    q: &Tensor,
-    keys: &Tensor,
-    values: &Tensor,
-    past: usize,
-    scale: f32,
-) -> candle_core::Result<Option<Tensor>> {
-    attention_prompt_on(isa(), q, keys, values, past, scale)
-}
-
-fn attention_prompt_on(
+/// the weighted values (a second product, with the values transposed). `shape` and `q` as
+/// [`attention_few`]; `None` where the path has no gemm kernel.
+fn attention_prompt(
     isa: Isa,
     q: &Tensor,
     keys: &Tensor,
     values: &Tensor,
     past: usize,
     scale: f32,
+    (h, t, d, cap): (usize, usize, usize, usize),
 ) -> candle_core::Result<Option<Tensor>> {
     use super::gemm::{self, Weights};
-    let (h, t, d) = q.dims3()?;
-    let (hk, cap, dk) = keys.dims3()?;
-    if t == 0 || hk != h || dk != d || past + t > cap || q.dtype() != DType::F32 {
-        return Ok(None);
-    }
     if !gemm::has_kernel(isa) {
         return Ok(None);
     }
-    let q = q.contiguous()?;
-    let out = with_f32(&q, |qs| {
+    let out = with_f32(q, |qs| {
         with_f32(keys, |ks| {
             with_f32(values, |vs| {
                 let mut out = vec![0f32; h * t * d];
@@ -744,7 +750,7 @@ mod tests {
                     .unwrap()
                     .unwrap();
                 let want = probs.matmul(&v.contiguous().unwrap()).unwrap();
-                let got = attention_few_on(isa, &q, &keys, &values, past, 0.25)
+                let got = attention_on(isa, &q, &keys, &values, past, 0.25)
                     .unwrap()
                     .unwrap();
                 close(&got, &want, 1e-5);
@@ -785,7 +791,8 @@ mod tests {
                 let probs = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&mask).unwrap())
                     .unwrap();
                 let want = probs.matmul(&v.contiguous().unwrap()).unwrap();
-                match attention_prompt_on(isa, &q, &keys, &values, past, 0.125).unwrap() {
+                // Past MAX_ROWS queries: the gemm's path.
+                match attention_on(isa, &q, &keys, &values, past, 0.125).unwrap() {
                     Some(got) => close(&got, &want, 1e-5),
                     None => assert!(!super::super::gemm::has_kernel(isa), "{isa:?}"),
                 }

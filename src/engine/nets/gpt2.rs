@@ -674,16 +674,7 @@ impl Attention {
         let (q, k, v) = self.qkv(x)?;
         cache.keys[layer].slice_set(&k, 1, past)?;
         cache.values[layer].slice_set(&v, 1, past)?;
-        if let Some(y) = kernels::attention_few(
-            &q,
-            &cache.keys[layer],
-            &cache.values[layer],
-            past,
-            self.scale as f32,
-        )? {
-            return self.merge(&y);
-        }
-        if let Some(y) = kernels::attention_prompt(
+        if let Some(y) = kernels::attention(
             &q,
             &cache.keys[layer],
             &cache.values[layer],
