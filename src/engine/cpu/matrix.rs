@@ -105,8 +105,6 @@ pub struct Matrix {
 }
 
 impl Matrix {
-    /// Converts row-major f32 weights into `format`. Panics if the format does not fit the
-    /// shape (see [`Format::fits`]) or `w` is not `rows * cols` long.
     /// The same weights, whose prompt products (more than [`MAX_ROWS`] input rows) keep
     /// their activations in f32: quantized formats multiply dequantized tiles instead of
     /// quantizing the activations to 8 bits for integer products. For models whose
@@ -117,6 +115,8 @@ impl Matrix {
         self
     }
 
+    /// Converts row-major f32 weights into `format`. Panics if the format does not fit the
+    /// shape (see [`Format::fits`]) or `w` is not `rows * cols` long.
     pub fn from_f32(w: &[f32], rows: usize, cols: usize, format: Format) -> Self {
         assert_eq!(w.len(), rows * cols, "weights do not match their shape");
         assert!(

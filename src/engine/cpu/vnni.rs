@@ -194,7 +194,7 @@ pub fn q8_0_product(
         .collect();
     let acts = Activations {
         qs: &xq,
-        ascale: xd.clone(),
+        ascale: xd,
         asum,
     };
     let subs = k / SUB;
