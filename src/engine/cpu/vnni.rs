@@ -38,7 +38,7 @@ const COLS: usize = 32;
 const ROWS: usize = 4;
 
 /// The activations as the kernel reads them: signed bytes, row-major, and per row and
-/// sub-block their scale and scaled sum.
+/// sub-block their scale and (for the VNNI kernel, whose weights are unsigned) scaled sum.
 struct Activations<'a> {
     qs: &'a [i8],
     ascale: Vec<f32>,
@@ -187,18 +187,22 @@ pub fn q8_0_product(
     m: usize,
 ) -> Vec<f32> {
     let (xq, xd) = quantize_q8_0(x, false);
-    let asum = xq
-        .par_chunks(QK8_0)
-        .zip(&xd)
-        .map(|(q, &d)| d * q.iter().map(|&v| v as i32).sum::<i32>() as f32)
-        .collect();
+    let signed = isa == (Isa::Avx2 { avx512: false });
+    // The offsets' term: only VNNI's unsigned weights (`w + 128`) need it.
+    let asum = if signed {
+        Vec::new()
+    } else {
+        xq.par_chunks(QK8_0)
+            .zip(&xd)
+            .map(|(q, &d)| d * q.iter().map(|&v| v as i32).sum::<i32>() as f32)
+            .collect()
+    };
     let acts = Activations {
         qs: &xq,
         ascale: xd,
         asum,
     };
     let subs = k / SUB;
-    let signed = isa == (Isa::Avx2 { avx512: false });
     product::<8>(isa, &acts, n, k, m, |pair, first, count| {
         let rows = first..first + count;
         pair.fill_q8(
@@ -208,6 +212,32 @@ pub fn q8_0_product(
             signed,
         )
     })
+}
+
+/// Runs `$body` with the const `$r` set to `$rows` (1 to [`ROWS`]), so that the kernels
+/// unroll over a tile's activation rows.
+macro_rules! rows {
+    ($rows:expr, $r:ident => $body:expr) => {
+        match $rows {
+            1 => {
+                const $r: usize = 1;
+                $body
+            }
+            2 => {
+                const $r: usize = 2;
+                $body
+            }
+            3 => {
+                const $r: usize = 3;
+                $body
+            }
+            4 => {
+                const $r: usize = 4;
+                $body
+            }
+            _ => unreachable!("at most ROWS rows a tile"),
+        }
+    };
 }
 
 /// The product's tasks: each lays out 32 weight rows (`fill(pair, first row, count)`) and
@@ -226,7 +256,7 @@ fn product<const CH: usize>(
     };
     assert!(wide || CH == 8, "AVX2 has the q8_0 kernel only");
     assert!(k.is_multiple_of(SUB) && acts.qs.len() == m * k);
-    assert!(acts.ascale.len() == m * k / SUB && acts.asum.len() == m * k / SUB);
+    assert!(acts.ascale.len() == m * k / SUB && (!wide || acts.asum.len() == m * k / SUB));
     let subs = k / SUB;
     let mut out = vec![0f32; m * n];
     let shared = SharedOut(out.as_mut_ptr());
@@ -236,56 +266,25 @@ fn product<const CH: usize>(
             let first = task * COLS;
             let count = COLS.min(n - first);
             fill(pair, first, count);
-            if !wide {
-                for r0 in (0..m).step_by(ROWS) {
-                    macro_rules! run {
-                        ($($r:literal)+) => {
-                            match ROWS.min(m - r0) {
-                                // SAFETY: Isa::Avx2 (checked above) is chosen only where the
-                                // CPU has AVX2 and FMA; the shapes as for the AVX-512 kernel.
-                                $($r => unsafe {
-                                    let tot = kernel_avx2_q8::<$r>(
-                                        pair,
-                                        acts.qs.as_ptr().add(r0 * k),
-                                        k,
-                                        acts.ascale.as_ptr().add(r0 * subs),
-                                        subs,
-                                    );
-                                    store_avx2(&tot, shared.at(r0 * n + first), n, count);
-                                },)+
-                                _ => unreachable!(),
-                            }
-                        };
-                    }
-                    run!(1 2 3 4)
-                }
-                return;
-            }
             for r0 in (0..m).step_by(ROWS) {
-                macro_rules! run {
-                        ($($r:literal)+) => {
-                            match ROWS.min(m - r0) {
-                                // SAFETY: `product` asserted the AVX-512 path, chosen only
-                                // where the CPU has AVX-512 F, BW, VL and VNNI (and AVX2,
-                                // FMA); the pair holds `subs` sub-blocks, the activations
-                                // rows r0.. of `k` bytes and `subs` scales and sums; each
-                                // task writes its own 32 columns of rows r0.. of `out`.
-                                $($r => unsafe {
-                                    let tot = kernel::<$r, CH>(
-                                        pair,
-                                        acts.qs.as_ptr().add(r0 * k),
-                                        k,
-                                        acts.ascale.as_ptr().add(r0 * subs),
-                                        acts.asum.as_ptr().add(r0 * subs),
-                                        subs,
-                                    );
-                                    store(&tot, shared.at(r0 * n + first), n, count);
-                                },)+
-                                _ => unreachable!(),
-                            }
-                        };
+                let (a, ascale) = (
+                    acts.qs[r0 * k..].as_ptr(),
+                    acts.ascale[r0 * subs..].as_ptr(),
+                );
+                // SAFETY: `product` asserted an AVX2 path, chosen only where the CPU has AVX2
+                // and FMA, and with `wide` AVX-512 F, BW, VL and VNNI too; the pair holds
+                // `subs` sub-blocks, the activations rows r0.. of `k` bytes and `subs` scales
+                // (and, wide, sums); each task writes its own 32 columns of rows r0.. of `out`.
+                rows!(ROWS.min(m - r0), R => unsafe {
+                    let out = shared.at(r0 * n + first);
+                    if wide {
+                        let asum = acts.asum[r0 * subs..].as_ptr();
+                        let tot = kernel::<R, CH>(pair, a, k, ascale, asum, subs);
+                        store(&tot, out, n, count);
+                    } else {
+                        store_avx2(&kernel_avx2_q8::<R>(pair, a, k, ascale, subs), out, n, count);
                     }
-                run!(1 2 3 4)
+                });
             }
         },
     );
