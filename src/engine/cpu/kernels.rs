@@ -354,13 +354,29 @@ fn attention_few(
     values: &Tensor,
     past: usize,
     scale: f32,
+    shape: (usize, usize, usize, usize),
+) -> candle_core::Result<Option<Tensor>> {
+    match keys.dtype() {
+        DType::F16 => attention_few_of::<half::f16>(isa, q, keys, values, past, scale, shape),
+        _ => attention_few_of::<f32>(isa, q, keys, values, past, scale, shape),
+    }
+}
+
+/// [`attention_few`] over a cache of `T`s.
+fn attention_few_of<T: CacheValue>(
+    isa: Isa,
+    q: &Tensor,
+    keys: &Tensor,
+    values: &Tensor,
+    past: usize,
+    scale: f32,
     (h, t, d, cap): (usize, usize, usize, usize),
 ) -> candle_core::Result<Option<Tensor>> {
     let Some(qs) = with_f32(q, |s| s.to_vec()) else {
         return Ok(None);
     };
-    let out = with_f32(keys, |ks| {
-        with_f32(values, |vs| {
+    let out = with_slice::<T, _>(keys, |ks| {
+        with_slice::<T, _>(values, |vs| {
             let mut out = vec![0f32; h * t * d];
             out.par_chunks_mut(t * d).enumerate().for_each(|(head, o)| {
                 let kh = &ks[head * cap * d..(head * cap + past + t) * d];
@@ -383,6 +399,93 @@ fn attention_few(
     }
 }
 
+/// Attention of `n` candidates' next queries `q` `(heads, n, d)`, each over the shared
+/// prompt's `p` cached positions (`prompt_keys`, `prompt_values` `(heads, capacity, d)`, f32
+/// or f16) and its own `steps` positions (`own_keys`, `own_values` `(heads, n, own_capacity,
+/// d)`, f32) in one softmax: what [`crate::engine::nets::gpt2::Gpt2::forward_shared`] needs.
+/// Returns `(heads, n, d)`; `None` where the tensors are not f32 (or an f16 prompt) on the CPU
+/// or the shapes do not fit, for candle's ops.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_shared(
+    q: &Tensor,
+    prompt_keys: &Tensor,
+    prompt_values: &Tensor,
+    p: usize,
+    own_keys: &Tensor,
+    own_values: &Tensor,
+    steps: usize,
+    scale: f32,
+) -> candle_core::Result<Option<Tensor>> {
+    let prompt = (prompt_keys, prompt_values, p);
+    let own = (own_keys, own_values, steps);
+    match prompt_keys.dtype() {
+        DType::F16 => attention_shared_of::<half::f16>(isa(), q, prompt, own, scale),
+        _ => attention_shared_of::<f32>(isa(), q, prompt, own, scale),
+    }
+}
+
+/// Keys, values and how many of their positions are seen.
+type Seen<'a> = (&'a Tensor, &'a Tensor, usize);
+
+/// [`attention_shared`] over a prompt cache of `T`s.
+fn attention_shared_of<T: CacheValue>(
+    isa: Isa,
+    q: &Tensor,
+    (pk, pv, p): Seen,
+    (ok, ov, steps): Seen,
+    scale: f32,
+) -> candle_core::Result<Option<Tensor>> {
+    let (h, n, d) = q.dims3()?;
+    let (hp, pcap, dp) = pk.dims3()?;
+    let (ho, no, ocap, dq) = ok.dims4()?;
+    if (hp, dp, ho, no, dq) != (h, d, h, n, d)
+        || pv.dims() != pk.dims()
+        || ov.dims() != ok.dims()
+        || p > pcap
+        || steps > ocap
+        || q.dtype() != DType::F32
+    {
+        return Ok(None);
+    }
+    let Some(qs) = with_f32(&q.contiguous()?, |s| s.to_vec()) else {
+        return Ok(None);
+    };
+    let out = with_slice::<T, _>(pk, |pks| {
+        with_slice::<T, _>(pv, |pvs| {
+            with_f32(ok, |oks| {
+                with_f32(ov, |ovs| {
+                    let mut out = vec![0f32; h * n * d];
+                    out.par_chunks_mut(n * d).enumerate().for_each(|(head, o)| {
+                        let prompt = head * pcap * d..(head * pcap + p) * d;
+                        let (pkh, pvh) = (&pks[prompt.clone()], &pvs[prompt]);
+                        let mut scores = vec![0f32; p + steps];
+                        for (i, oi) in o.chunks_exact_mut(d).enumerate() {
+                            let qi = &qs[(head * n + i) * d..(head * n + i + 1) * d];
+                            let first = (head * n + i) * ocap * d;
+                            let own = first..first + steps * d;
+                            let (okh, ovh) = (&oks[own.clone()], &ovs[own]);
+                            let (sp, so) = scores.split_at_mut(p);
+                            scores_of(isa, qi, pkh, scale, sp);
+                            scores_of(isa, qi, okh, scale, so);
+                            softmax_in_place(isa, &mut scores);
+                            weighted_values(isa, &scores[..p], pvh, oi, true);
+                            weighted_values(isa, &scores[p..], ovh, oi, false);
+                        }
+                    });
+                    out
+                })
+            })
+        })
+    })
+    .flatten()
+    .flatten()
+    .flatten();
+    match out {
+        Some(out) => Ok(Some(Tensor::from_vec(out, (h, n, d), q.device())?)),
+        None => Ok(None),
+    }
+}
+
 /// Query rows of a head that [`attention_prompt`] multiplies together: the rows of a chunk see
 /// at most the keys its last row sees, so the masked upper triangle costs half a chunk a row.
 const PROMPT_CHUNK: usize = 64;
@@ -399,6 +502,22 @@ fn attention_prompt(
     values: &Tensor,
     past: usize,
     scale: f32,
+    shape: (usize, usize, usize, usize),
+) -> candle_core::Result<Option<Tensor>> {
+    match keys.dtype() {
+        DType::F16 => attention_prompt_of::<half::f16>(isa, q, keys, values, past, scale, shape),
+        _ => attention_prompt_of::<f32>(isa, q, keys, values, past, scale, shape),
+    }
+}
+
+/// [`attention_prompt`] over a cache of `T`s (widened to f32 a chunk's keys at a time).
+fn attention_prompt_of<T: CacheValue>(
+    isa: Isa,
+    q: &Tensor,
+    keys: &Tensor,
+    values: &Tensor,
+    past: usize,
+    scale: f32,
     (h, t, d, cap): (usize, usize, usize, usize),
 ) -> candle_core::Result<Option<Tensor>> {
     use super::gemm::{self, Weights};
@@ -406,8 +525,8 @@ fn attention_prompt(
         return Ok(None);
     }
     let out = with_f32(q, |qs| {
-        with_f32(keys, |ks| {
-            with_f32(values, |vs| {
+        with_slice::<T, _>(keys, |ks| {
+            with_slice::<T, _>(values, |vs| {
                 let mut out = vec![0f32; h * t * d];
                 let chunks = t.div_ceil(PROMPT_CHUNK);
                 // One task per (head, chunk): a head's output is its own t rows.
@@ -429,6 +548,16 @@ fn attention_prompt(
                         let vh = &vs[head * cap * d..(head * cap + seen) * d];
                         let qh = &qs[(head * t + first) * d..(head * t + first + rows) * d];
                         let mut scores = vec![0f32; rows * seen];
+                        let wide_kh: Vec<f32>;
+                        let kh: &[f32] = match T::as_f32(kh) {
+                            Some(kh) => kh,
+                            None => {
+                                let mut w = vec![0f32; kh.len()];
+                                T::widen(kh, &mut w);
+                                wide_kh = w;
+                                &wide_kh
+                            }
+                        };
                         let done = gemm::product(
                             isa,
                             qh,
@@ -454,6 +583,16 @@ fn attention_prompt(
                             }
                             hidden.fill(0.0);
                         }
+                        let wide_vh: Vec<f32>;
+                        let vh: &[f32] = match T::as_f32(vh) {
+                            Some(vh) => vh,
+                            None => {
+                                let mut w = vec![0f32; vh.len()];
+                                T::widen(vh, &mut w);
+                                wide_vh = w;
+                                &wide_vh
+                            }
+                        };
                         let mut vt = vec![0f32; d * seen];
                         for (j, v) in vh.chunks_exact(d).enumerate() {
                             for (l, &x) in v.iter().enumerate() {
@@ -476,84 +615,200 @@ fn attention_prompt(
     }
 }
 
-/// One query of one head over the `scores.len()` keys and values it sees (rows of
-/// `q.len()`): `out = softmax(scale · K q) V`, the scores left in `scores`.
-fn attend(
-    isa: Isa,
-    q: &[f32],
-    keys: &[f32],
-    values: &[f32],
-    scale: f32,
-    scores: &mut [f32],
-    out: &mut [f32],
-) {
+/// What a cache row holds: f32, or f16 ([`cache_dtype`]), read as f32.
+pub(super) trait CacheValue: candle_core::WithDType {
+    /// The values as f32 where they are f32 (the SIMD dot products' operands).
+    fn as_f32(xs: &[Self]) -> Option<&[f32]>;
+
+    /// `out = xs` widened to f32 (SIMD where the CPU has it).
+    fn widen(xs: &[Self], out: &mut [f32]);
+
+    /// Eight values from `p`, widened.
+    ///
+    /// # Safety
+    /// The CPU must have AVX and F16C; `p` valid for 8 values.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256;
+}
+
+impl CacheValue for f32 {
+    fn as_f32(xs: &[f32]) -> Option<&[f32]> {
+        Some(xs)
+    }
+
+    fn widen(xs: &[f32], out: &mut [f32]) {
+        out.copy_from_slice(xs);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    unsafe fn load8(p: *const f32) -> std::arch::x86_64::__m256 {
+        // SAFETY: the caller's.
+        unsafe { std::arch::x86_64::_mm256_loadu_ps(p) }
+    }
+}
+
+impl CacheValue for half::f16 {
+    fn as_f32(_: &[Self]) -> Option<&[f32]> {
+        None
+    }
+
+    fn widen(xs: &[Self], out: &mut [f32]) {
+        use half::slice::HalfFloatSliceExt;
+        xs.convert_to_f32_slice(out);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    unsafe fn load8(p: *const half::f16) -> std::arch::x86_64::__m256 {
+        use std::arch::x86_64::*;
+        // SAFETY: the caller's.
+        unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)) }
+    }
+}
+
+/// The dtype a sequence's cached keys and values take on the CPU, for weights of `format`:
+/// f16 where the weights are not f32 and the attention kernels read f16 (the AVX2 paths), as
+/// llama.cpp's cache; else f32. Decoding reads the whole cache each token (at 600 positions,
+/// 44 MB at f32 for GPT-2 124M, a third of its `q8_0` weights), so half the bytes is most of
+/// a tenth of a token's time. f32 weights keep an f32 cache, and so their exact parity.
+pub fn cache_dtype(isa: Isa, weights_f32: bool) -> DType {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 { .. } if !weights_f32 => DType::F16,
+        _ => DType::F32,
+    }
+}
+
+/// Runs `f` on the data of a contiguous CPU tensor of `T`s.
+fn with_slice<T: CacheValue, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R) -> Option<R> {
+    if t.dtype() != T::DTYPE || !t.device().is_cpu() {
+        return None;
+    }
+    let (storage, layout) = t.storage_and_layout();
+    let Storage::Cpu(cpu) = &*storage else {
+        return None;
+    };
+    let offsets = layout.contiguous_offsets()?;
+    let data = cpu.as_slice::<T>().ok()?;
+    Some(f(&data[offsets.0..offsets.1]))
+}
+
+/// `scores[j] = scale · q · keys[j]` for the `scores.len()` rows of `keys` (rows of `q.len()`).
+fn scores_of<T: CacheValue>(isa: Isa, q: &[f32], keys: &[T], scale: f32, scores: &mut [f32]) {
     let d = q.len();
-    assert!(keys.len() >= scores.len() * d && values.len() >= scores.len() * d);
-    assert_eq!(out.len(), d);
+    assert!(keys.len() >= scores.len() * d);
     #[cfg(target_arch = "x86_64")]
     if let Isa::Avx2 { .. } = isa {
         // SAFETY: Isa::Avx2 is chosen only where the CPU has AVX2, FMA and F16C (cpu::isa);
         // the shapes are asserted above.
-        unsafe { attend_avx2(q, keys, values, scale, scores, out) };
+        unsafe { scores_avx2(q, keys, scale, scores) };
         return;
     }
     for (j, s) in scores.iter_mut().enumerate() {
-        let mut dot = [0f32];
-        rows_dot(isa, q, &keys[j * d..(j + 1) * d], &mut dot);
-        *s = dot[0] * scale;
+        let row = &keys[j * d..(j + 1) * d];
+        *s = scale
+            * match T::as_f32(row) {
+                Some(row) => {
+                    let mut dot = [0f32];
+                    rows_dot(isa, q, row, &mut dot);
+                    dot[0]
+                }
+                None => q.iter().zip(row).map(|(a, b)| a * b.to_f64() as f32).sum(),
+            };
     }
-    let inv = 1.0 / softmax_unnormalized(scores);
-    out.fill(0.0);
-    for (j, &p) in scores.iter().enumerate() {
-        let p = p * inv;
-        for (y, &v) in out.iter_mut().zip(&values[j * d..(j + 1) * d]) {
-            *y += p * v;
+}
+
+/// `out (+)= Σ_j probs[j] · values[j]` (rows of `out.len()`); `first` writes, else adds.
+fn weighted_values<T: CacheValue>(
+    isa: Isa,
+    probs: &[f32],
+    values: &[T],
+    out: &mut [f32],
+    first: bool,
+) {
+    let d = out.len();
+    assert!(values.len() >= probs.len() * d);
+    #[cfg(target_arch = "x86_64")]
+    if let Isa::Avx2 { .. } = isa {
+        // SAFETY: as in `scores_of`.
+        unsafe { weighted_values_avx2(probs, values, out, first) };
+        return;
+    }
+    let _ = isa;
+    if first {
+        out.fill(0.0);
+    }
+    for (j, &p) in probs.iter().enumerate() {
+        for (y, v) in out.iter_mut().zip(&values[j * d..(j + 1) * d]) {
+            *y += p * v.to_f64() as f32;
         }
     }
 }
 
-/// `s = e^(s - max)` over the scores; returns their sum.
-fn softmax_unnormalized(scores: &mut [f32]) -> f32 {
+/// `s = softmax(s)` in place (the exponentials by [`exp_in_place`]).
+fn softmax_in_place(isa: Isa, scores: &mut [f32]) {
     let max = scores.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    let mut sum = 0f32;
-    for s in scores {
-        *s = (*s - max).exp();
-        sum += *s;
+    for s in scores.iter_mut() {
+        *s -= max;
     }
-    sum
+    exp_in_place(isa, scores);
+    let inv = 1.0 / scores.iter().sum::<f32>();
+    for s in scores.iter_mut() {
+        *s *= inv;
+    }
 }
 
-/// [`attend`] with AVX2: the scores eight keys at a time (eight running sums, reduced
-/// together by a tree of horizontal adds, where one key at a time spent more on its
-/// horizontal sum than on its products), the weighted values 64 dimensions at a time held in
-/// eight registers over all keys (where a loop over keys stored and reloaded the output each
-/// time). Decoding reads the whole cache once per token, so this is most of its attention.
-///
-/// # Safety
-/// The CPU must have AVX2 and FMA; `keys` and `values` hold `scores.len()` rows of `q.len()`,
-/// `out` `q.len()` values.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn attend_avx2(
+/// One query of one head over the `scores.len()` keys and values it sees (rows of
+/// `q.len()`): `out = softmax(scale · K q) V`, the probabilities left in `scores`.
+fn attend<T: CacheValue>(
+    isa: Isa,
     q: &[f32],
-    keys: &[f32],
-    values: &[f32],
+    keys: &[T],
+    values: &[T],
     scale: f32,
     scores: &mut [f32],
     out: &mut [f32],
 ) {
+    assert_eq!(out.len(), q.len());
+    scores_of(isa, q, keys, scale, scores);
+    softmax_in_place(isa, scores);
+    weighted_values(isa, scores, values, out, true);
+}
+
+/// [`scores_of`] with AVX2: eight keys at a time (eight running sums, reduced together by a
+/// tree of horizontal adds, where one key at a time spent more on its horizontal sum than on
+/// its products). Decoding reads the whole cache once per token, so this and
+/// [`weighted_values_avx2`] are most of its attention.
+///
+/// # Safety
+/// The CPU must have AVX2, FMA and F16C; `keys` holds `scores.len()` rows of `q.len()`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn scores_avx2<T: CacheValue>(q: &[f32], keys: &[T], scale: f32, scores: &mut [f32]) {
     use std::arch::x86_64::*;
     let (d, seen) = (q.len(), scores.len());
     let full = d / 8 * 8;
-    let (qp, kp, vp) = (q.as_ptr(), keys.as_ptr(), values.as_ptr());
-    let tail_dot = |j: usize| -> f32 { (full..d).map(|l| q[l] * keys[j * d + l]).sum() };
+    let (qp, kp) = (q.as_ptr(), keys.as_ptr());
+    let tail_dot = |j: usize| -> f32 {
+        (full..d)
+            .map(|l| q[l] * keys[j * d + l].to_f64() as f32)
+            .sum()
+    };
+    // Cache lines of a group of eight keys, and the prefetch distance: two groups ahead.
+    let group_bytes = 8 * d * size_of::<T>();
     let mut j = 0;
     while j + 8 <= seen {
+        for off in (0..group_bytes).step_by(64) {
+            // A hint, never a fault.
+            let ahead = (kp as *const u8).wrapping_add((j + 16) * d * size_of::<T>() + off);
+            _mm_prefetch::<_MM_HINT_T0>(ahead as *const i8);
+        }
         let mut acc = [_mm256_setzero_ps(); 8];
         for l in (0..full).step_by(8) {
             let qv = _mm256_loadu_ps(qp.add(l));
             for (u, acc) in acc.iter_mut().enumerate() {
-                *acc = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kp.add((j + u) * d + l)), *acc);
+                *acc = _mm256_fmadd_ps(qv, T::load8(kp.add((j + u) * d + l)), *acc);
             }
         }
         // Lane u of the result: key j + u's sum.
@@ -576,47 +831,73 @@ unsafe fn attend_avx2(
     for (j, score) in scores.iter_mut().enumerate().skip(j) {
         let mut acc = _mm256_setzero_ps();
         for l in (0..full).step_by(8) {
-            acc = _mm256_fmadd_ps(
-                _mm256_loadu_ps(qp.add(l)),
-                _mm256_loadu_ps(kp.add(j * d + l)),
-                acc,
-            );
+            acc = _mm256_fmadd_ps(_mm256_loadu_ps(qp.add(l)), T::load8(kp.add(j * d + l)), acc);
         }
         *score = (super::x86::hsum(acc) + tail_dot(j)) * scale;
     }
-    let inv = 1.0 / softmax_unnormalized(scores);
+}
+
+/// [`weighted_values`] with AVX2: 64 dimensions at a time held in eight registers over all
+/// keys (where a loop over keys stored and reloaded the output each time).
+///
+/// # Safety
+/// The CPU must have AVX2, FMA and F16C; `values` holds `probs.len()` rows of `out.len()`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn weighted_values_avx2<T: CacheValue>(
+    probs: &[f32],
+    values: &[T],
+    out: &mut [f32],
+    first: bool,
+) {
+    use std::arch::x86_64::*;
+    let d = out.len();
+    let full = d / 8 * 8;
+    let (vp, op) = (values.as_ptr(), out.as_mut_ptr());
+    let start = |at: usize| {
+        if first {
+            _mm256_setzero_ps()
+        } else {
+            _mm256_loadu_ps(op.add(at))
+        }
+    };
     let mut c = 0;
     while c + 64 <= full {
         let mut acc = [_mm256_setzero_ps(); 8];
-        for (j, &p) in scores.iter().enumerate() {
-            let p = _mm256_set1_ps(p * inv);
+        for (u, acc) in acc.iter_mut().enumerate() {
+            *acc = start(c + 8 * u);
+        }
+        for (j, &p) in probs.iter().enumerate() {
+            // The row eight keys ahead, as in `scores_avx2`.
+            let ahead = vp.wrapping_add((j + 8) * d + c) as *const u8;
+            for off in (0..64 * size_of::<T>()).step_by(64) {
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(off) as *const i8);
+            }
+            let p = _mm256_set1_ps(p);
             for (u, acc) in acc.iter_mut().enumerate() {
-                *acc = _mm256_fmadd_ps(p, _mm256_loadu_ps(vp.add(j * d + c + 8 * u)), *acc);
+                *acc = _mm256_fmadd_ps(p, T::load8(vp.add(j * d + c + 8 * u)), *acc);
             }
         }
         for (u, acc) in acc.iter().enumerate() {
-            _mm256_storeu_ps(out.as_mut_ptr().add(c + 8 * u), *acc);
+            _mm256_storeu_ps(op.add(c + 8 * u), *acc);
         }
         c += 64;
     }
     while c < full {
-        let mut acc = _mm256_setzero_ps();
-        for (j, &p) in scores.iter().enumerate() {
-            acc = _mm256_fmadd_ps(
-                _mm256_set1_ps(p * inv),
-                _mm256_loadu_ps(vp.add(j * d + c)),
-                acc,
-            );
+        let mut acc = start(c);
+        for (j, &p) in probs.iter().enumerate() {
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(p), T::load8(vp.add(j * d + c)), acc);
         }
-        _mm256_storeu_ps(out.as_mut_ptr().add(c), acc);
+        _mm256_storeu_ps(op.add(c), acc);
         c += 8;
     }
     for (l, y) in out.iter_mut().enumerate().skip(full) {
-        *y = scores
+        let sum: f32 = probs
             .iter()
             .enumerate()
-            .map(|(j, &p)| p * inv * values[j * d + l])
+            .map(|(j, &p)| p * values[j * d + l].to_f64() as f32)
             .sum();
+        *y = if first { sum } else { *y + sum };
     }
 }
 
@@ -740,20 +1021,28 @@ mod tests {
                 (2, 3, 64, 21, 30),
                 (1, 1, 75, 40, 41),
             ] {
-                let q = Tensor::randn(0f32, 1.0, (h, t, d), &dev).unwrap();
-                let keys = Tensor::randn(0f32, 1.0, (h, cap, d), &dev).unwrap();
-                let values = Tensor::randn(0f32, 1.0, (h, cap, d), &dev).unwrap();
-                let k = keys.narrow(1, 0, past + t).unwrap();
-                let v = values.narrow(1, 0, past + t).unwrap();
-                let scores = q.matmul(&k.t().unwrap()).unwrap();
-                let probs = causal_softmax_on(isa, &scores, past, 0.25)
-                    .unwrap()
-                    .unwrap();
-                let want = probs.matmul(&v.contiguous().unwrap()).unwrap();
-                let got = attention_on(isa, &q, &keys, &values, past, 0.25)
-                    .unwrap()
-                    .unwrap();
-                close(&got, &want, 1e-5);
+                for dtype in [DType::F32, DType::F16] {
+                    let q = Tensor::randn(0f32, 1.0, (h, t, d), &dev).unwrap();
+                    let cache = |_| {
+                        Tensor::randn(0f32, 1.0, (h, cap, d), &dev)
+                            .unwrap()
+                            .to_dtype(dtype)
+                            .unwrap()
+                    };
+                    let (keys, values) = (cache(0), cache(1));
+                    // The reference reads the same (for f16: rounded) values in f32.
+                    let wide = |c: &Tensor| c.narrow(1, 0, past + t).unwrap().to_dtype(DType::F32);
+                    let (k, v) = (wide(&keys).unwrap(), wide(&values).unwrap());
+                    let scores = q.matmul(&k.t().unwrap()).unwrap();
+                    let probs = causal_softmax_on(isa, &scores, past, 0.25)
+                        .unwrap()
+                        .unwrap();
+                    let want = probs.matmul(&v.contiguous().unwrap()).unwrap();
+                    let got = attention_on(isa, &q, &keys, &values, past, 0.25)
+                        .unwrap()
+                        .unwrap();
+                    close(&got, &want, 1e-5);
+                }
             }
         }
     }
@@ -770,11 +1059,17 @@ mod tests {
                 (1, 64, 33, 64, 130),
                 (2, 65, 17, 1, 66),
             ] {
+                let dtype = if t % 2 == 0 { DType::F16 } else { DType::F32 };
                 let q = Tensor::randn(0f32, 1.0, (h, t, d), &dev).unwrap();
-                let keys = Tensor::randn(0f32, 1.0, (h, cap, d), &dev).unwrap();
-                let values = Tensor::randn(0f32, 1.0, (h, cap, d), &dev).unwrap();
-                let k = keys.narrow(1, 0, past + t).unwrap();
-                let v = values.narrow(1, 0, past + t).unwrap();
+                let cache = |_| {
+                    Tensor::randn(0f32, 1.0, (h, cap, d), &dev)
+                        .unwrap()
+                        .to_dtype(dtype)
+                        .unwrap()
+                };
+                let (keys, values) = (cache(0), cache(1));
+                let wide = |c: &Tensor| c.narrow(1, 0, past + t).unwrap().to_dtype(DType::F32);
+                let (k, v) = (wide(&keys).unwrap(), wide(&values).unwrap());
                 let scores = (q.matmul(&k.t().unwrap()).unwrap() * 0.125).unwrap();
                 let mask: Vec<f32> = (0..t)
                     .flat_map(|i| {
@@ -797,6 +1092,87 @@ mod tests {
                     None => assert!(!super::super::gemm::has_kernel(isa), "{isa:?}"),
                 }
             }
+        }
+    }
+
+    #[test]
+    fn shared_attention_equals_candles() {
+        let dev = Device::Cpu;
+        for isa in test_paths() {
+            // Prompts of none, a few and many positions (groups of eight keys and a rest),
+            // candidates' own steps from one on; f32 and f16 prompt caches.
+            for (h, n, d, p, pcap, steps, ocap) in [
+                (2, 1, 64, 0, 0, 1, 4),
+                (3, 2, 16, 5, 12, 2, 3),
+                (2, 3, 64, 37, 40, 4, 4),
+                (1, 2, 75, 9, 9, 1, 2),
+            ] {
+                for dtype in [DType::F32, DType::F16] {
+                    let r = |shape: &[usize]| Tensor::randn(0f32, 1.0, shape, &dev).unwrap();
+                    let q = r(&[h, n, d]);
+                    let pk = r(&[h, pcap, d]).to_dtype(dtype).unwrap();
+                    let pv = r(&[h, pcap, d]).to_dtype(dtype).unwrap();
+                    let (ok, ov) = (r(&[h, n, ocap, d]), r(&[h, n, ocap, d]));
+                    // The reference: per head and candidate, softmax over the prompt's
+                    // positions then its own, in candle's ops.
+                    let wide = |c: &Tensor| {
+                        c.narrow(1, 0, p)
+                            .unwrap()
+                            .to_dtype(DType::F32)
+                            .unwrap()
+                            .contiguous()
+                            .unwrap()
+                    };
+                    let (pkw, pvw) = (wide(&pk), wide(&pv));
+                    let own = |c: &Tensor| c.narrow(2, 0, steps).unwrap().contiguous().unwrap();
+                    let (okw, ovw) = (own(&ok), own(&ov));
+                    let q4 = q.unsqueeze(2).unwrap();
+                    let own_scores = q4.matmul(&okw.t().unwrap()).unwrap().squeeze(2).unwrap();
+                    let mut parts = vec![];
+                    if p > 0 {
+                        parts.push(q.matmul(&pkw.t().unwrap()).unwrap());
+                    }
+                    parts.push(own_scores);
+                    let scores = (Tensor::cat(&parts, 2).unwrap() * 0.3).unwrap();
+                    let probs = candle_nn::ops::softmax_last_dim(&scores).unwrap();
+                    let own_p = probs.narrow(2, p, steps).unwrap().unsqueeze(2).unwrap();
+                    let mut want = own_p
+                        .contiguous()
+                        .unwrap()
+                        .matmul(&ovw)
+                        .unwrap()
+                        .squeeze(2)
+                        .unwrap();
+                    if p > 0 {
+                        let pp = probs.narrow(2, 0, p).unwrap().contiguous().unwrap();
+                        want = (want + pp.matmul(&pvw).unwrap()).unwrap();
+                    }
+                    let prompt = (&pk, &pv, p);
+                    let got = match dtype {
+                        DType::F16 => attention_shared_of::<half::f16>(
+                            isa,
+                            &q,
+                            prompt,
+                            (&ok, &ov, steps),
+                            0.3,
+                        ),
+                        _ => attention_shared_of::<f32>(isa, &q, prompt, (&ok, &ov, steps), 0.3),
+                    }
+                    .unwrap()
+                    .unwrap();
+                    close(&got, &want, 1e-5);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn caches_are_f16_only_where_the_kernels_read_it_and_weights_are_not_f32() {
+        for isa in test_paths() {
+            assert_eq!(cache_dtype(isa, true), DType::F32, "{isa:?}");
+            let f16 = matches!(isa, Isa::Avx2 { .. });
+            let want = if f16 { DType::F16 } else { DType::F32 };
+            assert_eq!(cache_dtype(isa, false), want, "{isa:?}");
         }
     }
 

@@ -311,6 +311,9 @@ pub struct Gpt2 {
     lm_head: Weight,
     config: Gpt2Config,
     dtype: DType,
+    /// What [`KvCache`]s hold (f16 on the CPU for weights that are not f32:
+    /// [`kernels::cache_dtype`]); a [`BatchCache`] holds `dtype`.
+    cache_dtype: DType,
     device: Device,
 }
 
@@ -380,6 +383,16 @@ impl Gpt2 {
             };
             (head, wte)
         };
+        let weights_f32 = match blocks.first().map(|b| &b.attn.c_attn.weight_t) {
+            Some(Weight::Cpu(m)) => m.format() == Format::F32,
+            Some(Weight::Quantized(_)) => false,
+            Some(Weight::Float(_)) | None => true,
+        };
+        let cache_dtype = if src.device().is_cpu() && src.dtype() == DType::F32 {
+            kernels::cache_dtype(crate::engine::cpu::isa::isa(), weights_f32)
+        } else {
+            src.dtype()
+        };
         Ok(Self {
             wte,
             wpe,
@@ -388,6 +401,7 @@ impl Gpt2 {
             lm_head,
             config: config.clone(),
             dtype: src.dtype(),
+            cache_dtype,
             device: src.device(),
         })
     }
@@ -464,7 +478,7 @@ impl Gpt2 {
     /// An empty cache for one sequence.
     pub fn new_cache(&self) -> candle_core::Result<KvCache> {
         let (h, d) = (self.config.n_head, self.config.head_dim());
-        let zeros = || Tensor::zeros((h, 0, d), self.dtype, &self.device);
+        let zeros = || Tensor::zeros((h, 0, d), self.cache_dtype, &self.device);
         Ok(KvCache {
             keys: (0..self.config.n_layer)
                 .map(|_| zeros())
@@ -672,8 +686,9 @@ impl Attention {
         let t = x.dim(0)?;
         let past = cache.len;
         let (q, k, v) = self.qkv(x)?;
-        cache.keys[layer].slice_set(&k, 1, past)?;
-        cache.values[layer].slice_set(&v, 1, past)?;
+        let stored = cache.keys[layer].dtype();
+        cache.keys[layer].slice_set(&k.to_dtype(stored)?, 1, past)?;
+        cache.values[layer].slice_set(&v.to_dtype(stored)?, 1, past)?;
         if let Some(y) = kernels::attention(
             &q,
             &cache.keys[layer],
@@ -683,8 +698,12 @@ impl Attention {
         )? {
             return self.merge(&y);
         }
-        let keys = cache.keys[layer].narrow(1, 0, past + t)?;
-        let values = cache.values[layer].narrow(1, 0, past + t)?;
+        let keys = cache.keys[layer]
+            .narrow(1, 0, past + t)?
+            .to_dtype(q.dtype())?;
+        let values = cache.values[layer]
+            .narrow(1, 0, past + t)?
+            .to_dtype(q.dtype())?;
         // (H, T, D) x (H, D, P+T) -> (H, T, P+T)
         let scores = q.matmul(&keys.t()?)?;
         let probs = match kernels::causal_softmax(&scores, past, self.scale as f32)? {
@@ -715,10 +734,22 @@ impl Attention {
         let (q, k, v) = self.qkv(x)?;
         batch.keys[layer].slice_set(&k.unsqueeze(2)?, 2, step)?;
         batch.values[layer].slice_set(&v.unsqueeze(2)?, 2, step)?;
+        if let Some(y) = kernels::attention_shared(
+            &q,
+            &prompt.keys[layer],
+            &prompt.values[layer],
+            p,
+            &batch.keys[layer],
+            &batch.values[layer],
+            step + 1,
+            self.scale as f32,
+        )? {
+            return self.merge(&y);
+        }
         // Prompt part, shared by every candidate: (H, n, D) x (H, D, P) -> (H, n, P).
         let mut parts = Vec::with_capacity(2);
         if p > 0 {
-            let pk = prompt.keys[layer].narrow(1, 0, p)?;
+            let pk = prompt.keys[layer].narrow(1, 0, p)?.to_dtype(q.dtype())?;
             parts.push(q.matmul(&pk.t()?)?);
         }
         // Own part: (H, n, 1, D) x (H, n, D, S) -> (H, n, 1, S).
@@ -731,7 +762,7 @@ impl Attention {
         let own_p = probs.narrow(D::Minus1, p, step + 1)?.unsqueeze(2)?;
         let mut y = own_p.contiguous()?.matmul(&own_v)?.squeeze(2)?;
         if p > 0 {
-            let pv = prompt.values[layer].narrow(1, 0, p)?;
+            let pv = prompt.values[layer].narrow(1, 0, p)?.to_dtype(q.dtype())?;
             let prompt_p = probs.narrow(D::Minus1, 0, p)?.contiguous()?;
             y = (y + prompt_p.matmul(&pv)?)?;
         }
