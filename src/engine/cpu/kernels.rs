@@ -673,10 +673,11 @@ impl CacheValue for half::f16 {
 /// 44 MB at f32 for GPT-2 124M, a third of its `q8_0` weights), so half the bytes is most of
 /// a tenth of a token's time. f32 weights keep an f32 cache, and so their exact parity.
 pub fn cache_dtype(isa: Isa, weights_f32: bool) -> DType {
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 { .. } if !weights_f32 => DType::F16,
-        _ => DType::F32,
+    let f16_kernels = cfg!(target_arch = "x86_64") && matches!(isa, Isa::Avx2 { .. });
+    if f16_kernels && !weights_f32 {
+        DType::F16
+    } else {
+        DType::F32
     }
 }
 
