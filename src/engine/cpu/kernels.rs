@@ -53,6 +53,34 @@ pub(super) fn rows_dot(isa: Isa, xs: &[f32], w: &[f32], out: &mut [f32]) {
 /// Lanes summed independently: wide enough for two 8-float vectors.
 const LANES: usize = 16;
 
+/// The largest value of `xs` (NaN-free), in [`LANES`] independent lanes (a fold one value at a
+/// time waits on each comparison).
+pub(super) fn max_lanes(xs: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let full = xs.len() / LANES * LANES;
+    for c in xs[..full].chunks_exact(LANES) {
+        for l in 0..LANES {
+            acc[l] = if c[l] > acc[l] { c[l] } else { acc[l] };
+        }
+    }
+    xs[full..]
+        .iter()
+        .chain(&acc)
+        .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m })
+}
+
+/// `Σ xs`, in [`LANES`] independent lanes.
+pub(super) fn sum_lanes(xs: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let full = xs.len() / LANES * LANES;
+    for c in xs[..full].chunks_exact(LANES) {
+        for l in 0..LANES {
+            acc[l] += c[l];
+        }
+    }
+    acc.iter().sum::<f32>() + xs[full..].iter().sum::<f32>()
+}
+
 macro_rules! rows_dot_body {
     ($xs:expr, $w:expr, $out:expr, $fma:expr) => {{
         let (xs, w, out): (&[f32], &[f32], &mut [f32]) = ($xs, $w, $out);
@@ -558,12 +586,20 @@ fn attention_prompt_of<T: CacheValue>(
                                 &wide_kh
                             }
                         };
+                        // The keys `(seen, d)` in the gemm's panels, by its 8x8 transposes.
+                        let nr = gemm::NR;
+                        let mut key_panels = vec![0f32; seen.div_ceil(nr) * nr * d];
+                        for (p, panel) in key_panels.chunks_exact_mut(nr * d).enumerate() {
+                            let live = nr.min(seen - p * nr);
+                            let keys = &kh[p * nr * d..(p * nr + live) * d];
+                            gemm::pack_panel(isa, keys, live, d, panel);
+                        }
                         let done = gemm::product(
                             isa,
                             qh,
                             rows,
                             d,
-                            Weights::Rows(kh),
+                            Weights::Panels(&key_panels),
                             seen,
                             &mut scores,
                             seen,
@@ -572,12 +608,12 @@ fn attention_prompt_of<T: CacheValue>(
                         for (i, row) in scores.chunks_exact_mut(seen).enumerate() {
                             let visible = past + first + i + 1;
                             let (x, hidden) = row.split_at_mut(visible);
-                            let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) * scale;
+                            let max = max_lanes(x) * scale;
                             for y in x.iter_mut() {
                                 *y = *y * scale - max;
                             }
                             exp_in_place(isa, x);
-                            let inv = 1.0 / x.iter().sum::<f32>();
+                            let inv = 1.0 / sum_lanes(x);
                             for y in x.iter_mut() {
                                 *y *= inv;
                             }
@@ -593,14 +629,17 @@ fn attention_prompt_of<T: CacheValue>(
                                 &wide_vh
                             }
                         };
-                        let mut vt = vec![0f32; d * seen];
-                        for (j, v) in vh.chunks_exact(d).enumerate() {
-                            for (l, &x) in v.iter().enumerate() {
-                                vt[l * seen + j] = x;
+                        // The values transposed, `(d, seen)`, in panels: panel `p` holds
+                        // columns `p · NR..` of each value row, a plain copy of each run.
+                        let mut value_panels = vec![0f32; d.div_ceil(nr) * nr * seen];
+                        for (p, panel) in value_panels.chunks_exact_mut(nr * seen).enumerate() {
+                            let (c0, live) = (p * nr, nr.min(d - p * nr));
+                            for (l, run) in panel.chunks_exact_mut(nr).enumerate() {
+                                run[..live].copy_from_slice(&vh[l * d + c0..l * d + c0 + live]);
                             }
                         }
-                        let done =
-                            gemm::product(isa, &scores, rows, seen, Weights::Rows(&vt), d, o, d);
+                        let values = Weights::Panels(&value_panels);
+                        let done = gemm::product(isa, &scores, rows, seen, values, d, o, d);
                         assert!(done, "has_kernel(isa) was checked");
                     });
                 out
@@ -749,12 +788,12 @@ fn weighted_values<T: CacheValue>(
 
 /// `s = softmax(s)` in place (the exponentials by [`exp_in_place`]).
 fn softmax_in_place(isa: Isa, scores: &mut [f32]) {
-    let max = scores.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let max = max_lanes(scores);
     for s in scores.iter_mut() {
         *s -= max;
     }
     exp_in_place(isa, scores);
-    let inv = 1.0 / scores.iter().sum::<f32>();
+    let inv = 1.0 / sum_lanes(scores);
     for s in scores.iter_mut() {
         *s *= inv;
     }

@@ -17,7 +17,7 @@ use rayon::prelude::*;
 
 use super::gemm::{self, Weights};
 use super::isa::{isa, Isa};
-use super::kernels::{exp_in_place, gelu_tanh_into, rows_dot};
+use super::kernels::{exp_in_place, gelu_tanh_into, max_lanes, rows_dot, sum_lanes};
 
 /// Query rows per attention task: a multiple of the gemm's 6-row tiles, and few enough that a
 /// block of scores over 512 keys (192 KB) stays in L2 (48 rows took 7% longer in the encoder).
@@ -77,36 +77,6 @@ impl Operand {
             Operand::Rows(rows)
         }
     }
-}
-
-/// Lanes of the row reductions: independent, so that they vectorise.
-const LANES: usize = 16;
-
-/// The largest value of `xs` (NaN-free).
-fn max(xs: &[f32]) -> f32 {
-    let mut acc = [f32::NEG_INFINITY; LANES];
-    let full = xs.len() / LANES * LANES;
-    for c in xs[..full].chunks_exact(LANES) {
-        for l in 0..LANES {
-            acc[l] = if c[l] > acc[l] { c[l] } else { acc[l] };
-        }
-    }
-    xs[full..]
-        .iter()
-        .chain(&acc)
-        .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m })
-}
-
-/// `Σ xs`, in lanes.
-fn sum(xs: &[f32]) -> f32 {
-    let mut acc = [0f32; LANES];
-    let full = xs.len() / LANES * LANES;
-    for c in xs[..full].chunks_exact(LANES) {
-        for l in 0..LANES {
-            acc[l] += c[l];
-        }
-    }
-    acc.iter().sum::<f32>() + xs[full..].iter().sum::<f32>()
 }
 
 /// `out = x · wᵀ` for `x` `(m, k)`, `w` `(n, k)`, `out` rows `ldc` apart.
@@ -214,12 +184,12 @@ fn attention_biased_on(
                             *s += b;
                         }
                     }
-                    let max = max(row);
+                    let max = max_lanes(row);
                     for s in row.iter_mut() {
                         *s -= max;
                     }
                     exp_in_place(isa, row);
-                    inv[r] = 1.0 / sum(row);
+                    inv[r] = 1.0 / sum_lanes(row);
                 }
                 // Unnormalised probabilities times values, each row scaled once after.
                 product(isa, &scores, rows, kv, vt, d, &mut ob[h * d..], width);
@@ -273,12 +243,12 @@ fn few_queries(
                         *s += b;
                     }
                 }
-                let max = max(&scores);
+                let max = max_lanes(&scores);
                 for s in scores.iter_mut() {
                     *s -= max;
                 }
                 exp_in_place(isa, &mut scores);
-                let inv = 1.0 / sum(&scores);
+                let inv = 1.0 / sum_lanes(&scores);
                 for (j, &p) in scores.iter().enumerate() {
                     let p = p * inv;
                     let vj = &v[j * width + h * d..j * width + (h + 1) * d];
