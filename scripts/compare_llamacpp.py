@@ -7,7 +7,8 @@ through llama-cpp-python's low-level API). CHECKPOINT is the random 124M-shaped 
     cargo bench --bench engine -- --save-checkpoint target/gpt2-124m-random
 
 quill is timed as whole `quill complete` processes (--threads T, --temperature 0, --json), load
-cancelled out by differences; every configuration is run --runs times and the fastest is kept:
+cancelled out by differences; after one unmeasured warm-up process (the long prompt), every
+configuration is run --runs times and the fastest is kept:
   A  the long prompt (--prompt ids: BOS + text cut at a token boundary), --max-tokens 1
   B  the long prompt, --max-tokens 1+STEPS
   C  a short prompt (BOS + 1 token), --max-tokens 1
@@ -104,6 +105,9 @@ def quill_run(args, model_dir, prompt, max_tokens):
 def quill_measure(args, model_dir, long_text, short_text):
     P, S = args.prompt, args.steps
     runs = {"A_prompt_1": [], "B_prompt_1_plus_steps": [], "C_short_1": []}
+    # One unmeasured warm-up, as llama.cpp gets: the first process after other work reads the
+    # GGUF file from disk (500 MB at f32) and finds the CPU in whatever state it was left in.
+    quill_run(args, model_dir, long_text, 1)
     for _ in range(args.runs):  # interleaved, so drift hits the three alike
         runs["A_prompt_1"].append(quill_run(args, model_dir, long_text, 1))
         runs["B_prompt_1_plus_steps"].append(quill_run(args, model_dir, long_text, 1 + S))
