@@ -124,7 +124,7 @@ impl Matrix {
             "{cols} inputs are not whole {format:?} blocks"
         );
         let data = match format {
-            Format::F32 => Data::F32(super::gemm::pack(w, rows, cols)),
+            Format::F32 => Data::F32(gemm::pack_f32(isa(), w, rows, cols)),
             Format::F16 => {
                 let halves: Vec<f16> = w.par_iter().map(|&v| f16::from_f32(v)).collect();
                 Data::F16(super::gemm::pack(&halves, rows, cols))
