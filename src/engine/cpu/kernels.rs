@@ -20,7 +20,12 @@ pub const MAX_ROWS: usize = 8;
 
 /// Runs `f` on the f32 data of a contiguous CPU tensor.
 pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
-    if t.dtype() != DType::F32 || !t.device().is_cpu() {
+    with_slice(t, f)
+}
+
+/// Runs `f` on the data of a contiguous CPU tensor of `T`s.
+fn with_slice<T: candle_core::WithDType, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R) -> Option<R> {
+    if t.dtype() != T::DTYPE || !t.device().is_cpu() {
         return None;
     }
     let (storage, layout) = t.storage_and_layout();
@@ -28,7 +33,7 @@ pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> 
         return None;
     };
     let offsets = layout.contiguous_offsets()?;
-    let data = cpu.as_slice::<f32>().ok()?;
+    let data = cpu.as_slice::<T>().ok()?;
     Some(f(&data[offsets.0..offsets.1]))
 }
 
@@ -365,17 +370,14 @@ fn attention_on(
     }
     let q = q.contiguous()?;
     let shape = (h, t, d, cap);
-    if t <= MAX_ROWS {
-        attention_few(isa, &q, keys, values, past, scale, shape)
-    } else {
-        attention_prompt(isa, &q, keys, values, past, scale, shape)
+    match keys.dtype() {
+        DType::F16 => attention_of::<half::f16>(isa, &q, keys, values, past, scale, shape),
+        _ => attention_of::<f32>(isa, &q, keys, values, past, scale, shape),
     }
 }
 
-/// [`attention`] of a few queries, fused: per head, each query's scores, softmax and values
-/// in one pass over the cache. `shape` is `(heads, t, d, capacity)`, checked by the caller;
-/// `q` is contiguous.
-fn attention_few(
+/// [`attention_on`] over a cache of `T`s: a few queries fused, more on the gemm.
+fn attention_of<T: CacheValue>(
     isa: Isa,
     q: &Tensor,
     keys: &Tensor,
@@ -384,14 +386,17 @@ fn attention_few(
     scale: f32,
     shape: (usize, usize, usize, usize),
 ) -> candle_core::Result<Option<Tensor>> {
-    match keys.dtype() {
-        DType::F16 => attention_few_of::<half::f16>(isa, q, keys, values, past, scale, shape),
-        _ => attention_few_of::<f32>(isa, q, keys, values, past, scale, shape),
+    if shape.1 <= MAX_ROWS {
+        attention_few::<T>(isa, q, keys, values, past, scale, shape)
+    } else {
+        attention_prompt::<T>(isa, q, keys, values, past, scale, shape)
     }
 }
 
-/// [`attention_few`] over a cache of `T`s.
-fn attention_few_of<T: CacheValue>(
+/// [`attention`] of a few queries, fused: per head, each query's scores, softmax and values
+/// in one pass over the cache. `shape` is `(heads, t, d, capacity)`, checked by the caller;
+/// `q` is contiguous.
+fn attention_few<T: CacheValue>(
     isa: Isa,
     q: &Tensor,
     keys: &Tensor,
@@ -523,23 +528,7 @@ const PROMPT_CHUNK: usize = 64;
 /// product), the causal scaled softmax in place (positions a row may not see set to 0), and
 /// the weighted values (a second product, with the values transposed). `shape` and `q` as
 /// [`attention_few`]; `None` where the path has no gemm kernel.
-fn attention_prompt(
-    isa: Isa,
-    q: &Tensor,
-    keys: &Tensor,
-    values: &Tensor,
-    past: usize,
-    scale: f32,
-    shape: (usize, usize, usize, usize),
-) -> candle_core::Result<Option<Tensor>> {
-    match keys.dtype() {
-        DType::F16 => attention_prompt_of::<half::f16>(isa, q, keys, values, past, scale, shape),
-        _ => attention_prompt_of::<f32>(isa, q, keys, values, past, scale, shape),
-    }
-}
-
-/// [`attention_prompt`] over a cache of `T`s (widened to f32 a chunk's keys at a time).
-fn attention_prompt_of<T: CacheValue>(
+fn attention_prompt<T: CacheValue>(
     isa: Isa,
     q: &Tensor,
     keys: &Tensor,
@@ -576,16 +565,8 @@ fn attention_prompt_of<T: CacheValue>(
                         let vh = &vs[head * cap * d..(head * cap + seen) * d];
                         let qh = &qs[(head * t + first) * d..(head * t + first + rows) * d];
                         let mut scores = vec![0f32; rows * seen];
-                        let wide_kh: Vec<f32>;
-                        let kh: &[f32] = match T::as_f32(kh) {
-                            Some(kh) => kh,
-                            None => {
-                                let mut w = vec![0f32; kh.len()];
-                                T::widen(kh, &mut w);
-                                wide_kh = w;
-                                &wide_kh
-                            }
-                        };
+                        let mut wide_kh = Vec::new();
+                        let kh = as_f32_in(kh, &mut wide_kh);
                         // The keys `(seen, d)` in the gemm's panels, by its 8x8 transposes.
                         let nr = gemm::NR;
                         let mut key_panels = vec![0f32; seen.div_ceil(nr) * nr * d];
@@ -619,16 +600,8 @@ fn attention_prompt_of<T: CacheValue>(
                             }
                             hidden.fill(0.0);
                         }
-                        let wide_vh: Vec<f32>;
-                        let vh: &[f32] = match T::as_f32(vh) {
-                            Some(vh) => vh,
-                            None => {
-                                let mut w = vec![0f32; vh.len()];
-                                T::widen(vh, &mut w);
-                                wide_vh = w;
-                                &wide_vh
-                            }
-                        };
+                        let mut wide_vh = Vec::new();
+                        let vh = as_f32_in(vh, &mut wide_vh);
                         // The values transposed, `(d, seen)`, in panels: panel `p` holds
                         // columns `p · NR..` of each value row, a plain copy of each run.
                         let mut value_panels = vec![0f32; d.div_ceil(nr) * nr * seen];
@@ -720,18 +693,16 @@ pub fn cache_dtype(isa: Isa, weights_f32: bool) -> DType {
     }
 }
 
-/// Runs `f` on the data of a contiguous CPU tensor of `T`s.
-fn with_slice<T: CacheValue, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R) -> Option<R> {
-    if t.dtype() != T::DTYPE || !t.device().is_cpu() {
-        return None;
+/// `xs` as f32: the slice itself where it is f32, else widened into `buf`.
+fn as_f32_in<'a, T: CacheValue>(xs: &'a [T], buf: &'a mut Vec<f32>) -> &'a [f32] {
+    match T::as_f32(xs) {
+        Some(xs) => xs,
+        None => {
+            buf.resize(xs.len(), 0.0);
+            T::widen(xs, buf);
+            buf
+        }
     }
-    let (storage, layout) = t.storage_and_layout();
-    let Storage::Cpu(cpu) = &*storage else {
-        return None;
-    };
-    let offsets = layout.contiguous_offsets()?;
-    let data = cpu.as_slice::<T>().ok()?;
-    Some(f(&data[offsets.0..offsets.1]))
 }
 
 /// `scores[j] = scale · q · keys[j]` for the `scores.len()` rows of `keys` (rows of `q.len()`).
