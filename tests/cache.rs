@@ -122,10 +122,12 @@ fn check_equal(
         .unwrap();
     let d = max_diff(&a, &b);
     // Equal up to f32 rounding: the warm path multiplies one row at a time, the cold one a
-    // whole prompt, in another summation order.
+    // whole prompt, in another summation order. Over ~20,000 random edits the largest
+    // difference was 2.2e-5 of the logits' scale (1e-5 failed one CI run in about sixteen); a
+    // stale or misplaced cache row moves logits by whole units.
     let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
     prop_assert!(
-        d < 1e-5 * scale.max(10.0),
+        d < 1e-4 * scale.max(10.0),
         "logits differ by {} (scale {}) for {:?}",
         d,
         scale,
@@ -143,7 +145,8 @@ fn check_equal(
     for (a, b) in w.completions.iter().zip(&c.completions) {
         prop_assert_eq!(&a.tokens, &b.tokens, "continuations differ for {:?}", text);
         prop_assert_eq!(&a.text, &b.text);
-        prop_assert!(max_diff(&a.logprobs, &b.logprobs) < 1e-4);
+        // Log-probabilities differed by at most 4.3e-5 over ~10,000 random edits.
+        prop_assert!(max_diff(&a.logprobs, &b.logprobs) < 5e-4);
     }
     prop_assert_eq!(
         warm.tokens(),
