@@ -526,7 +526,10 @@ impl Gpt2 {
         cache.reserve(past + t)?;
         let pos: Vec<u32> = (past as u32..(past + t) as u32).collect();
         let pos_t = Tensor::new(pos.as_slice(), &self.device)?;
-        let mut x = (self.wte.forward(ids, &self.device)? + self.wpe.forward(&pos_t)?)?;
+        let mut x = kernels::add(
+            &self.wte.forward(ids, &self.device)?,
+            &self.wpe.forward(&pos_t)?,
+        )?;
         // The CPU f32 path masks inside its softmax kernel.
         let fused = self.dtype == DType::F32 && self.device.is_cpu();
         let mask = if t > 1 && !fused {
@@ -540,9 +543,9 @@ impl Gpt2 {
             }
             let h = block.ln_1.forward(&x)?;
             let a = block.attn.forward_single(&h, cache, layer, mask.as_ref())?;
-            x = (x + a)?;
+            x = kernels::add(&x, &a)?;
             let h = block.ln_2.forward(&x)?;
-            x = (&x + block.mlp.forward(&h)?)?;
+            x = kernels::add(&x, &block.mlp.forward(&h)?)?;
         }
         cache.len = past + t;
         self.ln_f.forward(&x).map(Some)
@@ -595,9 +598,9 @@ impl Gpt2 {
         for (layer, block) in self.blocks.iter().enumerate() {
             let h = block.ln_1.forward(&x)?;
             let a = block.attn.forward_shared(&h, prompt, batch, layer)?;
-            x = (x + a)?;
+            x = kernels::add(&x, &a)?;
             let h = block.ln_2.forward(&x)?;
-            x = (&x + block.mlp.forward(&h)?)?;
+            x = kernels::add(&x, &block.mlp.forward(&h)?)?;
         }
         batch.len += 1;
         self.ln_f.forward(&x)
