@@ -690,8 +690,8 @@ impl Attention {
         let past = cache.len;
         let (q, k, v) = self.qkv(x)?;
         let stored = cache.keys[layer].dtype();
-        cache.keys[layer].slice_set(&k.to_dtype(stored)?, 1, past)?;
-        cache.values[layer].slice_set(&v.to_dtype(stored)?, 1, past)?;
+        cache.keys[layer].slice_set(&kernels::to_dtype(&k, stored)?, 1, past)?;
+        cache.values[layer].slice_set(&kernels::to_dtype(&v, stored)?, 1, past)?;
         if let Some(y) = kernels::attention(
             &q,
             &cache.keys[layer],
