@@ -225,7 +225,7 @@ pub(crate) fn product(
         return true;
     }
     let wide = isa == Isa::Avx2 { avx512: true };
-    let a = pack_x(x, m, k);
+    let a = pack_x(isa, x, m, k);
     let m_pad = m.div_ceil(MR) * MR;
     let out = SharedOut(out.as_mut_ptr());
     (0..n.div_ceil(NC)).into_par_iter().for_each(|task| {
@@ -308,7 +308,7 @@ impl SharedOut {
 /// `x` in panels of `MR` rows for each block of `KC` inputs: block `p0` starts at
 /// `p0 * m_pad`; in it panel `ir` holds `(l, i)` at `ir * MR * kc + l * MR + i`. Rows past
 /// `m` are zero.
-fn pack_x(x: &[f32], m: usize, k: usize) -> Vec<f32> {
+fn pack_x(isa: Isa, x: &[f32], m: usize, k: usize) -> Vec<f32> {
     let m_pad = m.div_ceil(MR) * MR;
     let mut a = vec![0f32; k * m_pad];
     let blocks: Vec<(usize, &mut [f32])> = {
@@ -327,6 +327,13 @@ fn pack_x(x: &[f32], m: usize, k: usize) -> Vec<f32> {
     blocks.into_par_iter().for_each(|(p0, block)| {
         let kc = block.len() / m_pad;
         for (ir, panel) in block.chunks_mut(MR * kc).enumerate() {
+            #[cfg(target_arch = "x86_64")]
+            if matches!(isa, Isa::Avx2 { .. }) && (ir + 1) * MR <= m {
+                // SAFETY: Isa::Avx2 is chosen only where the CPU has AVX2 (cpu::isa); the
+                // kernel checks the rows it reads.
+                unsafe { avx::pack_x_panel(&x[ir * MR * k..], k, p0, kc, panel) };
+                continue;
+            }
             for i in 0..MR.min(m - ir * MR) {
                 let row = &x[(ir * MR + i) * k + p0..(ir * MR + i) * k + p0 + kc];
                 for (l, &v) in row.iter().enumerate() {
@@ -438,6 +445,68 @@ mod avx {
     use half::f16;
     use std::arch::x86_64::*;
 
+    /// The 8x8 transpose: lane `i` of `out[c]` is lane `c` of `r[i]`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
+        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+        let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+        // s_c: column c of rows 0-3 in the low half, column c + 4 in the high half; the
+        // same for rows 4-7 in s_{c+4}.
+        let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        let s4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+        let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+        let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+        let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+        [
+            _mm256_permute2f128_ps::<0x20>(s0, s4),
+            _mm256_permute2f128_ps::<0x20>(s1, s5),
+            _mm256_permute2f128_ps::<0x20>(s2, s6),
+            _mm256_permute2f128_ps::<0x20>(s3, s7),
+            _mm256_permute2f128_ps::<0x31>(s0, s4),
+            _mm256_permute2f128_ps::<0x31>(s1, s5),
+            _mm256_permute2f128_ps::<0x31>(s2, s6),
+            _mm256_permute2f128_ps::<0x31>(s3, s7),
+        ]
+    }
+
+    /// Six x rows (`k` apart in `x`, from input `p0`) into one x panel of `kc` inputs:
+    /// `panel[l · MR + i] = x[i · k + p0 + l]`, eight inputs a transpose (whose rows 6 and 7
+    /// repeat row 5 and are not stored), the last `kc % 8` one by one.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn pack_x_panel(x: &[f32], k: usize, p0: usize, kc: usize, panel: &mut [f32]) {
+        assert!(x.len() >= 5 * k + p0 + kc && p0 + kc <= k && panel.len() >= MR * kc);
+        const { assert!(MR == 6) };
+        let (src, dst) = (x.as_ptr().add(p0), panel.as_mut_ptr());
+        let full = kc / 8 * 8;
+        for l0 in (0..full).step_by(8) {
+            let r = std::array::from_fn(|i| _mm256_loadu_ps(src.add(i.min(MR - 1) * k + l0)));
+            for (c, v) in transpose8(r).into_iter().enumerate() {
+                let at = dst.add((l0 + c) * MR);
+                _mm_storeu_ps(at, _mm256_castps256_ps128(v));
+                let high = _mm_castps_si128(_mm256_extractf128_ps::<1>(v));
+                _mm_storel_epi64(at.add(4) as *mut __m128i, high);
+            }
+        }
+        for l in full..kc {
+            for i in 0..MR {
+                panel[l * MR + i] = x[i * k + p0 + l];
+            }
+        }
+    }
+
     /// Eight rows of `k` (row-major in `w`) into columns `j0..j0 + 8` of a panel:
     /// `panel[l · NR + j0 + i] = w[i · k + l]`, an 8x8 block at a time.
     ///
@@ -450,34 +519,7 @@ mod avx {
         let (src, dst) = (w.as_ptr(), panel.as_mut_ptr());
         for l0 in (0..k).step_by(8) {
             let r: [__m256; 8] = std::array::from_fn(|i| _mm256_loadu_ps(src.add(i * k + l0)));
-            let t0 = _mm256_unpacklo_ps(r[0], r[1]);
-            let t1 = _mm256_unpackhi_ps(r[0], r[1]);
-            let t2 = _mm256_unpacklo_ps(r[2], r[3]);
-            let t3 = _mm256_unpackhi_ps(r[2], r[3]);
-            let t4 = _mm256_unpacklo_ps(r[4], r[5]);
-            let t5 = _mm256_unpackhi_ps(r[4], r[5]);
-            let t6 = _mm256_unpacklo_ps(r[6], r[7]);
-            let t7 = _mm256_unpackhi_ps(r[6], r[7]);
-            // s_c: column c of rows 0-3 in the low half, column c + 4 in the high half; the
-            // same for rows 4-7 in s_{c+4}.
-            let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
-            let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
-            let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
-            let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
-            let s4 = _mm256_shuffle_ps::<0x44>(t4, t6);
-            let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
-            let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
-            let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
-            let columns = [
-                _mm256_permute2f128_ps::<0x20>(s0, s4),
-                _mm256_permute2f128_ps::<0x20>(s1, s5),
-                _mm256_permute2f128_ps::<0x20>(s2, s6),
-                _mm256_permute2f128_ps::<0x20>(s3, s7),
-                _mm256_permute2f128_ps::<0x31>(s0, s4),
-                _mm256_permute2f128_ps::<0x31>(s1, s5),
-                _mm256_permute2f128_ps::<0x31>(s2, s6),
-                _mm256_permute2f128_ps::<0x31>(s3, s7),
-            ];
+            let columns = transpose8(r);
             for (c, v) in columns.into_iter().enumerate() {
                 _mm256_storeu_ps(dst.add((l0 + c) * NR + j0), v);
             }
@@ -598,6 +640,29 @@ mod tests {
                 let mut got = vec![0f32; NR * k];
                 pack_panel(isa, &w, rows, k, &mut got);
                 assert_eq!(got, want, "{isa:?} {rows}x{k}");
+            }
+        }
+    }
+
+    #[test]
+    fn pack_x_is_the_plain_layout_on_every_path() {
+        // Whole and partial x panels; blocks of KC inputs and a last one of another length,
+        // a multiple of 8 or not.
+        for (m, k) in [(6, 8), (12, 300), (13, 513), (5, 40), (19, 7)] {
+            let x: Vec<f32> = (0..m * k).map(|i| i as f32 * 0.5 - 7.0).collect();
+            let plain = pack_x(Isa::Portable, &x, m, k);
+            let m_pad = m.div_ceil(MR) * MR;
+            // The layout pack_x documents, read back for every (row, input).
+            for row in 0..m_pad {
+                for l in 0..k {
+                    let (p0, kc) = (l / KC * KC, KC.min(k - l / KC * KC));
+                    let at = p0 * m_pad + (row / MR) * MR * kc + (l - p0) * MR + row % MR;
+                    let want = if row < m { x[row * k + l] } else { 0.0 };
+                    assert_eq!(plain[at], want, "{m}x{k} ({row}, {l})");
+                }
+            }
+            for isa in test_paths() {
+                assert_eq!(pack_x(isa, &x, m, k), plain, "{isa:?} {m}x{k}");
             }
         }
     }
