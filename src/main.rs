@@ -6,6 +6,10 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 mod allocator;
+
+#[global_allocator]
+static ALLOCATOR: allocator::HugePages = allocator::HugePages;
+
 use quill::cli::{self, CompleteOptions, ModelOptions};
 use quill::engine::tasks::t5::{Language, Task};
 

@@ -13,6 +13,9 @@ mod allocator;
 #[allow(unused_imports)]
 pub use allocator::keep_freed_buffers;
 
+#[global_allocator]
+static ALLOCATOR: allocator::HugePages = allocator::HugePages;
+
 pub const N_EMBD: usize = 768;
 pub const N_LAYER: usize = 12;
 pub const N_HEAD: usize = 12;
