@@ -167,14 +167,17 @@ impl TensorSource for GgufSource {
                         .collect();
                     Some(Matrix::from_f16(w, out, inp))
                 }
-                GgmlDType::F32 | GgmlDType::BF16 => {
-                    let format = if info.ggml_dtype == GgmlDType::F32 {
-                        Format::F32
-                    } else {
-                        Format::Bf16
-                    };
+                GgmlDType::F32 => {
+                    let mut file = self.file.borrow_mut();
+                    file.seek(SeekFrom::Start(
+                        self.content.tensor_data_offset + info.offset,
+                    ))?;
+                    let w = super::read_f32s(&mut *file, out * inp)?;
+                    Some(Matrix::from_f32(&w, out, inp, Format::F32))
+                }
+                GgmlDType::BF16 => {
                     let w = self.tensor(name, &[out, inp])?.flatten_all()?.to_vec1()?;
-                    Some(Matrix::from_f32(&w, out, inp, format))
+                    Some(Matrix::from_f32(&w, out, inp, Format::Bf16))
                 }
                 _ => None,
             };
@@ -194,9 +197,16 @@ impl TensorSource for GgufSource {
     fn same(&self, a: &str, b: &str) -> bool {
         match (self.info(a), self.info(b)) {
             (Ok((x, _)), Ok((y, _))) => {
+                let at = |i: &gguf_file::TensorInfo| self.content.tensor_data_offset + i.offset;
                 x.ggml_dtype == y.ggml_dtype
                     && x.shape == y.shape
-                    && matches!((self.raw(x), self.raw(y)), (Ok(p), Ok(q)) if p == q)
+                    && super::same_bytes(
+                        &mut *self.file.borrow_mut(),
+                        at(x),
+                        at(y),
+                        tensor_bytes(x),
+                    )
+                    .unwrap_or(false)
             }
             _ => false,
         }

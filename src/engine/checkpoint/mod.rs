@@ -95,3 +95,84 @@ pub enum Stored<'a> {
     Weight(&'a Weight),
     Matrix(&'a Matrix),
 }
+
+/// `count` little-endian f32 values read from where `file` stands, straight into the vector
+/// that holds them (no buffer of bytes beside it; loading f32 weights copies them enough).
+pub(crate) fn read_f32s(file: &mut impl std::io::Read, count: usize) -> std::io::Result<Vec<f32>> {
+    let mut values = vec![0f32; count];
+    file.read_exact(bytemuck::cast_slice_mut(&mut values))?;
+    if cfg!(target_endian = "big") {
+        for v in &mut values {
+            *v = f32::from_bits(u32::from_le(v.to_bits()));
+        }
+    }
+    Ok(values)
+}
+
+/// Whether `len` bytes at `a` and at `b` in `file` are equal, read a megabyte at a time (a
+/// tied 154 MB embedding is compared without holding either copy).
+pub(crate) fn same_bytes(
+    file: &mut (impl std::io::Read + std::io::Seek),
+    a: u64,
+    b: u64,
+    len: usize,
+) -> std::io::Result<bool> {
+    use std::io::SeekFrom;
+    const CHUNK: usize = 1 << 20;
+    let (mut x, mut y) = (vec![0u8; CHUNK.min(len)], vec![0u8; CHUNK.min(len)]);
+    let mut done = 0;
+    while done < len {
+        let n = CHUNK.min(len - done);
+        file.seek(SeekFrom::Start(a + done as u64))?;
+        file.read_exact(&mut x[..n])?;
+        file.seek(SeekFrom::Start(b + done as u64))?;
+        file.read_exact(&mut y[..n])?;
+        if x[..n] != y[..n] {
+            return Ok(false);
+        }
+        done += n;
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{read_f32s, same_bytes};
+    use std::io::{Cursor, Seek, SeekFrom};
+
+    #[test]
+    fn f32s_are_read_little_endian_from_where_the_file_stands() {
+        let values = [1.5f32, -0.0, f32::MAX, 3e-40];
+        let mut bytes = vec![0xAB; 3];
+        bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+        let mut file = Cursor::new(bytes);
+        file.seek(SeekFrom::Start(3)).unwrap();
+        let got = read_f32s(&mut file, 4).unwrap();
+        assert_eq!(
+            got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            values.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+        // One value too many is an error, not a short read.
+        file.seek(SeekFrom::Start(3)).unwrap();
+        assert!(read_f32s(&mut file, 5).is_err());
+    }
+
+    #[test]
+    fn same_bytes_compares_across_megabyte_chunks() {
+        // Two copies of 2.5 MB (three chunks, the last partial) and a differing third.
+        let len = (5 << 20) / 2;
+        let block: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+        let mut other = block.clone();
+        other[len - 1] ^= 1;
+        let file = [block.clone(), block, other].concat();
+        let mut file = Cursor::new(file);
+        let l = len as u64;
+        assert!(same_bytes(&mut file, 0, l, len).unwrap());
+        assert!(!same_bytes(&mut file, 0, 2 * l, len).unwrap());
+        assert!(same_bytes(&mut file, 0, 2 * l, len - 1).unwrap());
+        assert!(
+            same_bytes(&mut file, 0, 2 * l, len + 1).is_err(),
+            "past the end"
+        );
+    }
+}

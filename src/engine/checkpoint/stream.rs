@@ -127,18 +127,17 @@ impl StreamingSource {
         if e.end - e.start != (count * width) as u64 {
             candle_core::bail!("{name}: {} bytes for {count} values", e.end - e.start);
         }
-        let mut raw = vec![0u8; count * width];
         let mut file = self.files[e.file].lock().unwrap_or_else(|p| p.into_inner());
-        file.seek(SeekFrom::Start(e.start))
-            .and_then(|_| file.read_exact(&mut raw))
-            .map_err(|err| {
-                candle_core::Error::Msg(format!("{}: {name}: {err}", self.paths[e.file].display()))
-            })?;
+        let failed = |err: std::io::Error| {
+            candle_core::Error::Msg(format!("{}: {name}: {err}", self.paths[e.file].display()))
+        };
+        file.seek(SeekFrom::Start(e.start)).map_err(failed)?;
+        if width == 4 {
+            return super::read_f32s(&mut *file, count).map_err(failed);
+        }
+        let mut raw = vec![0u8; count * width];
+        file.read_exact(&mut raw).map_err(failed)?;
         Ok(match e.dtype.as_str() {
-            "F32" => raw
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
             "F16" => raw
                 .chunks_exact(2)
                 .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
