@@ -156,19 +156,12 @@ impl TensorSource for StreamingSource {
     }
 
     fn matrix(&self, name: &str, out: usize, inp: usize, conv1d: bool) -> Result<Weight> {
-        let w = if conv1d {
+        Ok(if conv1d {
             let stored = self.read_f32(name, &[inp, out])?;
-            let mut t = vec![0f32; out * inp];
-            for (i, row) in stored.chunks_exact(out).enumerate() {
-                for (o, &v) in row.iter().enumerate() {
-                    t[o * inp + i] = v;
-                }
-            }
-            t
+            Weight::cpu_columns(&stored, out, inp, self.format)
         } else {
-            self.read_f32(name, &[out, inp])?
-        };
-        Ok(Weight::cpu(&w, out, inp, self.format))
+            Weight::cpu(&self.read_f32(name, &[out, inp])?, out, inp, self.format)
+        })
     }
 
     fn contains(&self, name: &str) -> bool {

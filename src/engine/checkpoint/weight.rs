@@ -42,10 +42,25 @@ impl Weight {
     /// Row-major f32 weights `[rows, cols]` held by quill's CPU kernels in `format`, or in f32
     /// where the format has no CPU kernel or its blocks do not fit the rows.
     pub fn cpu(data: &[f32], rows: usize, cols: usize, format: WeightFormat) -> Self {
-        let f = cpu_format(format)
+        Weight::Cpu(Matrix::from_f32(
+            data,
+            rows,
+            cols,
+            Self::cpu_format_of(format, cols),
+        ))
+    }
+
+    /// [`Weight::cpu`] from the transpose: `data` is `cols` rows of `rows` (Conv1D's layout).
+    pub fn cpu_columns(data: &[f32], rows: usize, cols: usize, format: WeightFormat) -> Self {
+        let f = Self::cpu_format_of(format, cols);
+        Weight::Cpu(Matrix::from_f32_columns(data, rows, cols, f))
+    }
+
+    /// The CPU format for `format` where rows of `cols` fit its blocks, else f32.
+    fn cpu_format_of(format: WeightFormat, cols: usize) -> Format {
+        cpu_format(format)
             .filter(|f| f.fits(cols))
-            .unwrap_or(Format::F32);
-        Weight::Cpu(Matrix::from_f32(data, rows, cols, f))
+            .unwrap_or(Format::F32)
     }
 
     /// `x · wᵀ`: `(rows, in)` -> `(rows, out)`.

@@ -129,6 +129,27 @@ pub fn pack<T: Copy + Default + Send + Sync>(w: &[T], n: usize, k: usize) -> Vec
     panels
 }
 
+/// [`pack`]'s panels from the weights' transpose `wt` (`k` rows of `n`: Conv1D's `(in, out)`
+/// layout, GPT-2's in safetensors): input `l` of panel `p` is the run `wt[l][16p..16p + 16]`,
+/// so each is a copy, no transpose (zeros past `n`).
+pub fn pack_columns<T: Copy + Default + Send + Sync>(wt: &[T], n: usize, k: usize) -> Vec<T> {
+    assert!(wt.len() >= n * k);
+    let mut panels = vec![T::default(); n.div_ceil(NR) * NR * k];
+    if k == 0 {
+        return panels;
+    }
+    panels
+        .par_chunks_mut(NR * k)
+        .enumerate()
+        .for_each(|(p, panel)| {
+            let live = NR.min(n - p * NR);
+            for (l, run) in panel.chunks_exact_mut(NR).enumerate() {
+                run[..live].copy_from_slice(&wt[l * n + p * NR..l * n + p * NR + live]);
+            }
+        });
+    panels
+}
+
 /// [`pack`] for f32 weights, each panel by [`pack_panel`] (8x8 transposes with AVX2, where
 /// [`pack`]'s loop stores every value to its own cache line; perf put that loop at 9% of
 /// loading an f32 GPT-2, most of the rest being page faults and the file's copies).
@@ -664,6 +685,15 @@ mod tests {
             for isa in test_paths() {
                 assert_eq!(pack_x(isa, &x, m, k), plain, "{isa:?} {m}x{k}");
             }
+        }
+    }
+
+    #[test]
+    fn pack_columns_is_packs_layout_of_the_transpose() {
+        for (n, k) in [(32, 64), (45, 40), (7, 16), (1, 3)] {
+            let w: Vec<f32> = (0..n * k).map(|i| i as f32 * 0.25 - 9.0).collect();
+            let wt: Vec<f32> = (0..k * n).map(|i| w[(i % n) * k + i / n]).collect();
+            assert_eq!(pack_columns(&wt, n, k), pack(&w, n, k), "{n}x{k}");
         }
     }
 

@@ -145,6 +145,28 @@ impl Matrix {
     }
 
     /// Half-precision weights as stored (a GGUF `F16` tensor).
+    /// [`Matrix::from_f32`] from the transpose, `wt` being `cols` rows of `rows` (Conv1D's
+    /// `(in, out)`): f32 and f16 panels straight from its runs (no transpose; converting
+    /// GPT-2's safetensors did a scalar one, a quarter of an f32 load), the other formats
+    /// from rows transposed in blocks.
+    pub fn from_f32_columns(wt: &[f32], rows: usize, cols: usize, format: Format) -> Self {
+        assert_eq!(wt.len(), rows * cols, "weights do not match their shape");
+        let data = match format {
+            Format::F32 => Data::F32(gemm::pack_columns(wt, rows, cols)),
+            Format::F16 => {
+                let halves: Vec<f16> = wt.par_iter().map(|&v| f16::from_f32(v)).collect();
+                Data::F16(gemm::pack_columns(&halves, rows, cols))
+            }
+            _ => return Self::from_f32(&transpose_blocked(wt, cols, rows), rows, cols, format),
+        };
+        Self {
+            rows,
+            cols,
+            data: Arc::new(data),
+            f32_prompts: false,
+        }
+    }
+
     pub fn from_f16(w: Vec<f16>, rows: usize, cols: usize) -> Self {
         assert_eq!(w.len(), rows * cols, "weights do not match their shape");
         Self {
@@ -535,6 +557,30 @@ fn transpose(t: &[f32], n: usize, m: usize) -> Vec<f32> {
             out[r * n + o] = t[o * m + r];
         }
     }
+    out
+}
+
+/// The transpose of `t` (`n` rows of `m`), in 32x32 tiles (each source and destination line
+/// read or written whole while in cache), bands of 32 output rows in parallel.
+fn transpose_blocked(t: &[f32], n: usize, m: usize) -> Vec<f32> {
+    const B: usize = 32;
+    let mut out = vec![0f32; m * n];
+    if n == 0 {
+        return out;
+    }
+    out.par_chunks_mut(B * n)
+        .enumerate()
+        .for_each(|(band, rows)| {
+            let r0 = band * B;
+            let live = rows.len() / n;
+            for o0 in (0..n).step_by(B) {
+                for o in o0..(o0 + B).min(n) {
+                    for r in 0..live {
+                        rows[r * n + o] = t[o * m + r0 + r];
+                    }
+                }
+            }
+        });
     out
 }
 
@@ -996,6 +1042,34 @@ mod tests {
     use super::*;
     use crate::engine::cpu::isa::test_paths;
     use crate::engine::cpu::testutil::{max_diff, random, reference_xwt as reference};
+
+    #[test]
+    fn from_the_transpose_is_the_same_matrix_in_every_format() {
+        // 40 rows: two whole panels and a partial one; 33 rows: a partial transpose band.
+        for (rows, cols) in [(40, 256), (33, 512)] {
+            let w = random(rows * cols, 5);
+            let wt: Vec<f32> = (0..cols * rows)
+                .map(|i| w[(i % rows) * cols + i / rows])
+                .collect();
+            assert_eq!(transpose_blocked(&w, rows, cols), wt);
+            let x = random(3 * cols, 6);
+            for f in [
+                Format::F32,
+                Format::F16,
+                Format::Bf16,
+                Format::Q8_0,
+                Format::Q4K,
+            ] {
+                let a = Matrix::from_f32_columns(&wt, rows, cols, f);
+                let b = Matrix::from_f32(&w, rows, cols, f);
+                assert_eq!((a.rows, a.cols), (rows, cols));
+                for m in [1, 3] {
+                    let (ya, yb) = (a.matmul_t(&x[..m * cols], m), b.matmul_t(&x[..m * cols], m));
+                    assert_eq!(ya, yb, "{f:?} {rows}x{cols}, {m} rows");
+                }
+            }
+        }
+    }
 
     #[test]
     fn every_format_multiplies_like_its_rounded_weights() {
