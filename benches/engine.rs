@@ -1,7 +1,9 @@
 //! Engine benchmark on a random model with GPT-2 124M's exact shapes (f32, CPU): prompt
 //! processing, decoding, batched candidates and cache reuse. `cargo bench --bench engine`
 //! (add `-- --json` for machine-readable output, `-- --dtype q8_0` for a quantized model, which
-//! also reports its agreement with f32). Compare with `scripts/bench_pytorch.py`.
+//! also reports its agreement with f32). Compare with `scripts/bench_pytorch.py`. `-- --memory`
+//! and `-- --load`: peak resident memory and load time of whole `quill complete` processes per
+//! weight format; `-- --gemm`: the prompt products' rates.
 
 mod common;
 
@@ -10,6 +12,9 @@ use candle_nn::VarBuilder;
 use quill::engine::nets::gpt2::{Gpt2, Gpt2Config};
 use quill::engine::tasks::session::Session;
 use quill::engine::Cancel;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
 
 use common::*;
 
@@ -35,6 +40,10 @@ fn main() {
     }
     if args.iter().any(|a| a == "--memory") {
         memory();
+        return;
+    }
+    if args.iter().any(|a| a == "--load") {
+        load();
         return;
     }
     if args.iter().any(|a| a == "--gemm") {
@@ -238,57 +247,78 @@ fn gemm_shapes() {
     }
 }
 
+/// The 124M-shaped checkpoint as a user loads it, in `dir`: the f32 safetensors (written
+/// once) and a `quill quantize`d GGUF per other format. `(dtype, label, model dir, file MB)`.
+fn models_in_every_format(dir: &std::path::Path) -> Vec<(&'static str, String, PathBuf, f64)> {
+    let f32_dir = dir.join("f32");
+    write_checkpoint(&f32_dir);
+    let quill = env!("CARGO_BIN_EXE_quill");
+    ["f32", "f16", "q8_0", "q4_k"]
+        .into_iter()
+        .map(|dtype| {
+            let model_dir = if dtype == "f32" {
+                f32_dir.clone()
+            } else {
+                let out = dir.join(dtype);
+                let status = std::process::Command::new(quill)
+                    .args([
+                        "--model",
+                        f32_dir.to_str().unwrap(),
+                        "--dtype",
+                        dtype,
+                        "quantize",
+                    ])
+                    .arg(&out)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .status()
+                    .unwrap();
+                assert!(status.success(), "quantize to {dtype}");
+                out
+            };
+            let file = ["model.gguf", "model.safetensors"]
+                .iter()
+                .find_map(|f| std::fs::metadata(model_dir.join(f)).ok())
+                .unwrap()
+                .len() as f64
+                / 1e6;
+            let label = if dtype == "f32" {
+                "f32 (safetensors)".to_string()
+            } else {
+                format!("{dtype} (gguf)")
+            };
+            (dtype, label, model_dir, file)
+        })
+        .collect()
+}
+
+/// A `quill complete` process on `model_dir` with this bench's threads, its output dropped.
+fn quill_complete(model_dir: &std::path::Path, max_tokens: &str, prompt: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_quill"));
+    cmd.args(["--model", model_dir.to_str().unwrap()])
+        .args(["--threads", &threads().to_string()])
+        .args(["complete", "--max-tokens", max_tokens, prompt])
+        .env("QUILL_LOG", "error");
+    cmd
+}
+
 /// `--memory`: what a user's process holds. The 124M-shaped checkpoint is written once
 /// (safetensors, f32) and converted with `quill quantize`; each model then completes 16 tokens
 /// after a ~500-token prompt in its own `quill complete` process, whose peak resident set
 /// GNU time reports.
 fn memory() {
     let dir = std::env::temp_dir().join(format!("quill-bench-mem-{}", std::process::id()));
-    let f32_dir = dir.join("f32");
-    write_checkpoint(&f32_dir);
-    let quill = env!("CARGO_BIN_EXE_quill");
-    let threads = threads().to_string();
     let prompt = "the river ran slowly past the old mill and the children watched ".repeat(40);
+    let models = models_in_every_format(&dir);
     println!("quill peak resident memory, GPT-2 124M shapes, `quill complete` of 16 tokens");
     println!("{:<22} {:>10} {:>12}", "weights", "file MB", "peak RSS MB");
     let mut results = serde_json::Map::new();
-    for dtype in ["f32", "f16", "q8_0", "q4_k"] {
-        let model_dir = if dtype == "f32" {
-            f32_dir.clone()
-        } else {
-            let out = dir.join(dtype);
-            let status = std::process::Command::new(quill)
-                .args([
-                    "--model",
-                    f32_dir.to_str().unwrap(),
-                    "--dtype",
-                    dtype,
-                    "quantize",
-                ])
-                .arg(&out)
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status()
-                .unwrap();
-            assert!(status.success(), "quantize to {dtype}");
-            out
-        };
-        let file = ["model.gguf", "model.safetensors"]
-            .iter()
-            .find_map(|f| std::fs::metadata(model_dir.join(f)).ok())
-            .unwrap()
-            .len() as f64
-            / 1e6;
-        let out = std::process::Command::new("/usr/bin/time")
-            .args(["-f", "%M", quill, "--model", model_dir.to_str().unwrap()])
-            .args([
-                "--threads",
-                &threads,
-                "complete",
-                "--max-tokens",
-                "16",
-                &prompt,
-            ])
+    for (dtype, label, model_dir, file) in models {
+        let quill = quill_complete(&model_dir, "16", &prompt);
+        let out = Command::new("/usr/bin/time")
+            .args(["-f", "%M"])
+            .arg(quill.get_program())
+            .args(quill.get_args())
             .env("QUILL_LOG", "error")
             .output()
             .expect("GNU time (apt install time) runs quill");
@@ -299,15 +329,59 @@ fn memory() {
         );
         let stderr = String::from_utf8_lossy(&out.stderr);
         let kb: f64 = stderr.lines().last().unwrap().trim().parse().unwrap();
-        let label = if dtype == "f32" {
-            "f32 (safetensors)".to_string()
-        } else {
-            format!("{dtype} (gguf)")
-        };
         println!("{label:<22} {file:>10.1} {:>12.1}", kb / 1e3);
         results.insert(
             dtype.into(),
             serde_json::json!({"file_mb": file, "peak_rss_mb": kb / 1e3}),
+        );
+    }
+    println!("{}", serde_json::Value::Object(results));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `--load`: how long a user waits for a model. Whole `quill complete` processes of a
+/// 2-token prompt and 1 token (loading is nearly all of it) from each format's file, after
+/// one unmeasured process each, the formats interleaved over `--rounds` rounds (default 7):
+/// fastest, median and slowest, in milliseconds.
+fn load() {
+    let dir = std::env::temp_dir().join(format!("quill-bench-load-{}", std::process::id()));
+    let models = models_in_every_format(&dir);
+    let rounds: usize = arg("--rounds").map_or(7, |r| r.parse().unwrap());
+    let run = |model_dir: &PathBuf| {
+        let start = Instant::now();
+        let status = quill_complete(model_dir, "1", "the river")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "quill complete on {}",
+            model_dir.display()
+        );
+        start.elapsed().as_secs_f64() * 1e3
+    };
+    for (_, _, model_dir, _) in &models {
+        run(model_dir);
+    }
+    let mut times = vec![Vec::new(); models.len()];
+    for _ in 0..rounds {
+        for (t, (_, _, model_dir, _)) in times.iter_mut().zip(&models) {
+            t.push(run(model_dir));
+        }
+    }
+    println!("quill load: whole `quill complete` processes (2-token prompt, 1 token), ms");
+    println!(
+        "{:<22} {:>10} {:>9} {:>9} {:>9}",
+        "weights", "file MB", "fastest", "median", "slowest"
+    );
+    let mut results = serde_json::Map::new();
+    for ((dtype, label, _, file), t) in models.iter().zip(&mut times) {
+        t.sort_by(f64::total_cmp);
+        let (lo, mid, hi) = (t[0], t[t.len() / 2], t[t.len() - 1]);
+        println!("{label:<22} {file:>10.1} {lo:>9.0} {mid:>9.0} {hi:>9.0}");
+        results.insert(
+            dtype.to_string(),
+            serde_json::json!({"file_mb": file, "ms": t}),
         );
     }
     println!("{}", serde_json::Value::Object(results));

@@ -18,7 +18,6 @@ use candle_core::quantized::ggml_file::qtensor_from_ggml;
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Tensor};
-use half::f16;
 
 use super::weight::Weight;
 use super::{Stored, TensorSource};
@@ -119,6 +118,15 @@ impl GgufSource {
         Ok(raw)
     }
 
+    /// A float tensor's values, read into their vector.
+    fn values<T: bytemuck::Pod>(&self, info: &gguf_file::TensorInfo) -> Result<Vec<T>> {
+        let mut file = self.file.borrow_mut();
+        file.seek(SeekFrom::Start(
+            self.content.tensor_data_offset + info.offset,
+        ))?;
+        Ok(super::read_le(&mut *file, info.shape.elem_count())?)
+    }
+
     fn qtensor(&self, name: &str) -> Result<QTensor> {
         let (info, _) = self.info(name)?;
         info.read(
@@ -159,20 +167,9 @@ impl TensorSource for GgufSource {
             let matrix = match info.ggml_dtype {
                 GgmlDType::Q8_0 => Matrix::from_q8_0_bytes(&self.raw(info)?, out, inp),
                 GgmlDType::Q4K => Matrix::from_q4_k_bytes(self.raw(info)?, out, inp),
-                GgmlDType::F16 => {
-                    let w = self
-                        .raw(info)?
-                        .chunks_exact(2)
-                        .map(|b| f16::from_le_bytes([b[0], b[1]]))
-                        .collect();
-                    Some(Matrix::from_f16(w, out, inp))
-                }
+                GgmlDType::F16 => Some(Matrix::from_f16(self.values(info)?, out, inp)),
                 GgmlDType::F32 => {
-                    let mut file = self.file.borrow_mut();
-                    file.seek(SeekFrom::Start(
-                        self.content.tensor_data_offset + info.offset,
-                    ))?;
-                    let w = super::read_f32s(&mut *file, out * inp)?;
+                    let w: Vec<f32> = self.values(info)?;
                     Some(Matrix::from_f32(&w, out, inp, Format::F32))
                 }
                 GgmlDType::BF16 => {

@@ -96,14 +96,18 @@ pub enum Stored<'a> {
     Matrix(&'a Matrix),
 }
 
-/// `count` little-endian f32 values read from where `file` stands, straight into the vector
-/// that holds them (no buffer of bytes beside it; loading f32 weights copies them enough).
-pub(crate) fn read_f32s(file: &mut impl std::io::Read, count: usize) -> std::io::Result<Vec<f32>> {
-    let mut values = vec![0f32; count];
-    file.read_exact(bytemuck::cast_slice_mut(&mut values))?;
+/// `count` little-endian values (f32, f16) read from where `file` stands, straight into the
+/// vector that holds them (no buffer of bytes beside it; loading weights copies them enough).
+pub(crate) fn read_le<T: bytemuck::Pod>(
+    file: &mut impl std::io::Read,
+    count: usize,
+) -> std::io::Result<Vec<T>> {
+    let mut values = vec![T::zeroed(); count];
+    let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut values);
+    file.read_exact(bytes)?;
     if cfg!(target_endian = "big") {
-        for v in &mut values {
-            *v = f32::from_bits(u32::from_le(v.to_bits()));
+        for value in bytes.chunks_exact_mut(size_of::<T>()) {
+            value.reverse();
         }
     }
     Ok(values)
@@ -137,24 +141,28 @@ pub(crate) fn same_bytes(
 
 #[cfg(test)]
 mod tests {
-    use super::{read_f32s, same_bytes};
+    use super::{read_le, same_bytes};
     use std::io::{Cursor, Seek, SeekFrom};
 
     #[test]
-    fn f32s_are_read_little_endian_from_where_the_file_stands() {
+    fn values_are_read_little_endian_from_where_the_file_stands() {
         let values = [1.5f32, -0.0, f32::MAX, 3e-40];
         let mut bytes = vec![0xAB; 3];
         bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
         let mut file = Cursor::new(bytes);
         file.seek(SeekFrom::Start(3)).unwrap();
-        let got = read_f32s(&mut file, 4).unwrap();
+        let got: Vec<f32> = read_le(&mut file, 4).unwrap();
         assert_eq!(
             got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
             values.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
         );
         // One value too many is an error, not a short read.
         file.seek(SeekFrom::Start(3)).unwrap();
-        assert!(read_f32s(&mut file, 5).is_err());
+        assert!(read_le::<f32>(&mut file, 5).is_err());
+        // Halves too.
+        let mut file = Cursor::new([0x00, 0x3C, 0x00, 0xC0]);
+        let halves: Vec<half::f16> = read_le(&mut file, 2).unwrap();
+        assert_eq!(halves, [half::f16::ONE, half::f16::from_f32(-2.0)]);
     }
 
     #[test]

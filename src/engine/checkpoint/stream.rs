@@ -133,7 +133,7 @@ impl StreamingSource {
         };
         file.seek(SeekFrom::Start(e.start)).map_err(failed)?;
         if width == 4 {
-            return super::read_f32s(&mut *file, count).map_err(failed);
+            return super::read_le(&mut *file, count).map_err(failed);
         }
         let mut raw = vec![0u8; count * width];
         file.read_exact(&mut raw).map_err(failed)?;

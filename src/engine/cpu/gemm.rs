@@ -129,6 +129,37 @@ pub fn pack<T: Copy + Default + Send + Sync>(w: &[T], n: usize, k: usize) -> Vec
     panels
 }
 
+/// [`pack`] for f16 weights: with AVX2, eight rows by eight inputs at a time by 8x8
+/// transposes of 16-bit lanes (the plain loop, a value at a time, was an eighth of loading
+/// an f16 GGUF).
+pub fn pack_f16(isa: Isa, w: &[f16], n: usize, k: usize) -> Vec<f16> {
+    #[cfg(target_arch = "x86_64")]
+    if matches!(isa, Isa::Avx2 { .. }) && k.is_multiple_of(8) && k > 0 {
+        assert!(w.len() >= n * k);
+        let mut panels = vec![f16::ZERO; n.div_ceil(NR) * NR * k];
+        panels
+            .par_chunks_mut(NR * k)
+            .enumerate()
+            .for_each(|(p, panel)| {
+                let rows = NR.min(n - p * NR);
+                let w = &w[p * NR * k..(p * NR + rows) * k];
+                for j0 in (0..rows / 8 * 8).step_by(8) {
+                    // SAFETY: Isa::Avx2 is chosen only where the CPU has AVX2 (cpu::isa);
+                    // rows j0..j0 + 8 are in `w` and `k` is a multiple of 8 (both checked).
+                    unsafe { avx::transpose_rows_f16(&w[j0 * k..(j0 + 8) * k], k, j0, panel) };
+                }
+                for j in rows / 8 * 8..rows {
+                    for (l, &v) in w[j * k..(j + 1) * k].iter().enumerate() {
+                        panel[l * NR + j] = v;
+                    }
+                }
+            });
+        return panels;
+    }
+    let _ = isa;
+    pack(w, n, k)
+}
+
 /// [`pack`]'s panels from the weights' transpose `wt` (`k` rows of `n`: Conv1D's `(in, out)`
 /// layout, GPT-2's in safetensors): input `l` of panel `p` is the run `wt[l][16p..16p + 16]`,
 /// so each is a copy, no transpose (zeros past `n`).
@@ -500,6 +531,53 @@ mod avx {
         ]
     }
 
+    /// [`transpose_rows`] for f16 weights: eight rows of `k` into columns `j0..j0 + 8` of a
+    /// panel, an 8x8 block of 16-bit lanes at a time.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2; `w` holds 8 rows of `k`, `k` is a multiple of 8, `j0 + 8 <= NR`
+    /// and `panel` holds `NR · k` values.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn transpose_rows_f16(w: &[f16], k: usize, j0: usize, panel: &mut [f16]) {
+        assert!(w.len() >= 8 * k && k.is_multiple_of(8) && j0 + 8 <= NR && panel.len() >= NR * k);
+        let (src, dst) = (w.as_ptr(), panel.as_mut_ptr());
+        for l0 in (0..k).step_by(8) {
+            let a: [__m128i; 8] =
+                std::array::from_fn(|i| _mm_loadu_si128(src.add(i * k + l0) as *const __m128i));
+            // Pairs of rows interleaved, then pairs of pairs, then halves: column c of the
+            // eight rows ends in one register.
+            let t0 = _mm_unpacklo_epi16(a[0], a[1]);
+            let t1 = _mm_unpackhi_epi16(a[0], a[1]);
+            let t2 = _mm_unpacklo_epi16(a[2], a[3]);
+            let t3 = _mm_unpackhi_epi16(a[2], a[3]);
+            let t4 = _mm_unpacklo_epi16(a[4], a[5]);
+            let t5 = _mm_unpackhi_epi16(a[4], a[5]);
+            let t6 = _mm_unpacklo_epi16(a[6], a[7]);
+            let t7 = _mm_unpackhi_epi16(a[6], a[7]);
+            let u0 = _mm_unpacklo_epi32(t0, t2);
+            let u1 = _mm_unpackhi_epi32(t0, t2);
+            let u2 = _mm_unpacklo_epi32(t1, t3);
+            let u3 = _mm_unpackhi_epi32(t1, t3);
+            let u4 = _mm_unpacklo_epi32(t4, t6);
+            let u5 = _mm_unpackhi_epi32(t4, t6);
+            let u6 = _mm_unpacklo_epi32(t5, t7);
+            let u7 = _mm_unpackhi_epi32(t5, t7);
+            let columns = [
+                _mm_unpacklo_epi64(u0, u4),
+                _mm_unpackhi_epi64(u0, u4),
+                _mm_unpacklo_epi64(u1, u5),
+                _mm_unpackhi_epi64(u1, u5),
+                _mm_unpacklo_epi64(u2, u6),
+                _mm_unpackhi_epi64(u2, u6),
+                _mm_unpacklo_epi64(u3, u7),
+                _mm_unpackhi_epi64(u3, u7),
+            ];
+            for (c, v) in columns.into_iter().enumerate() {
+                _mm_storeu_si128(dst.add((l0 + c) * NR + j0) as *mut __m128i, v);
+            }
+        }
+    }
+
     /// Six x rows (`k` apart in `x`, from input `p0`) into one x panel of `kc` inputs:
     /// `panel[l · MR + i] = x[i · k + p0 + l]`, eight inputs a transpose (whose rows 6 and 7
     /// repeat row 5 and are not stored), the last `kc % 8` one by one.
@@ -684,6 +762,17 @@ mod tests {
             }
             for isa in test_paths() {
                 assert_eq!(pack_x(isa, &x, m, k), plain, "{isa:?} {m}x{k}");
+            }
+        }
+    }
+
+    #[test]
+    fn pack_f16_is_packs_layout() {
+        for isa in test_paths() {
+            // Whole and partial panels and groups of eight rows; k a multiple of 8 or not.
+            for (n, k) in [(32, 64), (45, 40), (7, 16), (20, 37), (1, 8)] {
+                let w: Vec<f16> = (0..n * k).map(|i| f16::from_f32(i as f32 * 0.25)).collect();
+                assert_eq!(pack_f16(isa, &w, n, k), pack(&w, n, k), "{isa:?} {n}x{k}");
             }
         }
     }

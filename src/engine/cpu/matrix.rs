@@ -127,7 +127,7 @@ impl Matrix {
             Format::F32 => Data::F32(gemm::pack_f32(isa(), w, rows, cols)),
             Format::F16 => {
                 let halves: Vec<f16> = w.par_iter().map(|&v| f16::from_f32(v)).collect();
-                Data::F16(super::gemm::pack(&halves, rows, cols))
+                Data::F16(gemm::pack_f16(isa(), &halves, rows, cols))
             }
             Format::Bf16 => Data::Bf16(w.par_iter().map(|&v| bf16::from_f32(v)).collect()),
             Format::Q8_0 => {
@@ -172,7 +172,7 @@ impl Matrix {
         Self {
             rows,
             cols,
-            data: Arc::new(Data::F16(super::gemm::pack(&w, rows, cols))),
+            data: Arc::new(Data::F16(gemm::pack_f16(isa(), &w, rows, cols))),
             f32_prompts: false,
         }
     }
