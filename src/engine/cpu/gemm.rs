@@ -361,6 +361,8 @@ impl SharedOut {
 /// `p0 * m_pad`; in it panel `ir` holds `(l, i)` at `ir * MR * kc + l * MR + i`. Rows past
 /// `m` are zero.
 fn pack_x(isa: Isa, x: &[f32], m: usize, k: usize) -> Vec<f32> {
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = isa;
     let m_pad = m.div_ceil(MR) * MR;
     let mut a = vec![0f32; k * m_pad];
     let blocks: Vec<(usize, &mut [f32])> = {
