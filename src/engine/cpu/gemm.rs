@@ -111,53 +111,36 @@ pub fn xwt_gemm_crate(
 /// layout the kernel streams, made once when a model loads.
 pub fn pack<T: Copy + Default + Send + Sync>(w: &[T], n: usize, k: usize) -> Vec<T> {
     assert!(w.len() >= n * k);
-    let mut panels = vec![T::default(); n.div_ceil(NR) * NR * k];
-    if k == 0 {
-        return panels;
-    }
-    panels
-        .par_chunks_mut(NR * k)
-        .enumerate()
-        .for_each(|(p, panel)| {
-            for j in 0..NR.min(n - p * NR) {
-                let row = &w[(p * NR + j) * k..(p * NR + j + 1) * k];
-                for (l, &v) in row.iter().enumerate() {
-                    panel[l * NR + j] = v;
-                }
-            }
-        });
-    panels
+    panels(n, k, |p, panel| {
+        plain_rows(&w[p * NR * k..], 0, NR.min(n - p * NR), k, panel)
+    })
 }
 
-/// [`pack`] for f16 weights: with AVX2, eight rows by eight inputs at a time by 8x8
-/// transposes of 16-bit lanes (the plain loop, a value at a time, was an eighth of loading
-/// an f16 GGUF).
-pub fn pack_f16(isa: Isa, w: &[f16], n: usize, k: usize) -> Vec<f16> {
-    #[cfg(target_arch = "x86_64")]
-    if matches!(isa, Isa::Avx2 { .. }) && k.is_multiple_of(8) && k > 0 {
-        assert!(w.len() >= n * k);
-        let mut panels = vec![f16::ZERO; n.div_ceil(NR) * NR * k];
+/// The panels of `n` rows of `k` inputs, zeroed, panel `p` filled by `fill(p, panel)` over
+/// rayon's threads: what every packing here shares.
+fn panels<T: Copy + Default + Send + Sync>(
+    n: usize,
+    k: usize,
+    fill: impl Fn(usize, &mut [T]) + Sync,
+) -> Vec<T> {
+    let mut panels = vec![T::default(); n.div_ceil(NR) * NR * k];
+    if k > 0 {
         panels
             .par_chunks_mut(NR * k)
             .enumerate()
-            .for_each(|(p, panel)| {
-                let rows = NR.min(n - p * NR);
-                let w = &w[p * NR * k..(p * NR + rows) * k];
-                for j0 in (0..rows / 8 * 8).step_by(8) {
-                    // SAFETY: Isa::Avx2 is chosen only where the CPU has AVX2 (cpu::isa);
-                    // rows j0..j0 + 8 are in `w` and `k` is a multiple of 8 (both checked).
-                    unsafe { avx::transpose_rows_f16(&w[j0 * k..(j0 + 8) * k], k, j0, panel) };
-                }
-                for j in rows / 8 * 8..rows {
-                    for (l, &v) in w[j * k..(j + 1) * k].iter().enumerate() {
-                        panel[l * NR + j] = v;
-                    }
-                }
-            });
-        return panels;
+            .for_each(|(p, panel)| fill(p, panel));
     }
-    let _ = isa;
-    pack(w, n, k)
+    panels
+}
+
+/// Rows `from..rows` of `w` (row-major, `k` inputs) into `panel`, a value at a time: what the
+/// SIMD transposes leave over, or all of it without them.
+fn plain_rows<T: Copy>(w: &[T], from: usize, rows: usize, k: usize, panel: &mut [T]) {
+    for j in from..rows {
+        for (l, &v) in w[j * k..(j + 1) * k].iter().enumerate() {
+            panel[l * NR + j] = v;
+        }
+    }
 }
 
 /// [`pack`]'s panels from the weights' transpose `wt` (`k` rows of `n`: Conv1D's `(in, out)`
@@ -165,46 +148,63 @@ pub fn pack_f16(isa: Isa, w: &[f16], n: usize, k: usize) -> Vec<f16> {
 /// so each is a copy, no transpose (zeros past `n`).
 pub fn pack_columns<T: Copy + Default + Send + Sync>(wt: &[T], n: usize, k: usize) -> Vec<T> {
     assert!(wt.len() >= n * k);
-    let mut panels = vec![T::default(); n.div_ceil(NR) * NR * k];
-    if k == 0 {
-        return panels;
-    }
-    panels
-        .par_chunks_mut(NR * k)
-        .enumerate()
-        .for_each(|(p, panel)| {
-            let live = NR.min(n - p * NR);
-            for (l, run) in panel.chunks_exact_mut(NR).enumerate() {
-                run[..live].copy_from_slice(&wt[l * n + p * NR..l * n + p * NR + live]);
-            }
-        });
-    panels
+    panels(n, k, |p, panel| column_panel(wt, n, p, panel))
 }
 
-/// [`pack`] for f32 weights, each panel by [`pack_panel`] (8x8 transposes with AVX2, where
-/// [`pack`]'s loop stores every value to its own cache line; perf put that loop at 9% of
-/// loading an f32 GPT-2, most of the rest being page faults and the file's copies).
-pub fn pack_f32(isa: Isa, w: &[f32], n: usize, k: usize) -> Vec<f32> {
-    assert!(w.len() >= n * k);
-    let mut panels = vec![0f32; n.div_ceil(NR) * NR * k];
-    if k == 0 {
-        return panels;
+/// Panel `p` of [`pack_columns`], on the caller's thread (prompt attention's values, already
+/// inside a task of their own): a copy of the run of up to [`NR`] columns of each row of
+/// `wt` (rows of `n`), as many rows as `panel` has inputs.
+pub(crate) fn column_panel<T: Copy>(wt: &[T], n: usize, p: usize, panel: &mut [T]) {
+    let (c0, live) = (p * NR, NR.min(n - p * NR));
+    for (l, run) in panel.chunks_exact_mut(NR).enumerate() {
+        run[..live].copy_from_slice(&wt[l * n + c0..l * n + c0 + live]);
     }
-    panels
-        .par_chunks_mut(NR * k)
-        .enumerate()
-        .for_each(|(p, panel)| {
-            let rows = NR.min(n - p * NR);
-            pack_panel(isa, &w[p * NR * k..(p * NR + rows) * k], rows, k, panel);
-        });
-    panels
+}
+
+/// [`pack`] for f32 and f16 weights, each panel by [`pack_panel`] (8x8 transposes with AVX2,
+/// where [`pack`]'s loop stores every value to its own cache line; perf put that loop at 9% of
+/// loading an f32 GPT-2, most of the rest being page faults and the file's copies, and at an
+/// eighth of loading an f16 GGUF).
+pub fn pack_rows<T: Packed>(isa: Isa, w: &[T], n: usize, k: usize) -> Vec<T> {
+    assert!(w.len() >= n * k);
+    panels(n, k, |p, panel| {
+        let rows = NR.min(n - p * NR);
+        pack_panel(isa, &w[p * NR * k..(p * NR + rows) * k], rows, k, panel);
+    })
+}
+
+/// Weight values the SIMD transposes pack: f32 and f16.
+pub trait Packed: Copy + Default + Send + Sync {
+    /// Eight rows of `k` into columns `j0..j0 + 8` of a panel (`avx::transpose_rows`).
+    ///
+    /// # Safety
+    /// As `avx::transpose_rows`: the CPU must have AVX2; `w` holds 8 rows of `k`, `k` is a
+    /// multiple of 8, `j0 + 8 <= NR` and `panel` holds `NR · k` values.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn transpose_rows(w: &[Self], k: usize, j0: usize, panel: &mut [Self]);
+}
+
+impl Packed for f32 {
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn transpose_rows(w: &[f32], k: usize, j0: usize, panel: &mut [f32]) {
+        // SAFETY: the caller's.
+        unsafe { avx::transpose_rows(w, k, j0, panel) }
+    }
+}
+
+impl Packed for f16 {
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn transpose_rows(w: &[f16], k: usize, j0: usize, panel: &mut [f16]) {
+        // SAFETY: the caller's.
+        unsafe { avx::transpose_rows_f16(w, k, j0, panel) }
+    }
 }
 
 /// One panel of [`pack`]'s layout from `rows` (at most [`NR`]) row-major rows of `k`:
 /// `panel[l · NR + j] = w[j · k + l]`; the entries of rows past `rows` are left as they are.
 /// With AVX2, eight rows at a time by 8x8 transposes in registers (a plain loop scatters
 /// every value to its own cache line: a tenth of a `q8_0` prompt's time, converted tiles).
-pub(crate) fn pack_panel(isa: Isa, w: &[f32], rows: usize, k: usize, panel: &mut [f32]) {
+pub(crate) fn pack_panel<T: Packed>(isa: Isa, w: &[T], rows: usize, k: usize, panel: &mut [T]) {
     assert!(rows <= NR && w.len() >= rows * k && panel.len() >= NR * k);
     // Rows packed by the SIMD transposes (whole groups of eight).
     #[cfg(target_arch = "x86_64")]
@@ -212,7 +212,7 @@ pub(crate) fn pack_panel(isa: Isa, w: &[f32], rows: usize, k: usize, panel: &mut
         for j0 in (0..rows / 8 * 8).step_by(8) {
             // SAFETY: Isa::Avx2 is chosen only where the CPU has AVX2 (cpu::isa); rows
             // j0..j0 + 8 are in `w` and `k` is a multiple of 8 (both checked above).
-            unsafe { avx::transpose_rows(&w[j0 * k..(j0 + 8) * k], k, j0, panel) };
+            unsafe { T::transpose_rows(&w[j0 * k..(j0 + 8) * k], k, j0, panel) };
         }
         rows / 8 * 8
     } else {
@@ -223,11 +223,7 @@ pub(crate) fn pack_panel(isa: Isa, w: &[f32], rows: usize, k: usize, panel: &mut
         let _ = isa;
         0
     };
-    for j in done..rows {
-        for (l, &v) in w[j * k..(j + 1) * k].iter().enumerate() {
-            panel[l * NR + j] = v;
-        }
-    }
+    plain_rows(w, done, rows, k, panel);
 }
 
 /// Weight `(row, col)` of packed panels with `k` inputs.
@@ -769,12 +765,12 @@ mod tests {
     }
 
     #[test]
-    fn pack_f16_is_packs_layout() {
+    fn pack_rows_of_f16_is_packs_layout() {
         for isa in test_paths() {
             // Whole and partial panels and groups of eight rows; k a multiple of 8 or not.
             for (n, k) in [(32, 64), (45, 40), (7, 16), (20, 37), (1, 8)] {
                 let w: Vec<f16> = (0..n * k).map(|i| f16::from_f32(i as f32 * 0.25)).collect();
-                assert_eq!(pack_f16(isa, &w, n, k), pack(&w, n, k), "{isa:?} {n}x{k}");
+                assert_eq!(pack_rows(isa, &w, n, k), pack(&w, n, k), "{isa:?} {n}x{k}");
             }
         }
     }
@@ -789,12 +785,12 @@ mod tests {
     }
 
     #[test]
-    fn pack_f32_is_packs_layout() {
+    fn pack_rows_of_f32_is_packs_layout() {
         for isa in test_paths() {
             // Whole and partial panels; k a multiple of 8 (the transposes) or not.
             for (n, k) in [(32, 64), (45, 40), (7, 16), (20, 37), (1, 8)] {
                 let w: Vec<f32> = (0..n * k).map(|i| i as f32 * 0.25 - 9.0).collect();
-                assert_eq!(pack_f32(isa, &w, n, k), pack(&w, n, k), "{isa:?} {n}x{k}");
+                assert_eq!(pack_rows(isa, &w, n, k), pack(&w, n, k), "{isa:?} {n}x{k}");
             }
         }
     }

@@ -665,10 +665,7 @@ fn attention_prompt<T: CacheValue>(
                         // columns `p · NR..` of each value row, a plain copy of each run.
                         let mut value_panels = vec![0f32; d.div_ceil(nr) * nr * seen];
                         for (p, panel) in value_panels.chunks_exact_mut(nr * seen).enumerate() {
-                            let (c0, live) = (p * nr, nr.min(d - p * nr));
-                            for (l, run) in panel.chunks_exact_mut(nr).enumerate() {
-                                run[..live].copy_from_slice(&vh[l * d + c0..l * d + c0 + live]);
-                            }
+                            gemm::column_panel(vh, d, p, panel);
                         }
                         let values = Weights::Panels(&value_panels);
                         let done = gemm::product(isa, &scores, rows, seen, values, d, o, d);
@@ -992,6 +989,32 @@ mod tests {
 
     use crate::engine::cpu::isa::test_paths;
 
+    /// `t` random queries `(h, t, d)` and a random cache of `cap` positions in `dtype`
+    /// (keys, values), with the f32 copies of its first `past + t` positions a reference
+    /// reads (for f16: the rounded values): `(q, keys, values, k, v)`.
+    fn cached_case(
+        (h, t, d, past, cap): (usize, usize, usize, usize, usize),
+        dtype: DType,
+    ) -> (Tensor, Tensor, Tensor, Tensor, Tensor) {
+        let dev = Device::Cpu;
+        let q = Tensor::randn(0f32, 1.0, (h, t, d), &dev).unwrap();
+        let cache = || {
+            Tensor::randn(0f32, 1.0, (h, cap, d), &dev)
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap()
+        };
+        let (keys, values) = (cache(), cache());
+        let wide = |c: &Tensor| {
+            c.narrow(1, 0, past + t)
+                .unwrap()
+                .to_dtype(DType::F32)
+                .unwrap()
+        };
+        let (k, v) = (wide(&keys), wide(&values));
+        (q, keys, values, k, v)
+    }
+
     #[test]
     fn gelu_equals_candles() {
         for isa in test_paths() {
@@ -1145,7 +1168,6 @@ mod tests {
 
     #[test]
     fn fused_attention_equals_the_unfused_one() {
-        let dev = Device::Cpu;
         for isa in test_paths() {
             // Head widths on and off the 16 lanes; one to eight queries.
             // GPT-2's 64 and wider: whole 64-wide value chunks, groups of eight keys and the
@@ -1158,17 +1180,7 @@ mod tests {
                 (1, 1, 75, 40, 41),
             ] {
                 for dtype in [DType::F32, DType::F16] {
-                    let q = Tensor::randn(0f32, 1.0, (h, t, d), &dev).unwrap();
-                    let cache = |_| {
-                        Tensor::randn(0f32, 1.0, (h, cap, d), &dev)
-                            .unwrap()
-                            .to_dtype(dtype)
-                            .unwrap()
-                    };
-                    let (keys, values) = (cache(0), cache(1));
-                    // The reference reads the same (for f16: rounded) values in f32.
-                    let wide = |c: &Tensor| c.narrow(1, 0, past + t).unwrap().to_dtype(DType::F32);
-                    let (k, v) = (wide(&keys).unwrap(), wide(&values).unwrap());
+                    let (q, keys, values, k, v) = cached_case((h, t, d, past, cap), dtype);
                     let scores = q.matmul(&k.t().unwrap()).unwrap();
                     let probs = causal_softmax_on(isa, &scores, past, 0.25)
                         .unwrap()
@@ -1196,16 +1208,7 @@ mod tests {
                 (2, 65, 17, 1, 66),
             ] {
                 let dtype = if t % 2 == 0 { DType::F16 } else { DType::F32 };
-                let q = Tensor::randn(0f32, 1.0, (h, t, d), &dev).unwrap();
-                let cache = |_| {
-                    Tensor::randn(0f32, 1.0, (h, cap, d), &dev)
-                        .unwrap()
-                        .to_dtype(dtype)
-                        .unwrap()
-                };
-                let (keys, values) = (cache(0), cache(1));
-                let wide = |c: &Tensor| c.narrow(1, 0, past + t).unwrap().to_dtype(DType::F32);
-                let (k, v) = (wide(&keys).unwrap(), wide(&values).unwrap());
+                let (q, keys, values, k, v) = cached_case((h, t, d, past, cap), dtype);
                 let scores = (q.matmul(&k.t().unwrap()).unwrap() * 0.125).unwrap();
                 let mask: Vec<f32> = (0..t)
                     .flat_map(|i| {

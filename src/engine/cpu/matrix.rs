@@ -124,10 +124,10 @@ impl Matrix {
             "{cols} inputs are not whole {format:?} blocks"
         );
         let data = match format {
-            Format::F32 => Data::F32(gemm::pack_f32(isa(), w, rows, cols)),
+            Format::F32 => Data::F32(gemm::pack_rows(isa(), w, rows, cols)),
             Format::F16 => {
                 let halves: Vec<f16> = w.par_iter().map(|&v| f16::from_f32(v)).collect();
-                Data::F16(gemm::pack_f16(isa(), &halves, rows, cols))
+                Data::F16(gemm::pack_rows(isa(), &halves, rows, cols))
             }
             Format::Bf16 => Data::Bf16(w.par_iter().map(|&v| bf16::from_f32(v)).collect()),
             Format::Q8_0 => {
@@ -144,7 +144,6 @@ impl Matrix {
         }
     }
 
-    /// Half-precision weights as stored (a GGUF `F16` tensor).
     /// [`Matrix::from_f32`] from the transpose, `wt` being `cols` rows of `rows` (Conv1D's
     /// `(in, out)`): f32 and f16 panels straight from its runs (no transpose; converting
     /// GPT-2's safetensors did a scalar one, a quarter of an f32 load), the other formats
@@ -167,12 +166,13 @@ impl Matrix {
         }
     }
 
+    /// Half-precision weights as stored (a GGUF `F16` tensor).
     pub fn from_f16(w: Vec<f16>, rows: usize, cols: usize) -> Self {
         assert_eq!(w.len(), rows * cols, "weights do not match their shape");
         Self {
             rows,
             cols,
-            data: Arc::new(Data::F16(gemm::pack_f16(isa(), &w, rows, cols))),
+            data: Arc::new(Data::F16(gemm::pack_rows(isa(), &w, rows, cols))),
             f32_prompts: false,
         }
     }

@@ -72,7 +72,7 @@ impl Operand {
             row.copy_from_slice(&src[j * stride + c0..j * stride + c0 + k]);
         }
         if gemm::has_kernel(isa) {
-            Operand::Panels(gemm::pack_f32(isa, &rows, n, k))
+            Operand::Panels(gemm::pack_rows(isa, &rows, n, k))
         } else {
             Operand::Rows(rows)
         }
