@@ -10,7 +10,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -109,22 +109,28 @@ impl GgufSource {
     }
 
     fn raw(&self, info: &gguf_file::TensorInfo) -> Result<Vec<u8>> {
-        let mut raw = vec![0u8; tensor_bytes(info)];
-        let mut file = self.file.borrow_mut();
-        file.seek(SeekFrom::Start(
-            self.content.tensor_data_offset + info.offset,
-        ))?;
-        file.read_exact(&mut raw)?;
-        Ok(raw)
+        self.read_at(info, tensor_bytes(info))
     }
 
     /// A float tensor's values, read into their vector.
     fn values<T: bytemuck::Pod>(&self, info: &gguf_file::TensorInfo) -> Result<Vec<T>> {
+        self.read_at(info, info.shape.elem_count())
+    }
+
+    /// `count` values from the start of a tensor's data.
+    fn read_at<T: bytemuck::Pod>(
+        &self,
+        info: &gguf_file::TensorInfo,
+        count: usize,
+    ) -> Result<Vec<T>> {
         let mut file = self.file.borrow_mut();
-        file.seek(SeekFrom::Start(
-            self.content.tensor_data_offset + info.offset,
-        ))?;
-        Ok(super::read_le(&mut *file, info.shape.elem_count())?)
+        file.seek(SeekFrom::Start(self.data_offset(info)))?;
+        Ok(super::read_le(&mut *file, count)?)
+    }
+
+    /// Where a tensor's data starts in the file.
+    fn data_offset(&self, info: &gguf_file::TensorInfo) -> u64 {
+        self.content.tensor_data_offset + info.offset
     }
 
     fn qtensor(&self, name: &str) -> Result<QTensor> {
@@ -194,13 +200,12 @@ impl TensorSource for GgufSource {
     fn same(&self, a: &str, b: &str) -> bool {
         match (self.info(a), self.info(b)) {
             (Ok((x, _)), Ok((y, _))) => {
-                let at = |i: &gguf_file::TensorInfo| self.content.tensor_data_offset + i.offset;
                 x.ggml_dtype == y.ggml_dtype
                     && x.shape == y.shape
                     && super::same_bytes(
                         &mut *self.file.borrow_mut(),
-                        at(x),
-                        at(y),
+                        self.data_offset(x),
+                        self.data_offset(y),
                         tensor_bytes(x),
                     )
                     .unwrap_or(false)
