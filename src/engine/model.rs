@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device};
 
 use super::checkpoint::{gguf, stream, weight};
+use super::cpu::pool;
 use super::nets::gpt2::{Gpt2, Gpt2Config};
 use super::tasks::sampling::{log_prob, Sampler, StopAt};
 use super::tasks::scoring;
@@ -289,12 +290,13 @@ impl LanguageModel {
         } else {
             params.n.max(1)
         };
+        // Each token is a few dozen short products: the pool's threads poll between them.
         let result = if params.max_tokens == 0 {
             Ok(vec![Candidate::default(); n])
         } else if n == 1 {
-            self.decode_single(session, first_logits, params, cancel)
+            pool::warm(|| self.decode_single(session, first_logits, params, cancel))
         } else {
-            self.decode_batch(session, first_logits, n, params, cancel)
+            pool::warm(|| self.decode_batch(session, first_logits, n, params, cancel))
         };
         session.truncate(prompt_len);
         let _span = tracing::debug_span!(target: "quill::keystroke", "finish").entered();

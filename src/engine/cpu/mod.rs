@@ -9,6 +9,7 @@ pub mod kernels;
 pub mod matrix;
 #[cfg(target_arch = "aarch64")]
 mod neon;
+pub mod pool;
 pub mod q4k;
 pub mod t5kernels;
 #[cfg(test)]
