@@ -7,10 +7,10 @@
 //! Tensor names map one to one onto the hub checkpoint's (see [`gguf_name`]); GGUF stores the
 //! linear layers `[out, in]`, which is how quill holds them.
 
-use std::cell::RefCell;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufReader, Seek, SeekFrom, Write};
+use std::io::{BufReader, Cursor, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -58,7 +58,10 @@ pub fn gguf_name(name: &str) -> Option<String> {
 /// A GGUF file opened for loading.
 pub struct GgufSource {
     content: gguf_file::Content,
-    file: RefCell<BufReader<File>>,
+    /// The whole file, mapped: matrices are packed straight from the page cache, where
+    /// reading them into vectors first wrote (and had the kernel clear) a second copy of
+    /// every weight.
+    map: memmap2::Mmap,
     device: Device,
     /// The format the matrices are converted to; `None`: kept as stored.
     convert_to: Option<WeightFormat>,
@@ -69,11 +72,14 @@ impl GgufSource {
     /// file (a truncated download is named here, before any tensor is read).
     pub fn open(path: &Path, device: &Device) -> Result<Self> {
         let file = File::open(path)?;
-        let len = file.metadata()?.len();
-        let mut file = BufReader::new(file);
-        let content = gguf_file::Content::read(&mut file)
+        // SAFETY: mapped read only for the loading's length; quill never writes a file it
+        // loads, and the header and tensor bounds are checked against the map before any
+        // tensor is read (a file shortened underneath a load is the one case left, as with
+        // the safetensors files candle maps).
+        let map = unsafe { memmap2::Mmap::map(&file)? };
+        let content = gguf_file::Content::read(&mut Cursor::new(&map[..]))
             .map_err(|e| candle_core::Error::Msg(format!("not a GGUF file ({e})")))?;
-        tensors_fit(&content, len).map_err(candle_core::Error::Msg)?;
+        tensors_fit(&content, map.len() as u64).map_err(candle_core::Error::Msg)?;
         let arch = content
             .metadata
             .get("general.architecture")
@@ -85,7 +91,7 @@ impl GgufSource {
         }
         Ok(Self {
             content,
-            file: RefCell::new(file),
+            map,
             device: device.clone(),
             convert_to: None,
         })
@@ -108,35 +114,35 @@ impl GgufSource {
         }
     }
 
-    fn raw(&self, info: &gguf_file::TensorInfo) -> Result<Vec<u8>> {
-        self.read_at(info, tensor_bytes(info))
+    /// A tensor's bytes in the map (every tensor lies within it: [`tensors_fit`]).
+    fn raw(&self, info: &gguf_file::TensorInfo) -> &[u8] {
+        let start = self.data_offset(info);
+        &self.map[start..start + tensor_bytes(info)]
     }
 
-    /// A float tensor's values, read into their vector.
-    fn values<T: bytemuck::Pod>(&self, info: &gguf_file::TensorInfo) -> Result<Vec<T>> {
-        self.read_at(info, info.shape.elem_count())
-    }
-
-    /// `count` values from the start of a tensor's data.
-    fn read_at<T: bytemuck::Pod>(
-        &self,
-        info: &gguf_file::TensorInfo,
-        count: usize,
-    ) -> Result<Vec<T>> {
-        let mut file = self.file.borrow_mut();
-        file.seek(SeekFrom::Start(self.data_offset(info)))?;
-        Ok(super::read_le(&mut *file, count)?)
+    /// A float tensor's little-endian values: the map's bytes themselves where they are
+    /// aligned for `T` on a little-endian machine (GGUF aligns tensors to 32 bytes), else
+    /// copied into a vector.
+    fn values<T: bytemuck::Pod>(&self, info: &gguf_file::TensorInfo) -> Result<Cow<'_, [T]>> {
+        let bytes = self.raw(info);
+        if cfg!(target_endian = "little") {
+            if let Ok(values) = bytemuck::try_cast_slice(bytes) {
+                return Ok(Cow::Borrowed(values));
+            }
+        }
+        let count = bytes.len() / size_of::<T>();
+        Ok(Cow::Owned(super::read_le(&mut &bytes[..], count)?))
     }
 
     /// Where a tensor's data starts in the file.
-    fn data_offset(&self, info: &gguf_file::TensorInfo) -> u64 {
-        self.content.tensor_data_offset + info.offset
+    fn data_offset(&self, info: &gguf_file::TensorInfo) -> usize {
+        self.content.tensor_data_offset as usize + info.offset as usize
     }
 
     fn qtensor(&self, name: &str) -> Result<QTensor> {
         let (info, _) = self.info(name)?;
         info.read(
-            &mut *self.file.borrow_mut(),
+            &mut Cursor::new(&self.map[..]),
             self.content.tensor_data_offset,
             &self.device,
         )
@@ -171,12 +177,11 @@ impl TensorSource for GgufSource {
         }
         if self.device.is_cpu() {
             let matrix = match info.ggml_dtype {
-                GgmlDType::Q8_0 => Matrix::from_q8_0_bytes(&self.raw(info)?, out, inp),
-                GgmlDType::Q4K => Matrix::from_q4_k_bytes(self.raw(info)?, out, inp),
-                GgmlDType::F16 => Some(Matrix::from_f16(self.values(info)?, out, inp)),
+                GgmlDType::Q8_0 => Matrix::from_q8_0_bytes(self.raw(info), out, inp),
+                GgmlDType::Q4K => Matrix::from_q4_k_bytes(self.raw(info).to_vec(), out, inp),
+                GgmlDType::F16 => Some(Matrix::from_f16(&self.values(info)?, out, inp)),
                 GgmlDType::F32 => {
-                    let w: Vec<f32> = self.values(info)?;
-                    Some(Matrix::from_f32(&w, out, inp, Format::F32))
+                    Some(Matrix::from_f32(&self.values(info)?, out, inp, Format::F32))
                 }
                 GgmlDType::BF16 => {
                     let w = self.tensor(name, &[out, inp])?.flatten_all()?.to_vec1()?;
@@ -200,15 +205,7 @@ impl TensorSource for GgufSource {
     fn same(&self, a: &str, b: &str) -> bool {
         match (self.info(a), self.info(b)) {
             (Ok((x, _)), Ok((y, _))) => {
-                x.ggml_dtype == y.ggml_dtype
-                    && x.shape == y.shape
-                    && super::same_bytes(
-                        &mut *self.file.borrow_mut(),
-                        self.data_offset(x),
-                        self.data_offset(y),
-                        tensor_bytes(x),
-                    )
-                    .unwrap_or(false)
+                x.ggml_dtype == y.ggml_dtype && x.shape == y.shape && self.raw(x) == self.raw(y)
             }
             _ => false,
         }

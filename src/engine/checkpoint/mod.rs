@@ -113,35 +113,9 @@ pub(crate) fn read_le<T: bytemuck::Pod>(
     Ok(values)
 }
 
-/// Whether `len` bytes at `a` and at `b` in `file` are equal, read a megabyte at a time (a
-/// tied 154 MB embedding is compared without holding either copy).
-pub(crate) fn same_bytes(
-    file: &mut (impl std::io::Read + std::io::Seek),
-    a: u64,
-    b: u64,
-    len: usize,
-) -> std::io::Result<bool> {
-    use std::io::SeekFrom;
-    const CHUNK: usize = 1 << 20;
-    let (mut x, mut y) = (vec![0u8; CHUNK.min(len)], vec![0u8; CHUNK.min(len)]);
-    let mut done = 0;
-    while done < len {
-        let n = CHUNK.min(len - done);
-        file.seek(SeekFrom::Start(a + done as u64))?;
-        file.read_exact(&mut x[..n])?;
-        file.seek(SeekFrom::Start(b + done as u64))?;
-        file.read_exact(&mut y[..n])?;
-        if x[..n] != y[..n] {
-            return Ok(false);
-        }
-        done += n;
-    }
-    Ok(true)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{read_le, same_bytes};
+    use super::read_le;
     use std::io::{Cursor, Seek, SeekFrom};
 
     #[test]
@@ -163,24 +137,5 @@ mod tests {
         let mut file = Cursor::new([0x00, 0x3C, 0x00, 0xC0]);
         let halves: Vec<half::f16> = read_le(&mut file, 2).unwrap();
         assert_eq!(halves, [half::f16::ONE, half::f16::from_f32(-2.0)]);
-    }
-
-    #[test]
-    fn same_bytes_compares_across_megabyte_chunks() {
-        // Two copies of 2.5 MB (three chunks, the last partial) and a differing third.
-        let len = (5 << 20) / 2;
-        let block: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
-        let mut other = block.clone();
-        other[len - 1] ^= 1;
-        let file = [block.clone(), block, other].concat();
-        let mut file = Cursor::new(file);
-        let l = len as u64;
-        assert!(same_bytes(&mut file, 0, l, len).unwrap());
-        assert!(!same_bytes(&mut file, 0, 2 * l, len).unwrap());
-        assert!(same_bytes(&mut file, 0, 2 * l, len - 1).unwrap());
-        assert!(
-            same_bytes(&mut file, 0, 2 * l, len + 1).is_err(),
-            "past the end"
-        );
     }
 }

@@ -167,12 +167,12 @@ impl Matrix {
     }
 
     /// Half-precision weights as stored (a GGUF `F16` tensor).
-    pub fn from_f16(w: Vec<f16>, rows: usize, cols: usize) -> Self {
+    pub fn from_f16(w: &[f16], rows: usize, cols: usize) -> Self {
         assert_eq!(w.len(), rows * cols, "weights do not match their shape");
         Self {
             rows,
             cols,
-            data: Arc::new(Data::F16(gemm::pack_rows(isa(), &w, rows, cols))),
+            data: Arc::new(Data::F16(gemm::pack_rows(isa(), w, rows, cols))),
             f32_prompts: false,
         }
     }
