@@ -141,27 +141,36 @@ impl GgufSource {
 
     fn qtensor(&self, name: &str) -> Result<QTensor> {
         let (info, _) = self.info(name)?;
-        info.read(
+        let t = info.read(
             &mut Cursor::new(&self.map[..]),
             self.content.tensor_data_offset,
             &self.device,
-        )
+        );
+        self.release(info);
+        t
     }
-}
 
-impl TensorSource for GgufSource {
-    fn tensor(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
-        let t = self.qtensor(name)?.dequantize(&self.device)?;
-        if t.dims() != shape {
-            candle_core::bail!(
-                "`{name}` is {:?} in the GGUF file, expected {shape:?}",
-                t.dims()
+    /// Takes a tensor's pages out of this process's resident set once it is copied out (the
+    /// map would otherwise hold the whole file beside the model at the load's end: peak
+    /// resident memory 1.14 GB instead of 0.68 for the f32 124M file). They stay in the page
+    /// cache, and a later read maps them again.
+    fn release(&self, info: &gguf_file::TensorInfo) {
+        #[cfg(unix)]
+        // SAFETY: the map is a shared, read-only mapping of a file: a dropped page is read
+        // again from the file, with the same bytes, if it is touched later.
+        unsafe {
+            let _ = self.map.unchecked_advise_range(
+                memmap2::UncheckedAdvice::DontNeed,
+                self.data_offset(info),
+                tensor_bytes(info),
             );
         }
-        Ok(t)
+        #[cfg(not(unix))]
+        let _ = info;
     }
 
-    fn matrix(&self, name: &str, out: usize, inp: usize, _conv1d: bool) -> Result<Weight> {
+    /// [`TensorSource::matrix`] before its pages are released.
+    fn matrix_of(&self, name: &str, out: usize, inp: usize) -> Result<Weight> {
         let (info, g) = self.info(name)?;
         if info.shape.dims() != [out, inp] {
             candle_core::bail!(
@@ -197,6 +206,27 @@ impl TensorSource for GgufSource {
             self.qtensor(name)?,
         )?))
     }
+}
+
+impl TensorSource for GgufSource {
+    fn tensor(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        let t = self.qtensor(name)?.dequantize(&self.device)?;
+        if t.dims() != shape {
+            candle_core::bail!(
+                "`{name}` is {:?} in the GGUF file, expected {shape:?}",
+                t.dims()
+            );
+        }
+        Ok(t)
+    }
+
+    fn matrix(&self, name: &str, out: usize, inp: usize, _conv1d: bool) -> Result<Weight> {
+        let w = self.matrix_of(name, out, inp);
+        if let Ok((info, _)) = self.info(name) {
+            self.release(info);
+        }
+        w
+    }
 
     fn contains(&self, name: &str) -> bool {
         gguf_name(name).is_some_and(|g| self.content.tensor_infos.contains_key(&g))
@@ -205,7 +235,12 @@ impl TensorSource for GgufSource {
     fn same(&self, a: &str, b: &str) -> bool {
         match (self.info(a), self.info(b)) {
             (Ok((x, _)), Ok((y, _))) => {
-                x.ggml_dtype == y.ggml_dtype && x.shape == y.shape && self.raw(x) == self.raw(y)
+                let same = x.ggml_dtype == y.ggml_dtype
+                    && x.shape == y.shape
+                    && self.raw(x) == self.raw(y);
+                self.release(x);
+                self.release(y);
+                same
             }
             _ => false,
         }
