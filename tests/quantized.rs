@@ -105,7 +105,7 @@ fn logprobs(lm: &LanguageModel, name: &str) -> Vec<f32> {
 fn half_precisions_stay_close_to_f32() {
     // f16 keeps 11 significant bits and bf16 8: the fixture's log-probs (-12 to -40) move by
     // about that much relative (f16: 0.012 nats on average with an f32 cache, 0.016 with the
-    // f16 cache of the AVX2 paths), and the most likely token stays.
+    // f16 cache of the AVX2 and NEON paths), and the most likely token stays.
     let f32 = load_fixture("gpt2-tiny");
     for (dtype, max_err) in [("f16", 0.03), ("bf16", 0.25)] {
         let lm = load("gpt2-tiny", dtype);

@@ -697,6 +697,13 @@ pub(super) trait CacheValue: candle_core::WithDType {
     /// The CPU must have AVX and F16C; `p` valid for 8 values.
     #[cfg(target_arch = "x86_64")]
     unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256;
+
+    /// Four values from `p`, widened.
+    ///
+    /// # Safety
+    /// The CPU must have NEON; `p` valid for 4 values.
+    #[cfg(target_arch = "aarch64")]
+    unsafe fn load4(p: *const Self) -> std::arch::aarch64::float32x4_t;
 }
 
 impl CacheValue for f32 {
@@ -713,6 +720,13 @@ impl CacheValue for f32 {
     unsafe fn load8(p: *const f32) -> std::arch::x86_64::__m256 {
         // SAFETY: the caller's.
         unsafe { std::arch::x86_64::_mm256_loadu_ps(p) }
+    }
+
+    #[cfg(target_arch = "aarch64")]
+    #[inline]
+    unsafe fn load4(p: *const f32) -> std::arch::aarch64::float32x4_t {
+        // SAFETY: the caller's.
+        unsafe { super::neon::load_f32(p) }
     }
 }
 
@@ -733,15 +747,23 @@ impl CacheValue for half::f16 {
         // SAFETY: the caller's.
         unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)) }
     }
+
+    #[cfg(target_arch = "aarch64")]
+    #[inline]
+    unsafe fn load4(p: *const half::f16) -> std::arch::aarch64::float32x4_t {
+        // SAFETY: the caller's.
+        unsafe { super::neon::load_f16(p) }
+    }
 }
 
 /// The dtype a sequence's cached keys and values take on the CPU, for weights of `format`:
-/// f16 where the weights are not f32 and the attention kernels read f16 (the AVX2 paths), as
-/// llama.cpp's cache; else f32. Decoding reads the whole cache each token (at 600 positions,
+/// f16 where the weights are not f32 and the attention kernels read f16 (the AVX2 and NEON
+/// paths), as llama.cpp's cache; else f32. Decoding reads the whole cache each token (at 600 positions,
 /// 44 MB at f32 for GPT-2 124M, a third of its `q8_0` weights), so half the bytes is most of
 /// a tenth of a token's time. f32 weights keep an f32 cache, and so their exact parity.
 pub fn cache_dtype(isa: Isa, weights_f32: bool) -> DType {
-    let f16_kernels = cfg!(target_arch = "x86_64") && matches!(isa, Isa::Avx2 { .. });
+    let f16_kernels = cfg!(target_arch = "x86_64") && matches!(isa, Isa::Avx2 { .. })
+        || cfg!(target_arch = "aarch64") && matches!(isa, Isa::Neon { .. });
     if f16_kernels && !weights_f32 {
         DType::F16
     } else {
@@ -772,6 +794,13 @@ fn scores_of<T: CacheValue>(isa: Isa, q: &[f32], keys: &[T], scale: f32, scores:
         unsafe { scores_avx2(q, keys, scale, scores) };
         return;
     }
+    #[cfg(target_arch = "aarch64")]
+    if let Isa::Neon { .. } = isa {
+        // SAFETY: Isa::Neon is chosen only where the CPU has NEON (cpu::isa); the shapes are
+        // asserted above.
+        unsafe { super::neon::scores(q, keys, scale, scores) };
+        return;
+    }
     for (j, s) in scores.iter_mut().enumerate() {
         let row = &keys[j * d..(j + 1) * d];
         *s = scale
@@ -800,6 +829,12 @@ fn weighted_values<T: CacheValue>(
     if let Isa::Avx2 { .. } = isa {
         // SAFETY: as in `scores_of`.
         unsafe { weighted_values_avx2(probs, values, out, first) };
+        return;
+    }
+    #[cfg(target_arch = "aarch64")]
+    if let Isa::Neon { .. } = isa {
+        // SAFETY: as in `scores_of`.
+        unsafe { super::neon::weighted_values(probs, values, out, first) };
         return;
     }
     let _ = isa;
@@ -1309,7 +1344,7 @@ mod tests {
     fn caches_are_f16_only_where_the_kernels_read_it_and_weights_are_not_f32() {
         for isa in test_paths() {
             assert_eq!(cache_dtype(isa, true), DType::F32, "{isa:?}");
-            let f16 = matches!(isa, Isa::Avx2 { .. });
+            let f16 = matches!(isa, Isa::Avx2 { .. } | Isa::Neon { .. });
             let want = if f16 { DType::F16 } else { DType::F32 };
             assert_eq!(cache_dtype(isa, false), want, "{isa:?}");
         }

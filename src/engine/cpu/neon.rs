@@ -26,7 +26,7 @@ use std::arch::asm;
 
 use half::{bf16, f16};
 
-use super::kernels::{EXP_LN2_HI, EXP_LN2_LO, EXP_MAX, EXP_MIN, EXP_POLY};
+use super::kernels::{CacheValue, EXP_LN2_HI, EXP_LN2_LO, EXP_MAX, EXP_MIN, EXP_POLY};
 use super::matrix::QK8_0;
 use super::q4k::{self, Activations, Layout, BLOCK_BYTES, QK_K};
 
@@ -36,7 +36,7 @@ use super::q4k::{self, Activations, Layout, BLOCK_BYTES, QK_K};
 /// `p` must be valid for reading four `f16`.
 #[inline]
 #[target_feature(enable = "neon")]
-unsafe fn load_f16(p: *const f16) -> float32x4_t {
+pub(super) unsafe fn load_f16(p: *const f16) -> float32x4_t {
     let h = vld1_u16(p as *const u16);
     let out: float32x4_t;
     // SAFETY: `fcvtl` reads and writes registers only.
@@ -65,7 +65,7 @@ unsafe fn load_bf16(p: *const bf16) -> float32x4_t {
 /// `p` must be valid for reading four `f32`.
 #[inline]
 #[target_feature(enable = "neon")]
-unsafe fn load_f32(p: *const f32) -> float32x4_t {
+pub(super) unsafe fn load_f32(p: *const f32) -> float32x4_t {
     vld1q_f32(p)
 }
 
@@ -456,6 +456,111 @@ pub unsafe fn rows_dot(xs: &[f32], w: &[f32], out: &mut [f32]) {
             s += x[j] * w[j];
         }
         *o = s;
+    }
+}
+
+/// `scores[j] = scale · q · keys[j]` for the `scores.len()` rows of `keys` (rows of
+/// `q.len()`, f32 or f16 widened with `fcvtl`): four keys at a time, one running sum each.
+/// Decoding reads the whole cache once per token; with this and [`weighted_values`] an f16
+/// cache is half the bytes, as on x86-64.
+///
+/// # Safety
+/// The CPU must have NEON (`Isa::Neon`).
+#[target_feature(enable = "neon")]
+pub unsafe fn scores<T: CacheValue>(q: &[f32], keys: &[T], scale: f32, scores: &mut [f32]) {
+    let (d, seen) = (q.len(), scores.len());
+    assert!(keys.len() >= seen * d);
+    let full = d / 4 * 4;
+    let (qp, kp) = (q.as_ptr(), keys.as_ptr());
+    let tail = |j: usize| -> f32 {
+        (full..d)
+            .map(|l| q[l] * keys[j * d + l].to_f64() as f32)
+            .sum()
+    };
+    let mut j = 0;
+    while j + 4 <= seen {
+        let mut acc = [vdupq_n_f32(0.0); 4];
+        for l in (0..full).step_by(4) {
+            // SAFETY: l + 4 <= d and j + u < seen: inside `q` and `keys`.
+            unsafe {
+                let qv = vld1q_f32(qp.add(l));
+                for (u, acc) in acc.iter_mut().enumerate() {
+                    *acc = vfmaq_f32(*acc, qv, T::load4(kp.add((j + u) * d + l)));
+                }
+            }
+        }
+        for (u, acc) in acc.iter().enumerate() {
+            scores[j + u] = (vaddvq_f32(*acc) + tail(j + u)) * scale;
+        }
+        j += 4;
+    }
+    for (j, score) in scores.iter_mut().enumerate().skip(j) {
+        let mut acc = vdupq_n_f32(0.0);
+        for l in (0..full).step_by(4) {
+            // SAFETY: as above.
+            unsafe { acc = vfmaq_f32(acc, vld1q_f32(qp.add(l)), T::load4(kp.add(j * d + l))) };
+        }
+        *score = (vaddvq_f32(acc) + tail(j)) * scale;
+    }
+}
+
+/// `out (+)= Σ_j probs[j] · values[j]` (rows of `out.len()`, f32 or f16); `first` writes,
+/// else adds: 32 dimensions at a time held in eight registers over all keys.
+///
+/// # Safety
+/// The CPU must have NEON (`Isa::Neon`).
+#[target_feature(enable = "neon")]
+pub unsafe fn weighted_values<T: CacheValue>(
+    probs: &[f32],
+    values: &[T],
+    out: &mut [f32],
+    first: bool,
+) {
+    let d = out.len();
+    assert!(values.len() >= probs.len() * d);
+    let full = d / 4 * 4;
+    let (vp, op) = (values.as_ptr(), out.as_mut_ptr());
+    // SAFETY (both closures and the loops): every offset is below `d` in `out`, and below
+    // `probs.len() * d` in `values`.
+    let start = |at: usize| {
+        if first {
+            vdupq_n_f32(0.0)
+        } else {
+            unsafe { vld1q_f32(op.add(at)) }
+        }
+    };
+    let mut c = 0;
+    while c + 32 <= full {
+        let mut acc = [vdupq_n_f32(0.0); 8];
+        for (u, acc) in acc.iter_mut().enumerate() {
+            *acc = start(c + 4 * u);
+        }
+        for (j, &p) in probs.iter().enumerate() {
+            let p = vdupq_n_f32(p);
+            for (u, acc) in acc.iter_mut().enumerate() {
+                *acc = vfmaq_f32(*acc, p, unsafe { T::load4(vp.add(j * d + c + 4 * u)) });
+            }
+        }
+        for (u, acc) in acc.iter().enumerate() {
+            unsafe { vst1q_f32(op.add(c + 4 * u), *acc) };
+        }
+        c += 32;
+    }
+    while c < full {
+        let mut acc = start(c);
+        for (j, &p) in probs.iter().enumerate() {
+            acc = vfmaq_f32(acc, vdupq_n_f32(p), unsafe { T::load4(vp.add(j * d + c)) });
+        }
+        unsafe { vst1q_f32(op.add(c), acc) };
+        c += 4;
+    }
+    for (l, y) in out.iter_mut().enumerate().skip(full) {
+        let sum: f32 = probs
+            .iter()
+            .enumerate()
+            .map(|(j, &p)| p * values[j * d + l].to_f64() as f32)
+            .sum();
+        *y = if first { sum } else { *y + sum };
     }
 }
 
