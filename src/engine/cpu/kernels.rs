@@ -848,6 +848,31 @@ fn weighted_values<T: CacheValue>(
     }
 }
 
+/// The columns `from..` of [`weighted_values`], one at a time: the SIMD kernels' tails past
+/// their last whole vector.
+pub(super) fn weighted_columns<T: CacheValue>(
+    probs: &[f32],
+    values: &[T],
+    out: &mut [f32],
+    first: bool,
+    from: usize,
+) {
+    let d = out.len();
+    for (l, y) in out.iter_mut().enumerate().skip(from) {
+        let sum: f32 = probs
+            .iter()
+            .enumerate()
+            .map(|(j, &p)| p * values[j * d + l].to_f64() as f32)
+            .sum();
+        *y = if first { sum } else { *y + sum };
+    }
+}
+
+/// `Σ q[l] · row[l]` over `l` in `from..q.len()`: the SIMD score kernels' tails.
+pub(super) fn dot_from<T: CacheValue>(q: &[f32], row: &[T], from: usize) -> f32 {
+    (from..q.len()).map(|l| q[l] * row[l].to_f64() as f32).sum()
+}
+
 /// `s = softmax(s)` in place (the exponentials by [`exp_in_place`]).
 fn softmax_in_place(isa: Isa, scores: &mut [f32]) {
     let max = max_lanes(scores);
@@ -892,11 +917,7 @@ unsafe fn scores_avx2<T: CacheValue>(q: &[f32], keys: &[T], scale: f32, scores: 
     let (d, seen) = (q.len(), scores.len());
     let full = d / 8 * 8;
     let (qp, kp) = (q.as_ptr(), keys.as_ptr());
-    let tail_dot = |j: usize| -> f32 {
-        (full..d)
-            .map(|l| q[l] * keys[j * d + l].to_f64() as f32)
-            .sum()
-    };
+    let tail_dot = |j: usize| dot_from(q, &keys[j * d..(j + 1) * d], full);
     // Cache lines of a group of eight keys, and the prefetch distance: two groups ahead.
     let group_bytes = 8 * d * size_of::<T>();
     let mut j = 0;
@@ -993,14 +1014,7 @@ unsafe fn weighted_values_avx2<T: CacheValue>(
         _mm256_storeu_ps(op.add(c), acc);
         c += 8;
     }
-    for (l, y) in out.iter_mut().enumerate().skip(full) {
-        let sum: f32 = probs
-            .iter()
-            .enumerate()
-            .map(|(j, &p)| p * values[j * d + l].to_f64() as f32)
-            .sum();
-        *y = if first { sum } else { *y + sum };
-    }
+    weighted_columns(probs, values, out, first, full);
 }
 
 #[cfg(test)]

@@ -26,7 +26,9 @@ use std::arch::asm;
 
 use half::{bf16, f16};
 
-use super::kernels::{CacheValue, EXP_LN2_HI, EXP_LN2_LO, EXP_MAX, EXP_MIN, EXP_POLY};
+use super::kernels::{
+    dot_from, weighted_columns, CacheValue, EXP_LN2_HI, EXP_LN2_LO, EXP_MAX, EXP_MIN, EXP_POLY,
+};
 use super::matrix::QK8_0;
 use super::q4k::{self, Activations, Layout, BLOCK_BYTES, QK_K};
 
@@ -472,11 +474,7 @@ pub unsafe fn scores<T: CacheValue>(q: &[f32], keys: &[T], scale: f32, scores: &
     assert!(keys.len() >= seen * d);
     let full = d / 4 * 4;
     let (qp, kp) = (q.as_ptr(), keys.as_ptr());
-    let tail = |j: usize| -> f32 {
-        (full..d)
-            .map(|l| q[l] * keys[j * d + l].to_f64() as f32)
-            .sum()
-    };
+    let tail = |j: usize| dot_from(q, &keys[j * d..(j + 1) * d], full);
     let mut j = 0;
     while j + 4 <= seen {
         let mut acc = [vdupq_n_f32(0.0); 4];
@@ -554,14 +552,7 @@ pub unsafe fn weighted_values<T: CacheValue>(
         unsafe { vst1q_f32(op.add(c), acc) };
         c += 4;
     }
-    for (l, y) in out.iter_mut().enumerate().skip(full) {
-        let sum: f32 = probs
-            .iter()
-            .enumerate()
-            .map(|(j, &p)| p * values[j * d + l].to_f64() as f32)
-            .sum();
-        *y = if first { sum } else { *y + sum };
-    }
+    weighted_columns(probs, values, out, first, full);
 }
 
 /// Each kernel against plain scalar products at its block edges and odd sizes, on each NEON
