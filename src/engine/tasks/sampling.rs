@@ -5,6 +5,8 @@ use rand::distributions::{Distribution, WeightedIndex};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
+use crate::engine::cpu::kernels::max_lanes;
+
 /// How the next token is picked from the logits.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SamplingParams {
@@ -153,21 +155,18 @@ impl Sampler {
     }
 }
 
-/// The index of the largest value; the first one on ties (as `torch.argmax`).
+/// The index of the largest value; the first one on ties (as `torch.argmax`). The maximum is
+/// found in independent lanes, then its first position: a compare-and-keep one value at a
+/// time waited on each comparison (50,257 of them a token).
 pub fn argmax(values: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, v) in values.iter().enumerate() {
-        if *v > values[best] {
-            best = i;
-        }
-    }
-    best as u32
+    let max = max_lanes(values);
+    values.iter().position(|&v| v == max).unwrap_or(0) as u32
 }
 
 /// `log_softmax(logits)[id]`, the normaliser summed in f64, without building the whole vector
 /// (it runs once per generated token).
 pub fn log_prob(logits: &[f32], id: u32) -> f32 {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let max = max_lanes(logits);
     let sum = crate::engine::cpu::kernels::sum_exp(logits, max);
     let log_z = max as f64 + sum.ln();
     (logits[id as usize] as f64 - log_z) as f32
