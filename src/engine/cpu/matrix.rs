@@ -23,6 +23,7 @@ use rayon::prelude::*;
 
 use super::gemm::{self, Weights};
 use super::isa::{isa, Isa};
+use super::kernels;
 #[cfg(target_arch = "aarch64")]
 use super::neon;
 use super::q4k;
@@ -104,19 +105,6 @@ pub struct Matrix {
     f32_prompts: bool,
 }
 
-/// `xs` rounded to f16 (to nearest, ties to even, as `f16::from_f32`), by `half`'s slice
-/// conversion (F16C's eight at a time where the CPU has it) on the pool's threads: one value
-/// at a time, converting an f32 checkpoint to f16 took a third of its load.
-fn to_halves(xs: &[f32]) -> Vec<f16> {
-    use half::slice::HalfFloatSliceExt;
-    const CHUNK: usize = 1 << 16;
-    let mut out = vec![f16::ZERO; xs.len()];
-    out.par_chunks_mut(CHUNK)
-        .zip(xs.par_chunks(CHUNK))
-        .for_each(|(o, x)| o.convert_from_f32_slice(x));
-    out
-}
-
 impl Matrix {
     /// The same weights, whose prompt products (more than [`MAX_ROWS`] input rows) keep
     /// their activations in f32: quantized formats multiply dequantized tiles instead of
@@ -138,7 +126,7 @@ impl Matrix {
         );
         let data = match format {
             Format::F32 => Data::F32(gemm::pack_rows(isa(), w, rows, cols)),
-            Format::F16 => Data::F16(gemm::pack_rows(isa(), &to_halves(w), rows, cols)),
+            Format::F16 => Data::F16(gemm::pack_rows(isa(), &kernels::to_halves(w), rows, cols)),
             Format::Bf16 => Data::Bf16(w.par_iter().map(|&v| bf16::from_f32(v)).collect()),
             Format::Q8_0 => {
                 let (qs, scales) = quantize_q8_0(w, true);
@@ -162,8 +150,8 @@ impl Matrix {
         assert_eq!(wt.len(), rows * cols, "weights do not match their shape");
         let data = match format {
             Format::F32 => Data::F32(gemm::pack_columns(wt, rows, cols)),
-            Format::F16 => Data::F16(gemm::pack_columns(&to_halves(wt), rows, cols)),
-            _ => return Self::from_f32(&transpose_blocked(wt, cols, rows), rows, cols, format),
+            Format::F16 => Data::F16(gemm::pack_columns(&kernels::to_halves(wt), rows, cols)),
+            _ => return Self::from_f32(&transpose(wt, cols, rows), rows, cols, format),
         };
         Self {
             rows,
@@ -556,38 +544,31 @@ impl Matrix {
     }
 }
 
-/// `(n, m)` row-major to `(m, n)`.
+/// The transpose of `t` (`n` rows of `m`) in bands of 32 output rows: a band reads a run of
+/// 32 values from each input row (two cache lines) and writes its 32 rows. Bands go in
+/// parallel (a Conv1D matrix at load); a single band, as the few-row products' outputs (`m`
+/// at most 8), stays on the caller's thread.
 fn transpose(t: &[f32], n: usize, m: usize) -> Vec<f32> {
-    let mut out = vec![0f32; m * n];
-    for o in 0..n {
-        for r in 0..m {
-            out[r * n + o] = t[o * m + r];
-        }
-    }
-    out
-}
-
-/// The transpose of `t` (`n` rows of `m`), in 32x32 tiles (each source and destination line
-/// read or written whole while in cache), bands of 32 output rows in parallel.
-fn transpose_blocked(t: &[f32], n: usize, m: usize) -> Vec<f32> {
     const B: usize = 32;
     let mut out = vec![0f32; m * n];
     if n == 0 {
         return out;
     }
-    out.par_chunks_mut(B * n)
-        .enumerate()
-        .for_each(|(band, rows)| {
-            let r0 = band * B;
-            let live = rows.len() / n;
-            for o0 in (0..n).step_by(B) {
-                for o in o0..(o0 + B).min(n) {
-                    for r in 0..live {
-                        rows[r * n + o] = t[o * m + r0 + r];
-                    }
-                }
+    let band = |band: usize, rows: &mut [f32]| {
+        let (r0, live) = (band * B, rows.len() / n);
+        for o in 0..n {
+            for r in 0..live {
+                rows[r * n + o] = t[o * m + r0 + r];
             }
-        });
+        }
+    };
+    if m <= B {
+        band(0, &mut out);
+    } else {
+        out.par_chunks_mut(B * n)
+            .enumerate()
+            .for_each(|(b, rows)| band(b, rows));
+    }
     out
 }
 
@@ -1051,29 +1032,6 @@ mod tests {
     use crate::engine::cpu::testutil::{max_diff, random, reference_xwt as reference};
 
     #[test]
-    fn halves_round_as_one_at_a_time_conversion_does() {
-        // Ties at f16's precision, subnormals, beyond its range, signed zeros, infinities;
-        // more values than one chunk, so that chunk edges are crossed.
-        let mut xs: Vec<f32> = random(150_000, 7).iter().map(|v| v * 3.0).collect();
-        let specials = [
-            1.0 + 1.0 / 2048.0,
-            1.0 + 3.0 / 2048.0,
-            6.0e-8,
-            3.0e-5,
-            65520.0,
-            1.0e6,
-            -0.0,
-            0.0,
-            f32::INFINITY,
-            f32::NEG_INFINITY,
-            f32::MIN_POSITIVE,
-        ];
-        xs.extend(specials);
-        let bits = |h: &[f16]| h.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-        let want: Vec<f16> = xs.iter().map(|&v| f16::from_f32(v)).collect();
-        assert_eq!(bits(&to_halves(&xs)), bits(&want));
-    }
-    #[test]
     fn from_the_transpose_is_the_same_matrix_in_every_format() {
         // 40 rows: two whole panels and a partial one; 33 rows: a partial transpose band.
         for (rows, cols) in [(40, 256), (33, 512)] {
@@ -1081,7 +1039,7 @@ mod tests {
             let wt: Vec<f32> = (0..cols * rows)
                 .map(|i| w[(i % rows) * cols + i / rows])
                 .collect();
-            assert_eq!(transpose_blocked(&w, rows, cols), wt);
+            assert_eq!(transpose(&w, rows, cols), wt);
             let x = random(3 * cols, 6);
             for f in [
                 Format::F32,
