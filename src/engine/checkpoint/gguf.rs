@@ -169,9 +169,15 @@ impl GgufSource {
         let _ = info;
     }
 
-    /// [`TensorSource::matrix`] before its pages are released.
-    fn matrix_of(&self, name: &str, out: usize, inp: usize) -> Result<Weight> {
-        let (info, g) = self.info(name)?;
+    /// [`TensorSource::matrix`] before its pages are released: `name`'s tensor, `info`
+    /// (GGUF name `g`).
+    fn matrix_of(
+        &self,
+        name: &str,
+        (info, g): (&gguf_file::TensorInfo, &str),
+        out: usize,
+        inp: usize,
+    ) -> Result<Weight> {
         if info.shape.dims() != [out, inp] {
             candle_core::bail!(
                 "`{g}` is {:?} in the GGUF file, expected [{out}, {inp}]",
@@ -221,10 +227,9 @@ impl TensorSource for GgufSource {
     }
 
     fn matrix(&self, name: &str, out: usize, inp: usize, _conv1d: bool) -> Result<Weight> {
-        let w = self.matrix_of(name, out, inp);
-        if let Ok((info, _)) = self.info(name) {
-            self.release(info);
-        }
+        let (info, g) = self.info(name)?;
+        let w = self.matrix_of(name, (info, &g), out, inp);
+        self.release(info);
         w
     }
 
