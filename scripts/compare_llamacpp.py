@@ -18,7 +18,9 @@ Each run's --json output is checked: exactly --max-tokens tokens generated (no s
 
 llama.cpp (a child process per measurement, with the llama-cpp-python venv's python, so that a
 crash is reported as such and the script goes on): the same GGUF, n_threads = n_threads_batch =
-T, n_ctx 1024, n_batch = n_ubatch = 512, its defaults otherwise (KV f16, flash attention auto),
+T, n_ctx 1024, n_batch = n_ubatch = 512, its defaults otherwise (KV f16, flash attention auto;
+--llama-kv f32 gives it an f32 cache, as quill keeps at f32 weights, for a comparison of the
+same bytes read per token),
 forward passes only (llama_decode + the last logits), the same prompt ids as quill; one warm-up,
 then the fastest of --runs:
   prompt tokens/s     = P / (one llama_decode of the P-token prompt into an empty cache)
@@ -185,7 +187,7 @@ def child_llama(args):
     ids = json.loads(args.ids)
     P, S = len(ids), args.steps
     ns = argparse.Namespace(llama_verbose=False, ctx=1024, batch=512, threads=args.threads,
-                            flash_attn="auto", kv_type="f16")
+                            flash_attn="auto", kv_type=args.llama_kv)
     r = Runner(args._llama, ns)
     L, mem, V = r.L, r.mem, r.n_vocab
     prompt = r.batch([(t, i, 0) for i, t in enumerate(ids)])
@@ -235,7 +237,7 @@ def llama_measure(args, gguf, ids):
 def llama_child(args, gguf, ids, extra):
     cmd = [args.llama_python, str(Path(__file__).resolve()), "--_llama", str(gguf),
            "--ids", json.dumps(ids), "--threads", str(args.threads), "--steps", str(args.steps),
-           "--runs", str(args.runs), *extra]
+           "--runs", str(args.runs), "--llama-kv", args.llama_kv, *extra]
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(args.threads))
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -288,6 +290,9 @@ def main():
     ap.add_argument("--runs", type=int, default=3, help="runs per figure; the fastest is kept")
     ap.add_argument("--steps", type=int, default=128, help="decode steps")
     ap.add_argument("--prompt", type=int, default=511, help="prompt ids, BOS included")
+    ap.add_argument("--llama-kv", default="f16", choices=["f16", "f32"],
+                    help="llama.cpp's K/V cache type: f16 (its default) or f32 (quill's cache at f32 "
+                         "weights: the same bytes read per token)")
     ap.add_argument("--json", action="store_true", help="JSON on stdout (the table goes to stderr)")
     ap.add_argument("--_llama", help=argparse.SUPPRESS)
     ap.add_argument("--ids", help=argparse.SUPPRESS)
@@ -319,7 +324,7 @@ def main():
         version += f" (commit {commit})"
     meta = {
         "quill": version, "llama": llama_info(args), "cpu": cpu_name(), "threads": args.threads,
-        "rounds": args.rounds, "runs": args.runs, "decode_steps": args.steps,
+        "rounds": args.rounds, "runs": args.runs, "llama_kv": args.llama_kv, "decode_steps": args.steps,
         "prompt_ids": len(ids), "short_prompt_ids": 2,
         "checkpoint": str(Path(args.checkpoint).resolve()),
         "files_mb": {d: (dirs[d] / "model.gguf").stat().st_size / 2**20 for d in args.dtypes},
@@ -370,7 +375,7 @@ def main():
                      "the figure is llama.cpp without its extra CPU buffer types (`use_extra_bufts = false`: "
                      "no repacked weights).")
     lines.append(f"{meta['quill']}; llama.cpp {meta['llama'].get('ggml_commit', '?')} via llama-cpp-python "
-                 f"{meta['llama'].get('llama_cpp_python', '?')}; "
+                 f"{meta['llama'].get('llama_cpp_python', '?')}, KV cache {args.llama_kv}; "
                  f"{args.threads} threads each; {meta['cpu']}; decode {args.steps} steps after the "
                  f"{P}-id prompt; each figure the fastest of {args.runs} runs")
     emit(lines, {"meta": meta, "results": results}, args.json)
