@@ -845,9 +845,11 @@ mod avx {
     }
 
     macro_rules! panel_dots {
-        ($name:ident, $w:ty, $features:literal, $load:ident) => {
+        ($name:ident, $w:ty, $features:literal, $load:ident, $unroll:expr) => {
             /// One packed panel of 16 weight rows (`[k][16]`) against the `M` rows of `x`: per
             /// input, two weight loads and a broadcast and two FMAs per row, no horizontal sums.
+            /// Each row's sums are `2 * unroll` FMA chains (`$unroll(M)` inputs in flight), so
+            /// that few rows do not wait on the FMAs' latency.
             ///
             /// # Safety
             /// The CPU must have the features enabled here; `x` holds `M` rows of
@@ -856,9 +858,10 @@ mod avx {
             pub unsafe fn $name<const M: usize>(x: &[f32], panel: &[$w], tile: &mut [f32; 128]) {
                 let k = panel.len() / 16;
                 assert!(x.len() >= M * k && M <= 8);
-                let mut acc = [[_mm256_setzero_ps(); 2]; M];
+                let unroll: usize = $unroll(M);
+                let mut acc = [[[_mm256_setzero_ps(); 2]; M]; 4];
                 let (xp, wp) = (x.as_ptr(), panel.as_ptr());
-                for l in 0..k {
+                let step = |acc: &mut [[__m256; 2]; M], l: usize| {
                     // Panels lie end to end: the line 1 KB ahead (a hint, never a fault).
                     _mm_prefetch::<_MM_HINT_T0>(
                         wp.wrapping_add(l * 16 + 1024 / size_of::<$w>()) as *const i8
@@ -870,8 +873,26 @@ mod avx {
                         acc[0] = _mm256_fmadd_ps(xv, w0, acc[0]);
                         acc[1] = _mm256_fmadd_ps(xv, w1, acc[1]);
                     }
+                };
+                let whole = k / unroll * unroll;
+                let mut l = 0;
+                while l < whole {
+                    for (u, acc) in acc.iter_mut().take(unroll).enumerate() {
+                        step(acc, l + u);
+                    }
+                    l += unroll;
                 }
-                for (r, acc) in acc.iter().enumerate() {
+                for l in whole..k {
+                    step(&mut acc[0], l);
+                }
+                for u in 1..unroll {
+                    for r in 0..M {
+                        for h in 0..2 {
+                            acc[0][r][h] = _mm256_add_ps(acc[0][r][h], acc[u][r][h]);
+                        }
+                    }
+                }
+                for (r, acc) in acc[0].iter().enumerate() {
                     _mm256_storeu_ps(tile.as_mut_ptr().add(r * 16), acc[0]);
                     _mm256_storeu_ps(tile.as_mut_ptr().add(r * 16 + 8), acc[1]);
                 }
@@ -887,8 +908,17 @@ mod avx {
         _mm256_loadu_ps(p)
     }
 
-    panel_dots!(panel_f32, f32, "avx,fma", load_f32);
-    panel_dots!(panel_f16, f16, "avx,fma,f16c", load_f16);
+    // f32 panels keep one input in flight: at 64 bytes an input, two FMA chains a row
+    // outrun memory (and f32 products stay as they were, bit for bit).
+    panel_dots!(panel_f32, f32, "avx,fma", load_f32, |_| 1);
+    // f16 panels: 32 bytes an input, so one row's two chains (an input per FMA latency)
+    // held two threads' decoding to ~8 bytes a cycle each; four inputs in flight at one row,
+    // two at two.
+    panel_dots!(panel_f16, f16, "avx,fma,f16c", load_f16, |m| match m {
+        1 => 4,
+        2 => 2,
+        _ => 1,
+    });
 
     float_dots!(dots_bf16, bf16, "avx2,fma", load_bf16);
 

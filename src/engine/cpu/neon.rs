@@ -74,7 +74,10 @@ pub(super) unsafe fn load_f32(p: *const f32) -> float32x4_t {
 macro_rules! panel_dots {
     ($name:ident, $group:ident, $w:ty, $load:ident) => {
         /// `R` (at most 4) input rows, `k` apart from `x`, against one panel: four f32 vectors
-        /// of accumulators per row, each FMA taking its input from a vector lane.
+        /// of accumulators per row, each FMA taking its input from a vector lane. One or two
+        /// rows keep four or two such sets, the four inputs of a vector of `x` taking turns,
+        /// so that sixteen FMA chains are in flight whatever `R` is (four chains, one input
+        /// per FMA latency, would hold a core to 16 bytes of f32 weights a cycle, 8 of f16).
         ///
         /// # Safety
         /// `x` must hold `R` rows of `k`, `panel` `16 · k` weights, `tile` 16 values per row.
@@ -86,7 +89,12 @@ macro_rules! panel_dots {
             panel: *const $w,
             tile: *mut f32,
         ) {
-            let mut acc = [[vdupq_n_f32(0.0); 4]; R];
+            let sets: usize = match R {
+                1 => 4,
+                2 => 2,
+                _ => 1,
+            };
+            let mut acc = [[[vdupq_n_f32(0.0); 4]; R]; 4];
             let full = k / 4 * 4;
             let mut l = 0;
             // SAFETY: every load is at an input `l < k` of a row `r < R` or of the panel.
@@ -100,7 +108,7 @@ macro_rules! panel_dots {
                             $load(wp.add(8)),
                             $load(wp.add(12)),
                         ];
-                        for (acc, xv) in acc.iter_mut().zip(&$xv) {
+                        for (acc, xv) in acc[$lane % sets].iter_mut().zip(&$xv) {
                             for (a, w) in acc.iter_mut().zip(&w) {
                                 *a = vfmaq_laneq_f32::<$lane>(*a, *w, *xv);
                             }
@@ -123,7 +131,7 @@ macro_rules! panel_dots {
                         $load(wp.add(8)),
                         $load(wp.add(12)),
                     ];
-                    for (r, acc) in acc.iter_mut().enumerate() {
+                    for (r, acc) in acc[0].iter_mut().enumerate() {
                         let xv = *x.add(r * k + l);
                         for (a, w) in acc.iter_mut().zip(&w) {
                             *a = vfmaq_n_f32(*a, *w, xv);
@@ -131,7 +139,14 @@ macro_rules! panel_dots {
                     }
                     l += 1;
                 }
-                for (r, acc) in acc.iter().enumerate() {
+                for set in 1..sets {
+                    for r in 0..R {
+                        for c in 0..4 {
+                            acc[0][r][c] = vaddq_f32(acc[0][r][c], acc[set][r][c]);
+                        }
+                    }
+                }
+                for (r, acc) in acc[0].iter().enumerate() {
                     for (c, a) in acc.iter().enumerate() {
                         vst1q_f32(tile.add(r * 16 + c * 4), *a);
                     }
