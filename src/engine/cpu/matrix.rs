@@ -790,7 +790,7 @@ mod portable {
 
 #[cfg(target_arch = "x86_64")]
 mod avx {
-    use super::super::x86::hsum;
+    use super::super::x86::{hsum, PREFETCH_AHEAD};
     use super::QK8_0;
     use half::{bf16, f16};
     use std::arch::x86_64::*;
@@ -845,7 +845,7 @@ mod avx {
     }
 
     macro_rules! panel_dots {
-        ($name:ident, $w:ty, $features:literal, $load:ident, $unroll:expr) => {
+        ($name:ident, $w:ty, $features:literal, $load:ident, $unroll:expr, $ahead:expr) => {
             /// One packed panel of 16 weight rows (`[k][16]`) against the `M` rows of `x`: per
             /// input, two weight loads and a broadcast and two FMAs per row, no horizontal sums.
             /// Each row's sums are `2 * unroll` FMA chains (`$unroll(M)` inputs in flight), so
@@ -862,9 +862,10 @@ mod avx {
                 let mut acc = [[[_mm256_setzero_ps(); 2]; M]; 4];
                 let (xp, wp) = (x.as_ptr(), panel.as_ptr());
                 let step = |acc: &mut [[__m256; 2]; M], l: usize| {
-                    // Panels lie end to end: the line 1 KB ahead (a hint, never a fault).
+                    // Panels lie end to end: the line `$ahead` bytes ahead (a hint, never a
+                    // fault).
                     _mm_prefetch::<_MM_HINT_T0>(
-                        wp.wrapping_add(l * 16 + 1024 / size_of::<$w>()) as *const i8
+                        wp.wrapping_add(l * 16 + $ahead / size_of::<$w>()) as *const i8
                     );
                     let w0 = $load(wp.add(l * 16));
                     let w1 = $load(wp.add(l * 16 + 8));
@@ -910,15 +911,22 @@ mod avx {
 
     // f32 panels keep one input in flight: at 64 bytes an input, two FMA chains a row
     // outrun memory (and f32 products stay as they were, bit for bit).
-    panel_dots!(panel_f32, f32, "avx,fma", load_f32, |_| 1);
+    panel_dots!(panel_f32, f32, "avx,fma", load_f32, |_| 1, 1024);
     // f16 panels: 32 bytes an input, so one row's two chains (an input per FMA latency)
     // held two threads' decoding to ~8 bytes a cycle each; four inputs in flight at one row,
     // two at two.
-    panel_dots!(panel_f16, f16, "avx,fma,f16c", load_f16, |m| match m {
-        1 => 4,
-        2 => 2,
-        _ => 1,
-    });
+    panel_dots!(
+        panel_f16,
+        f16,
+        "avx,fma,f16c",
+        load_f16,
+        |m| match m {
+            1 => 4,
+            2 => 2,
+            _ => 1,
+        },
+        PREFETCH_AHEAD
+    );
 
     float_dots!(dots_bf16, bf16, "avx2,fma", load_bf16);
 
@@ -964,8 +972,8 @@ mod avx {
         let ones = _mm256_set1_epi16(1);
         let mut acc = [_mm256_setzero_ps(); M];
         for b in 0..nb {
-            // The rows of a task lie end to end: the line 1 KB ahead (a hint, never a fault).
-            _mm_prefetch::<_MM_HINT_T0>(wq.as_ptr().wrapping_add(b * QK8_0 + 1024));
+            // The rows of a task lie end to end: the line 8 KB ahead (a hint, never a fault).
+            _mm_prefetch::<_MM_HINT_T0>(wq.as_ptr().wrapping_add(b * QK8_0 + PREFETCH_AHEAD));
             let w = _mm256_loadu_si256(wq.as_ptr().add(b * QK8_0) as *const __m256i);
             let aw = _mm256_sign_epi8(w, w);
             let d = wd[b];
@@ -987,6 +995,7 @@ mod avx {
 /// VNNI's fused byte products.
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
+    use super::super::x86::PREFETCH_AHEAD;
     use super::QK8_0;
     use std::arch::x86_64::*;
 
@@ -1021,9 +1030,9 @@ mod avx512 {
         let mut acc = [_mm512_setzero_ps(); M];
         for pair in 0..nb / 2 {
             let b = 2 * pair;
-            // The rows of a task lie end to end: ask for the line 1 KB ahead (past this
+            // The rows of a task lie end to end: ask for the line 8 KB ahead (past this
             // row's end, the next row's), a hint that never faults.
-            _mm_prefetch::<_MM_HINT_T0>(wq.as_ptr().wrapping_add(b * QK8_0 + 1024));
+            _mm_prefetch::<_MM_HINT_T0>(wq.as_ptr().wrapping_add(b * QK8_0 + PREFETCH_AHEAD));
             let w = _mm512_loadu_si512(wq.as_ptr().add(b * QK8_0) as *const __m512i);
             let aw = _mm512_abs_epi8(w);
             let negative = _mm512_movepi8_mask(w);
