@@ -186,7 +186,8 @@ panel_dots!(panel_f32, panel_group_f32, f32, load_f32);
 panel_dots!(panel_f16, panel_group_f16, f16, load_f16);
 
 /// `out[r] = dot(x[r], w)` for the `M` rows of `x` and one row of bf16 weights, each weight
-/// widened once for all rows.
+/// widened once for all rows. One or two rows keep four or two pairs of sums each (eight
+/// weights each, in turns): one pair took 16 bytes of weights per FMA latency.
 ///
 /// # Safety
 /// The CPU must have NEON (`Isa::Neon`).
@@ -194,25 +195,41 @@ panel_dots!(panel_f16, panel_group_f16, f16, load_f16);
 pub unsafe fn dots_bf16<const M: usize>(x: &[f32], w: &[bf16], out: &mut [f32]) {
     let k = w.len();
     assert!(x.len() >= M * k && out.len() >= M);
-    let full = k / 8 * 8;
-    let mut acc = [[vdupq_n_f32(0.0); 2]; M];
+    let unroll: usize = match M {
+        1 => 4,
+        2 => 2,
+        _ => 1,
+    };
+    let full = k / (8 * unroll) * (8 * unroll);
+    let mut acc = [[[vdupq_n_f32(0.0); 2]; M]; 4];
     let (xp, wp) = (x.as_ptr(), w.as_ptr());
+    // SAFETY: i + 8 <= k, within `w` and within each of the M rows of `x`.
+    let step = |acc: &mut [[float32x4_t; 2]; M], i: usize| unsafe {
+        let w0 = load_bf16(wp.add(i));
+        let w1 = load_bf16(wp.add(i + 4));
+        for (r, acc) in acc.iter_mut().enumerate() {
+            acc[0] = vfmaq_f32(acc[0], vld1q_f32(xp.add(r * k + i)), w0);
+            acc[1] = vfmaq_f32(acc[1], vld1q_f32(xp.add(r * k + i + 4)), w1);
+        }
+    };
     let mut i = 0;
     while i < full {
-        // SAFETY: i + 8 <= k, within `w` and within each of the M rows of `x`.
-        unsafe {
-            let w0 = load_bf16(wp.add(i));
-            let w1 = load_bf16(wp.add(i + 4));
-            for (r, acc) in acc.iter_mut().enumerate() {
-                acc[0] = vfmaq_f32(acc[0], vld1q_f32(xp.add(r * k + i)), w0);
-                acc[1] = vfmaq_f32(acc[1], vld1q_f32(xp.add(r * k + i + 4)), w1);
-            }
+        for (u, acc) in acc.iter_mut().take(unroll).enumerate() {
+            step(acc, i + 8 * u);
         }
+        i += 8 * unroll;
+    }
+    while i + 8 <= k {
+        step(&mut acc[0], i);
         i += 8;
     }
-    for (r, acc) in acc.iter().enumerate() {
-        let mut s = vaddvq_f32(vaddq_f32(acc[0], acc[1]));
-        for j in full..k {
+    for r in 0..M {
+        let mut sum = vaddq_f32(acc[0][r][0], acc[0][r][1]);
+        for set in &acc[1..unroll] {
+            sum = vaddq_f32(sum, vaddq_f32(set[r][0], set[r][1]));
+        }
+        let mut s = vaddvq_f32(sum);
+        for j in i..k {
             s += x[r * k + j] * w[j].to_f32();
         }
         out[r] = s;
