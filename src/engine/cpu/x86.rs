@@ -7,7 +7,7 @@ use std::arch::x86_64::*;
 /// line (f16 widened, `q8_0` blocks unpacked), so the out-of-order window holds few lines in
 /// flight, and with the hardware prefetcher and 1 KB ahead each thread read below the
 /// memory's rate. Per-token decode, 8 KB against 1 KB, medians of paired interleaved runs on
-/// a Zen 5 (four runs each): `q8_0` 0.84x-0.94x, f16 0.86x-0.98x; 4 KB gave about half the
+/// a Zen 5: `q8_0` 0.84x-0.95x (five runs), f16 0.86x-0.98x (four); 4 KB gave about half the
 /// gain, 16-32 KB less. f32 panels (64 bytes an input) read at the memory's rate either way
 /// and keep 1 KB; `q4_K` keeps 1 KB too (0.91x in one run, 0.99x and 1.00x in the next two).
 pub(super) const PREFETCH_AHEAD: usize = 8 << 10;
