@@ -30,11 +30,15 @@ pub fn keep_freed_buffers() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets the allocator's thresholds, under its own lock.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD as libc::c_int);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20);
         libc::mallopt(libc::M_TOP_PAD, 64 << 20);
     }
 }
+
+/// The size from which glibc maps a block of its own instead of taking it from a heap, as
+/// [`keep_freed_buffers`] sets it.
+const MMAP_THRESHOLD: usize = 32 << 20;
 
 /// Blocks from which [`HugePages`] asks for huge pages: any such block holds a whole 2 MiB
 /// page (f32 GPT-2 124M's smallest matrix is 2.4 MB, its query-key-value one 7 MB).
@@ -76,10 +80,22 @@ unsafe impl GlobalAlloc for HugePages {
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // Where calloc maps fresh memory it writes nothing, so the advice comes before the
-        // first fault; where it reuses and clears heap memory, those pages are already in.
-        let ptr = System.alloc_zeroed(layout);
-        advise(ptr, layout.size());
+        let size = layout.size();
+        if !(LARGE..MMAP_THRESHOLD).contains(&size) {
+            // Small blocks have no whole huge page; calloc maps blocks from the threshold up
+            // freshly and writes nothing, so the advice still comes before the first fault.
+            let ptr = System.alloc_zeroed(layout);
+            advise(ptr, size);
+            return ptr;
+        }
+        // A heap block: calloc would clear it before the advice (with the top pad, glibc
+        // counts a whole heap as written), faulting it in 4 KiB pages; cleared here after the
+        // advice, it faults in huge pages.
+        let ptr = System.alloc(layout);
+        advise(ptr, size);
+        if !ptr.is_null() {
+            ptr.write_bytes(0, size);
+        }
         ptr
     }
 

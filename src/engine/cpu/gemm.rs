@@ -117,19 +117,32 @@ pub fn pack<T: Copy + Default + Send + Sync>(w: &[T], n: usize, k: usize) -> Vec
 }
 
 /// The panels of `n` rows of `k` inputs, zeroed, panel `p` filled by `fill(p, panel)` over
-/// rayon's threads: what every packing here shares.
+/// rayon's threads: what every packing here shares. Each task zeroes its own panel just before
+/// filling it, so the block is first written there, not by the allocator: a zeroed block of
+/// heap memory is cleared by `calloc` up front, on one thread and (for a process-wide
+/// allocator that asks for huge pages) before it can advise the kernel, which faulted a
+/// model's matrices in 4 KiB at a time.
 fn panels<T: Copy + Default + Send + Sync>(
     n: usize,
     k: usize,
     fill: impl Fn(usize, &mut [T]) + Sync,
 ) -> Vec<T> {
-    let mut panels = vec![T::default(); n.div_ceil(NR) * NR * k];
+    let len = n.div_ceil(NR) * NR * k;
+    let mut panels: Vec<T> = Vec::with_capacity(len);
     if k > 0 {
-        panels
+        panels.spare_capacity_mut()[..len]
             .par_chunks_mut(NR * k)
             .enumerate()
-            .for_each(|(p, panel)| fill(p, panel));
+            .for_each(|(p, panel)| {
+                panel.fill(std::mem::MaybeUninit::new(T::default()));
+                // SAFETY: every element of `panel` was just written; `MaybeUninit<T>` has
+                // `T`'s layout.
+                let panel = unsafe { &mut *(panel as *mut [_] as *mut [T]) };
+                fill(p, panel)
+            });
     }
+    // SAFETY: with k > 0 the tasks above wrote all `len` elements; with k = 0, `len` is 0.
+    unsafe { panels.set_len(len) };
     panels
 }
 
