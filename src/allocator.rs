@@ -175,6 +175,15 @@ mod tests {
                 let grown = a.realloc(z.as_mut_ptr(), layout, 2 * size);
                 assert_eq!(*grown.add(size - 1), 7, "{size}: realloc keeps contents");
                 a.dealloc(grown, Layout::from_size_align(2 * size, 64).unwrap());
+                // Written, freed, and asked for zeroed again: reused heap memory (cleared by
+                // HugePages itself from LARGE up) comes back zeroed too.
+                let dirty = a.alloc(layout);
+                dirty.write_bytes(0xab, size);
+                a.dealloc(dirty, layout);
+                let z = a.alloc_zeroed(layout);
+                let z = std::slice::from_raw_parts_mut(z, size);
+                assert!(z.iter().all(|&b| b == 0), "{size}: zeroed after reuse");
+                a.dealloc(z.as_mut_ptr(), layout);
             }
         }
     }
