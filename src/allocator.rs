@@ -81,21 +81,24 @@ unsafe impl GlobalAlloc for HugePages {
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         let size = layout.size();
-        if !(LARGE..MMAP_THRESHOLD).contains(&size) {
-            // Small blocks have no whole huge page; calloc maps blocks from the threshold up
-            // freshly and writes nothing, so the advice still comes before the first fault.
-            let ptr = System.alloc_zeroed(layout);
+        if cfg!(all(target_os = "linux", target_env = "gnu"))
+            && (LARGE..MMAP_THRESHOLD).contains(&size)
+        {
+            // A glibc heap block: calloc would clear it before the advice (with the top pad,
+            // glibc counts a whole heap as written), faulting it in 4 KiB pages; cleared here
+            // after the advice, it faults in huge pages.
+            let ptr = System.alloc(layout);
             advise(ptr, size);
+            if !ptr.is_null() {
+                ptr.write_bytes(0, size);
+            }
             return ptr;
         }
-        // A heap block: calloc would clear it before the advice (with the top pad, glibc
-        // counts a whole heap as written), faulting it in 4 KiB pages; cleared here after the
-        // advice, it faults in huge pages.
-        let ptr = System.alloc(layout);
+        // Small blocks have no whole huge page; calloc maps blocks from the threshold up
+        // freshly and writes nothing, so the advice still comes before the first fault.
+        // Elsewhere calloc's fresh pages are left to fault in untouched.
+        let ptr = System.alloc_zeroed(layout);
         advise(ptr, size);
-        if !ptr.is_null() {
-            ptr.write_bytes(0, size);
-        }
         ptr
     }
 

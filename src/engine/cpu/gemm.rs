@@ -118,10 +118,9 @@ pub fn pack<T: Copy + Default + Send + Sync>(w: &[T], n: usize, k: usize) -> Vec
 
 /// The panels of `n` rows of `k` inputs, zeroed, panel `p` filled by `fill(p, panel)` over
 /// rayon's threads: what every packing here shares. Each task zeroes its own panel just before
-/// filling it, so the block is first written there, not by the allocator: a zeroed block of
-/// heap memory is cleared by `calloc` up front, on one thread and (for a process-wide
-/// allocator that asks for huge pages) before it can advise the kernel, which faulted a
-/// model's matrices in 4 KiB at a time.
+/// filling it, so the block is first written there, in parallel and while the panel is in
+/// cache: a zeroed allocation is cleared up front, on one thread, in a pass of its own (the
+/// allocator's, with quill's glibc settings: 0.18 s against 0.11 s for an f32 GGUF's load).
 fn panels<T: Copy + Default + Send + Sync>(
     n: usize,
     k: usize,
