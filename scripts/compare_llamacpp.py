@@ -21,19 +21,23 @@ crash is reported as such and the script goes on): the same GGUF, n_threads = n_
 T, n_ctx 1024, n_batch = n_ubatch = 512, its defaults otherwise (KV f16, flash attention auto;
 --llama-kv f32 gives it an f32 cache, as quill keeps at f32 weights, for a comparison of the
 same bytes read per token),
-forward passes only (llama_decode + the last logits), the same prompt ids as quill; one warm-up,
-then the fastest of --runs:
+forward passes only (llama_decode + the last logits), the same prompt ids as quill; the child
+loads the file and runs one unmeasured warm-up, then stays up for the round, and each of its
+--runs runs (the fastest kept) is the prompt into an empty cache, then the steps after it:
   prompt tokens/s     = P / (one llama_decode of the P-token prompt into an empty cache)
   decode ms/token     = STEPS single-token llama_decode calls after that prompt, per token
-When the child crashes with llama.cpp's defaults (this build, on an AVX-512/AMX Xeon, segfaults
+When the child crashes (in its warm-up, which runs what a measured run does) with llama.cpp's defaults (this build, on an AVX-512/AMX Xeon, segfaults
 on multi-token batches of q8_0 and q4_k weights in its extra CPU buffer types, its own
 quantizations as well as quill's), it is run again
 with use_extra_bufts = false (no repacked weights); the table marks such figures with † and
 names the crash, and a format that crashes either way is reported as crashed.
 
-Rounds: --rounds rounds, each going through every dtype, quill and llama.cpp back to back (quill
-first in odd rounds, llama.cpp first in even ones), so that drift of the machine shows as a
-difference between rounds rather than between the two engines. Ratios are within a round:
+Rounds: --rounds rounds, each going through every dtype. Within a round of one dtype the two
+engines alternate run by run: quill's three processes (A, B, C), then one llama.cpp run, --runs
+times (llama.cpp first in even rounds), so that drift of the machine (its memory rate moves by
+tens of percent within a minute, which both f32 decoders, reading ~500 MB a token, feel in
+full) falls on both engines alike instead of on whichever ran in the slow half-minute.
+Ratios are within a round:
   decode: quill time / llama.cpp time (below 1: quill faster)
   prompt: quill rate / llama.cpp rate (above 1: quill faster)
 
@@ -53,6 +57,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -104,16 +109,15 @@ def quill_run(args, model_dir, prompt, max_tokens):
     return dt
 
 
-def quill_measure(args, model_dir, long_text, short_text):
+def quill_round(args, model_dir, long_text, short_text, runs):
+    """One run of quill's three processes (A, B, C), appended to `runs`."""
+    runs["A_prompt_1"].append(quill_run(args, model_dir, long_text, 1))
+    runs["B_prompt_1_plus_steps"].append(quill_run(args, model_dir, long_text, 1 + args.steps))
+    runs["C_short_1"].append(quill_run(args, model_dir, short_text, 1))
+
+
+def quill_figures(args, runs):
     P, S = args.prompt, args.steps
-    runs = {"A_prompt_1": [], "B_prompt_1_plus_steps": [], "C_short_1": []}
-    # One unmeasured warm-up, as llama.cpp gets: the first process after other work reads the
-    # GGUF file from disk (500 MB at f32) and finds the CPU in whatever state it was left in.
-    quill_run(args, model_dir, long_text, 1)
-    for _ in range(args.runs):  # interleaved, so drift hits the three alike
-        runs["A_prompt_1"].append(quill_run(args, model_dir, long_text, 1))
-        runs["B_prompt_1_plus_steps"].append(quill_run(args, model_dir, long_text, 1 + S))
-        runs["C_short_1"].append(quill_run(args, model_dir, short_text, 1))
     a, b, c = (min(v) for v in runs.values())
     return {
         "decode_ms_per_token": 1e3 * (b - a) / S,
@@ -210,42 +214,114 @@ def child_llama(args):
             raise SystemExit("llama_memory_seq_rm failed")
         return dt
 
-    prompt_s = [prompt_run() for _ in range(1 + args.runs)][1:]
-    L.llama_memory_clear(mem, True)
-    r.decode(prompt)
-    decode_s = [steps_run() for _ in range(1 + args.runs)][1:]
-    out = {
-        "prompt_tokens_per_s": P / min(prompt_s),
-        "decode_ms_per_token": 1e3 * min(decode_s),
-        "prompt_s": prompt_s, "decode_s_per_token": decode_s, "load_s": r.load_s,
-    }
+    def one_run():  # the prompt into an empty cache, then the steps after it
+        return {"prompt_s": prompt_run(), "decode_s_per_token": steps_run()}
+
+    one_run()  # the warm-up
+    print(json.dumps({"ready": True, "load_s": r.load_s}), flush=True)
+    for line in sys.stdin:  # one measured run per "run" line, until "quit" or end of input
+        if line.strip() != "run":
+            break
+        print(json.dumps(one_run()), flush=True)
     r.close()
-    return out
 
 
-def llama_measure(args, gguf, ids):
-    """llama.cpp's figures: with its defaults, or, when that child crashes, again without the
-    extra buffer types (repacked weights), the crash recorded ("default_crashed")."""
-    got = llama_child(args, gguf, ids, ())
-    if "error" in got:
-        again = llama_child(args, gguf, ids, ("--no-extra-bufts",))
-        again["default_crashed"] = got["error"]
-        return again
-    return got
+class LlamaChild:
+    """A llama.cpp child process for one round of one format: it loads the GGUF and runs one
+    unmeasured warm-up, then answers each `run()` with one measured run (the prompt into an
+    empty cache, then the decoding steps). Kept alive between runs, so that its runs can
+    alternate with quill's processes. `error` is set when it crashed (or never came up)."""
+
+    def __init__(self, args, gguf, ids, extra):
+        cmd = [args.llama_python, str(Path(__file__).resolve()), "--_llama", str(gguf),
+               "--ids", json.dumps(ids), "--threads", str(args.threads), "--steps", str(args.steps),
+               "--llama-kv", args.llama_kv, *extra]
+        env = dict(os.environ)
+        env.setdefault("OMP_NUM_THREADS", str(args.threads))
+        self.extra = extra
+        self.stderr = tempfile.TemporaryFile(mode="w+")
+        self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
+                                  text=True, env=env)
+        self.error = None
+        self.runs = {"prompt_s": [], "decode_s_per_token": []}
+        hello = self._answer()
+        self.load_s = hello["load_s"] if hello else None
+
+    def _answer(self):
+        line = self.p.stdout.readline()
+        if line:
+            return json.loads(line)
+        rc = self.p.wait()
+        self.error = signal_name(rc) if rc < 0 else f"exit {rc}"
+        self.stderr.seek(0)
+        log(f"  llama.cpp{' ' + ' '.join(self.extra) if self.extra else ''} failed ({self.error}): "
+            f"{self.stderr.read().strip()[-400:]}")
+        return None
+
+    def run(self):
+        if self.error:
+            return
+        self.p.stdin.write("run\n")
+        self.p.stdin.flush()
+        got = self._answer()
+        if got:
+            for k, v in got.items():
+                self.runs[k].append(v)
+
+    def close(self):
+        if not self.error:
+            self.p.stdin.write("quit\n")
+            self.p.stdin.flush()
+        self.p.wait()
+        self.stderr.close()
+
+    def figures(self):
+        if self.error:
+            return {"error": self.error}
+        return {
+            "prompt_tokens_per_s": self.ids_len / min(self.runs["prompt_s"]),
+            "decode_ms_per_token": 1e3 * min(self.runs["decode_s_per_token"]),
+            **self.runs, "load_s": self.load_s,
+        }
 
 
-def llama_child(args, gguf, ids, extra):
-    cmd = [args.llama_python, str(Path(__file__).resolve()), "--_llama", str(gguf),
-           "--ids", json.dumps(ids), "--threads", str(args.threads), "--steps", str(args.steps),
-           "--runs", str(args.runs), "--llama-kv", args.llama_kv, *extra]
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", str(args.threads))
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    if p.returncode != 0:
-        why = signal_name(p.returncode) if p.returncode < 0 else f"exit {p.returncode}"
-        log(f"  llama.cpp{' ' + ' '.join(extra) if extra else ''} on {gguf} failed ({why}): {p.stderr.strip()[-400:]}")
-        return {"error": why}
-    return json.loads(p.stdout.strip().splitlines()[-1])
+def llama_start(args, gguf, ids):
+    """llama.cpp's child with its defaults, or, when that one crashes in its warm-up (which
+    runs what a measured run does), one without the extra buffer types (repacked weights), the
+    crash recorded ("default_crashed")."""
+    child = LlamaChild(args, gguf, ids, ())
+    if child.error:
+        crashed = child.error
+        child.close()
+        child = LlamaChild(args, gguf, ids, ("--no-extra-bufts",))
+        child.default_crashed = crashed
+    child.ids_len = len(ids)
+    return child
+
+
+def measure(args, model_dir, long_text, short_text, ids, quill_first):
+    """One round of one format: the llama.cpp child comes up (load and warm-up) and quill runs
+    one unmeasured warm-up process; then --runs times, quill's three processes and one
+    llama.cpp run back to back (in the round's order), so that the machine's drift (its memory
+    rate moves by tens of percent within a minute) falls on both engines alike. The fastest of
+    each kept."""
+    llama = llama_start(args, model_dir / "model.gguf", ids)
+    # One unmeasured warm-up, as llama.cpp gets: the first process after other work reads the
+    # GGUF file from disk (500 MB at f32) and finds the CPU in whatever state it was left in.
+    quill_run(args, model_dir, long_text, 1)
+    runs = {"A_prompt_1": [], "B_prompt_1_plus_steps": [], "C_short_1": []}
+    for _ in range(args.runs):
+        for who in ("quill", "llama") if quill_first else ("llama", "quill"):
+            if who == "quill":
+                quill_round(args, model_dir, long_text, short_text, runs)
+            else:
+                llama.run()
+                time.sleep(0.1)  # ggml's OpenMP workers spin a while after their last barrier
+    llama.close()
+    got = llama.figures()
+    if hasattr(llama, "default_crashed"):
+        got["default_crashed"] = llama.default_crashed
+    return {"quill": quill_figures(args, runs), "llama": got}
 
 
 def llama_info(args):
@@ -332,15 +408,9 @@ def main():
     results = {d: [] for d in args.dtypes}
     for rnd in range(args.rounds):
         for d in args.dtypes:
-            gguf = dirs[d] / "model.gguf"
-            order = ("quill", "llama") if rnd % 2 == 0 else ("llama", "quill")
-            got = {}
-            for who in order:
-                log(f"round {rnd + 1}, {d}: {who} ...")
-                if who == "quill":
-                    got[who] = quill_measure(args, dirs[d], long_text, short_text)
-                else:
-                    got[who] = llama_measure(args, gguf, ids)
+            log(f"round {rnd + 1}, {d}: " + ("quill and llama.cpp" if rnd % 2 == 0 else "llama.cpp and quill")
+                + f", {args.runs} runs each, alternating ...")
+            got = measure(args, dirs[d], long_text, short_text, ids, quill_first=rnd % 2 == 0)
             q, l = got["quill"], got["llama"]
             log(f"  quill decode {q['decode_ms_per_token']:.2f} ms/token, prompt {q['prompt_tokens_per_s']:.0f} tokens/s; "
                 + ("llama.cpp " + (f"decode {l['decode_ms_per_token']:.2f} ms/token, prompt {l['prompt_tokens_per_s']:.0f} tokens/s"
