@@ -36,8 +36,10 @@ Rounds: --rounds rounds, each going through every dtype. Within a round of one d
 engines alternate run by run: quill's three processes (A, B, C), then one llama.cpp run, --runs
 times (llama.cpp first in even rounds), so that drift of the machine (its memory rate moves by
 tens of percent within a minute, which both f32 decoders, reading ~500 MB a token, feel in
-full) falls on both engines alike instead of on whichever ran in the slow half-minute.
-Ratios are within a round:
+full) falls on both engines alike instead of on whichever ran in the slow half-minute. After
+each llama.cpp run comes one more unmeasured quill process, so that every measured quill
+process follows a quill process (a quill process right after a llama.cpp run clears its fresh
+pages about 2x slower on this machine). Ratios are within a round:
   decode: quill time / llama.cpp time (below 1: quill faster)
   prompt: quill rate / llama.cpp rate (above 1: quill faster)
 
@@ -302,9 +304,9 @@ def llama_start(args, gguf, ids):
 def measure(args, model_dir, long_text, short_text, ids, quill_first):
     """One round of one format: the llama.cpp child comes up (load and warm-up) and quill runs
     one unmeasured warm-up process; then --runs times, quill's three processes and one
-    llama.cpp run back to back (in the round's order), so that the machine's drift (its memory
-    rate moves by tens of percent within a minute) falls on both engines alike. The fastest of
-    each kept."""
+    llama.cpp run (followed by an unmeasured quill process) back to back, in the round's order,
+    so that the machine's drift (its memory rate moves by tens of percent within a minute)
+    falls on both engines alike. The fastest of each kept."""
     llama = llama_start(args, model_dir / "model.gguf", ids)
     # One unmeasured warm-up, as llama.cpp gets: the first process after other work reads the
     # GGUF file from disk (500 MB at f32) and finds the CPU in whatever state it was left in.
@@ -316,7 +318,13 @@ def measure(args, model_dir, long_text, short_text, ids, quill_first):
                 quill_round(args, model_dir, long_text, short_text, runs)
             else:
                 llama.run()
-                time.sleep(0.1)  # ggml's OpenMP workers spin a while after their last barrier
+                # And one unmeasured quill process after it, so that each measured one follows
+                # a quill process, as the warm-up has it. A quill process right after a
+                # llama.cpp run spent ~2x as long in the kernel clearing its fresh pages (sys
+                # 0.32-1.04 s against 0.15-0.24 after a quill process, its prompt pass no
+                # slower): that penalty fell on quill's long prompt (A) in every round that
+                # ran llama.cpp first, and only there.
+                quill_run(args, model_dir, long_text, 1)
     llama.close()
     got = llama.figures()
     if hasattr(llama, "default_crashed"):
