@@ -16,8 +16,8 @@ configuration is run --runs times and the fastest is kept:
   prompt tokens/s     = (P - 2) / (A - C)   (the marginal rate of the long prompt's extra tokens)
 Each run's --json output is checked: exactly --max-tokens tokens generated (no stop at EOS).
 
-llama.cpp (a child process per measurement, with the llama-cpp-python venv's python, so that a
-crash is reported as such and the script goes on): the same GGUF, n_threads = n_threads_batch =
+llama.cpp (a child process per round and format, with the llama-cpp-python venv's python, so
+that a crash is reported as such and the script goes on): the same GGUF, n_threads = n_threads_batch =
 T, n_ctx 1024, n_batch = n_ubatch = 512, its defaults otherwise (KV f16, flash attention auto;
 --llama-kv f32 gives it an f32 cache, as quill keeps at f32 weights, for a comparison of the
 same bytes read per token),
@@ -26,10 +26,10 @@ loads the file and runs one unmeasured warm-up, then stays up for the round, and
 --runs runs (the fastest kept) is the prompt into an empty cache, then the steps after it:
   prompt tokens/s     = P / (one llama_decode of the P-token prompt into an empty cache)
   decode ms/token     = STEPS single-token llama_decode calls after that prompt, per token
-When the child crashes (in its warm-up, which runs what a measured run does) with llama.cpp's defaults (this build, on an AVX-512/AMX Xeon, segfaults
-on multi-token batches of q8_0 and q4_k weights in its extra CPU buffer types, its own
-quantizations as well as quill's), it is run again
-with use_extra_bufts = false (no repacked weights); the table marks such figures with † and
+When the child crashes in its warm-up (which runs what a measured run does) with llama.cpp's
+defaults (this build, on an AVX-512/AMX Xeon, segfaults on multi-token batches of q8_0 and q4_k
+weights in its extra CPU buffer types, its own quantizations as well as quill's), it is started
+again with use_extra_bufts = false (no repacked weights); the table marks such figures with † and
 names the crash, and a format that crashes either way is reported as crashed.
 
 Rounds: --rounds rounds, each going through every dtype. Within a round of one dtype the two
