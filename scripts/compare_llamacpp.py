@@ -232,15 +232,19 @@ class LlamaChild:
     """A llama.cpp child process for one round of one format: it loads the GGUF and runs one
     unmeasured warm-up, then answers each `run()` with one measured run (the prompt into an
     empty cache, then the decoding steps). Kept alive between runs, so that its runs can
-    alternate with quill's processes. `error` is set when it crashed (or never came up)."""
+    alternate with quill's processes. `error` is set when it crashed (or never came up);
+    `default_crashed`, when this is the second child, started without the extra buffer types
+    because the first one crashed."""
 
-    def __init__(self, args, gguf, ids, extra):
+    def __init__(self, args, gguf, ids, extra, default_crashed=None):
         cmd = [args.llama_python, str(Path(__file__).resolve()), "--_llama", str(gguf),
                "--ids", json.dumps(ids), "--threads", str(args.threads), "--steps", str(args.steps),
                "--llama-kv", args.llama_kv, *extra]
         env = dict(os.environ)
         env.setdefault("OMP_NUM_THREADS", str(args.threads))
         self.extra = extra
+        self.ids_len = len(ids)
+        self.default_crashed = default_crashed
         self.stderr = tempfile.TemporaryFile(mode="w+")
         self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
                                   text=True, env=env)
@@ -271,19 +275,22 @@ class LlamaChild:
                 self.runs[k].append(v)
 
     def close(self):
-        if not self.error:
+        try:
             self.p.stdin.write("quit\n")
             self.p.stdin.flush()
+        except BrokenPipeError:  # it has crashed (and said so) or is gone
+            pass
         self.p.wait()
         self.stderr.close()
 
     def figures(self):
+        crashed = {"default_crashed": self.default_crashed} if self.default_crashed else {}
         if self.error:
-            return {"error": self.error}
+            return {"error": self.error, **crashed}
         return {
             "prompt_tokens_per_s": self.ids_len / min(self.runs["prompt_s"]),
             "decode_ms_per_token": 1e3 * min(self.runs["decode_s_per_token"]),
-            **self.runs, "load_s": self.load_s,
+            **self.runs, "load_s": self.load_s, **crashed,
         }
 
 
@@ -293,11 +300,8 @@ def llama_start(args, gguf, ids):
     crash recorded ("default_crashed")."""
     child = LlamaChild(args, gguf, ids, ())
     if child.error:
-        crashed = child.error
         child.close()
-        child = LlamaChild(args, gguf, ids, ("--no-extra-bufts",))
-        child.default_crashed = crashed
-    child.ids_len = len(ids)
+        child = LlamaChild(args, gguf, ids, ("--no-extra-bufts",), default_crashed=child.error)
     return child
 
 
@@ -326,10 +330,7 @@ def measure(args, model_dir, long_text, short_text, ids, quill_first):
                 # ran llama.cpp first, and only there.
                 quill_run(args, model_dir, long_text, 1)
     llama.close()
-    got = llama.figures()
-    if hasattr(llama, "default_crashed"):
-        got["default_crashed"] = llama.default_crashed
-    return {"quill": quill_figures(args, runs), "llama": got}
+    return {"quill": quill_figures(args, runs), "llama": llama.figures()}
 
 
 def llama_info(args):
